@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` (set up everything, start the local DataLake, run the main job)
+# and `make test`. Everything else here is a building block of those two.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXTRAS := pipeline,sites,dev
+
+.PHONY: install demo test test-unit test-integration lint testbed-up testbed-down testbed-status clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/install-system-deps.sh
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==26.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: install
+	$(BIN)/lofar-datalake testbed up
+	$(BIN)/lofar-datalake demo
+
+test: install
+	$(BIN)/python -m pytest -ra tests
+
+test-unit: install
+	$(BIN)/python -m pytest -ra tests/unit
+
+lint: install
+	$(BIN)/ruff check workflow/lib tests scripts
+	$(BIN)/ruff format --check workflow/lib tests scripts
+
+testbed-up: install
+	$(BIN)/lofar-datalake testbed up
+testbed-status: install
+	$(BIN)/lofar-datalake testbed status
+testbed-down: install
+	$(BIN)/lofar-datalake testbed down
+
+clean: testbed-down
+	rm -rf .testbed

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, only those that are missing.
+# swig + libssl-dev + gcc: pip builds M2Crypto (needed by the fts3 client) from source.
+# python3-venv / python3-dev: the project's virtual environment and compiled wheels.
+set -euo pipefail
+
+PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+# A Python 3.11 that is not Debian's own (e.g. pyenv) brings venv and headers itself.
+if [ -n "${PYTHON:-}" ] && "$PYTHON" -c 'import venv, sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' 2>/dev/null; then
+    filtered=()
+    for pkg in "${missing[@]}"; do
+        case "$pkg" in python3-venv|python3-dev) ;; *) filtered+=("$pkg") ;; esac
+    done
+    missing=("${filtered[@]}")
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "system packages: all present"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing Debian packages: ${missing[*]}" >&2
+    echo "       run as root, or ask an administrator: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "system packages: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""Snakemake storage plugin `datalake`: Rucio DIDs as workflow inputs and outputs."""

@@ -1,0 +1,1 @@
+"""Adapters to the DataLake's services. Each external system has exactly one module here."""

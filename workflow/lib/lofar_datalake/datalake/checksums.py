@@ -1,0 +1,23 @@
+"""adler32, the checksum Rucio and FTS use for every file, computed in streaming fashion."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+CHUNK = 4 * 1024 * 1024
+
+
+def adler32_of_file(path: Path) -> str:
+    """Eight lowercase hex digits, zero-padded: Rucio's canonical form."""
+    value = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            value = zlib.adler32(chunk, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+def normalise_adler32(value: str) -> str:
+    """Accept `ADLER32:1a2b`, `adler32:1a2b` or `1a2b`; return eight lowercase hex digits."""
+    text = value.split(":", 1)[1] if ":" in value else value
+    return f"{int(text, 16):08x}"

@@ -1,0 +1,178 @@
+"""`lofar-datalake testbed up | status | down | env`: the local DataLake's life cycle.
+
+`up` is idempotent and heals: every component is probed and only what is missing or dead is
+(re)started. `down` stops exactly the processes recorded in the testbed's pid files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import components, postgres
+from .layout import LOOPBACK, SITES, Layout
+from .pki import Pki, ensure_pki
+from .processes import ManagedProcess, tail
+from .rucio_config import write_configs
+
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Testbed:
+    layout: Layout
+
+    @property
+    def pki(self) -> Pki:
+        return ensure_pki(self.layout.pki_dir)
+
+    def _ports(self) -> dict[str, int]:
+        return self.layout.ports()
+
+    def services(self) -> list[ManagedProcess]:
+        ports, pki = self._ports(), self.pki
+        return [
+            components.rucio_server(self.layout, ports),
+            *components.webdav_servers(self.layout, ports, pki),
+            components.fts_service(self.layout, ports, pki),
+        ]
+
+    def daemons(self) -> list[ManagedProcess]:
+        return components.rucio_daemons(self.layout, self.pki)
+
+    def _bootstrap(self, step: str) -> None:
+        env = {**os.environ, "RUCIO_CONFIG": str(self.layout.server_config)}
+        result = subprocess.run(
+            [sys.executable, "-m", "lofar_datalake.testbed.bootstrap", step,
+             "--layout", str(self.layout.root)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        log = self.layout.logs / "bootstrap.log"
+        with open(log, "a") as handle:
+            handle.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"bootstrap step '{step}' failed; see {log}:\n{tail(log)}")
+
+    def _ensure(self, proc: ManagedProcess, say: bool = True) -> None:
+        if proc.healthy():
+            return
+        if proc.process() is not None:  # alive but not answering: restart it
+            proc.stop()
+        if say:
+            print(f"  starting {proc.name}", flush=True)
+        proc.start()
+        proc.wait_ready(START_TIMEOUT)
+
+    def _forget_dead_daemons(self, alive: set[int]) -> None:
+        """Heartbeats of dead daemons make live ones take only part of the work until they
+        expire (10 min); drop them so restarted daemons own all of it at once."""
+        pids = ",".join(str(p) for p in sorted(alive)) or "-1"
+        postgres.psql(self.layout.pgdata, f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})")
+
+    def up(self) -> None:
+        started = time.monotonic()
+        layout = self.layout
+        layout.make_dirs()
+        print(f"testbed in {layout.root}", flush=True)
+        self.pki  # noqa: B018  (creates the CA and certificates on first use)
+        db_url = postgres.ensure_running(layout.pgdata)
+        ports = self._ports()
+        write_configs(layout, db_url, ports)
+        # Both bootstrap steps are idempotent; they run until one `up` has completed them.
+        if not layout.load_state().get("catalog"):
+            print("  creating the Rucio schema", flush=True)
+            self._bootstrap("schema")
+        server, *others = self.services()
+        self._ensure(server)
+        state = layout.load_state()
+        if not state.get("catalog"):
+            print("  registering accounts, scope and RSEs", flush=True)
+            self._bootstrap("catalog")
+            state["catalog"] = True
+            layout.save_state(state)
+        for proc in others:
+            self._ensure(proc)
+        daemons = self.daemons()
+        dead = [d for d in daemons if not d.healthy()]
+        if dead:
+            alive = {p.pid for d in daemons if (p := d.process()) is not None}
+            self._forget_dead_daemons(alive)
+            for proc in dead:
+                self._ensure(proc)
+        print(f"testbed up ({time.monotonic() - started:.1f} s)", flush=True)
+
+    def status(self) -> bool:
+        rows: list[tuple[str, str, str, str]] = []
+        pg_pid = postgres.pid(self.layout.pgdata)
+        rows.append(("postgresql", "up" if pg_pid else "down", str(pg_pid or "-"), "unix socket"))
+        ports = self._ports() if self.layout.state_file.exists() else {}
+        endpoints = {"rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
+                     "fts": f"http://{LOOPBACK}:{ports.get('fts')}"}
+        for site in SITES:
+            endpoints[f"webdav-{site.rse}"] = f"https://{LOOPBACK}:{ports.get('dav_' + site.rse)}"
+        total_rss = _rss(psutil.Process(pg_pid)) if pg_pid else 0
+        all_ok = pg_pid is not None
+        for proc in (self.services() + self.daemons()) if ports else []:
+            running = proc.process()
+            ok = proc.healthy()
+            all_ok &= ok
+            state = "up" if ok else ("unhealthy" if running else "down")
+            if running is not None:
+                total_rss += _rss(running)
+            rows.append((proc.name, state, str(running.pid) if running else "-",
+                         endpoints.get(proc.name, "daemon")))
+        width = max(len(r[0]) for r in rows)
+        for name, state, pid, where in rows:
+            print(f"{name:<{width}}  {state:<9}  pid {pid:<8} {where}")
+        print(f"memory (RSS, all components): {total_rss / 1024**2:.0f} MiB")
+        return all_ok
+
+    def down(self) -> None:
+        for proc in reversed(self.services() + self.daemons()) if self.layout.state_file.exists() else []:
+            if proc.stop():
+                print(f"  stopped {proc.name}", flush=True)
+        if postgres.stop(self.layout.pgdata):
+            print("  stopped postgresql", flush=True)
+        print("testbed down", flush=True)
+
+    def env(self) -> str:
+        ports = self._ports()
+        lines = {
+            "LOFAR_DATALAKE_TESTBED_DIR": str(self.layout.root),
+            "RUCIO_CONFIG": str(self.layout.client_config),
+            "X509_USER_PROXY": str(self.pki.proxy),
+            "LOFAR_DATALAKE_CA_BUNDLE": str(self.pki.ca_cert),
+            "FTS3_ENDPOINT": f"http://{LOOPBACK}:{ports['fts']}",
+        }
+        out = [f"export {k}={_quote(v)}" for k, v in lines.items()]
+        out.append("# rucio whoami; rucio list-rses")
+        out.append('# fts-rest-whoami -s "$FTS3_ENDPOINT"')
+        return "\n".join(out)
+
+
+def _quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def _rss(proc: psutil.Process) -> int:
+    total = 0
+    for member in [proc, *proc.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def testbed(root: Path | None = None) -> Testbed:
+    from .layout import default_dir
+
+    return Testbed(Layout(root or default_dir()))

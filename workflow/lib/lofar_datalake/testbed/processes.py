@@ -1,0 +1,113 @@
+"""Start, find and stop the testbed's long-running processes through pid files.
+
+A pid file records the pid *and* its start time, so a recycled pid is never mistaken for ours and
+`down` stops exactly the processes `up` started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: Sequence[str]
+    run_dir: Path
+    log_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready: Callable[[], bool] | None = None  # health probe; None means "alive is enough"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def process(self) -> psutil.Process | None:
+        """Our process if it is still running, else None (stale pid files are removed)."""
+        try:
+            record = json.loads(self.pidfile.read_text())
+            proc = psutil.Process(int(record["pid"]))
+            if abs(proc.create_time() - float(record["started"])) > 1.0:
+                raise psutil.NoSuchProcess(proc.pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.NoSuchProcess(proc.pid)
+            return proc
+        except (FileNotFoundError, ValueError, KeyError, psutil.Error):
+            self.pidfile.unlink(missing_ok=True)
+            return None
+
+    def healthy(self) -> bool:
+        if self.process() is None:
+            return False
+        try:
+            return self.ready() if self.ready else True
+        except Exception:
+            return False
+
+    def start(self) -> psutil.Process:
+        env = {**os.environ, **self.env}
+        with open(self.logfile, "ab") as log:
+            popen = subprocess.Popen(
+                list(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # survives the CLI; its own group so stop() reaches children
+            )
+        proc = psutil.Process(popen.pid)
+        record = {"pid": popen.pid, "started": proc.create_time(), "argv": list(self.argv)}
+        self.pidfile.write_text(json.dumps(record))
+        return proc
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process() is None:
+                raise RuntimeError(f"{self.name} exited during start-up; see {self.logfile}:\n"
+                                   f"{tail(self.logfile)}")
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.logfile}:\n"
+                           f"{tail(self.logfile)}")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the process and its session; True if something was running."""
+        proc = self.process()
+        if proc is None:
+            return False
+        members = [proc, *proc.children(recursive=True)]
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        _, alive = psutil.wait_procs(members, timeout=timeout)
+        for leftover in alive:
+            try:
+                leftover.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

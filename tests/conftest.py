@@ -4,6 +4,8 @@ directory, and stopped at the end: the tests talk to real Rucio, PostgreSQL, Web
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +16,19 @@ from lofar_datalake.testbed.orchestrator import Testbed
 
 
 @pytest.fixture(scope="session")
-def testbed_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    root = Path(os.environ.get("LOFAR_DATALAKE_TEST_TESTBED") or tmp_path_factory.mktemp("tb"))
+def testbed_session() -> Iterator[Testbed]:
+    # Not under pytest's tmp dir: pytest keeps that private (0700), and the embedded PostgreSQL
+    # runs as its own system user that must be able to reach its data directory.
+    keep = os.environ.get("LOFAR_DATALAKE_TEST_TESTBED")
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="lofar-datalake-tb-"))
     bed = Testbed(Layout(root))
-    bed.up()
-    yield bed
-    bed.down()
+    try:
+        bed.up()
+        yield bed
+    finally:
+        bed.down()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -30,7 +39,7 @@ def testbed(testbed_session: Testbed) -> Testbed:
 
 
 @pytest.fixture()
-def rucio(testbed: Testbed, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def rucio(testbed: Testbed, monkeypatch: pytest.MonkeyPatch):
     """A Rucio client adapter for the pipeline account of the session's testbed."""
     from lofar_datalake.datalake.rucio_adapter import RucioAdapter
 

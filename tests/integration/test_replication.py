@@ -19,7 +19,7 @@ def _unique(name: str) -> Did:
     return Did("lofar", f"tests/{time.time_ns()}/{name}")
 
 
-def _posix_path(testbed, replica_pfns: dict, rse: str) -> Path:  # noqa: ANN001
+def _posix_path(testbed, replica_pfns: dict, rse: str) -> Path:
     """Where the replica's bytes sit on disk: the RSE directory + the PFN's path below it."""
     for pfn in replica_pfns:
         parsed = urlparse(pfn)
@@ -46,7 +46,10 @@ def test_rules_to_two_sites_move_real_bytes(testbed, rucio, tmp_path):
     [replica] = rucio.list_replicas([did])
     assert replica["adler32"] == checksum
     assert {rse for rse, state in replica["states"].items() if state == "AVAILABLE"} == {
-        "SITE_A_DISK", "SITE_B_DISK", "SITE_C_DAV"}
+        "SITE_A_DISK",
+        "SITE_B_DISK",
+        "SITE_C_DAV",
+    }
     original = source.read_bytes()
     for rse in ("SITE_B_DISK", "SITE_C_DAV"):
         pfns = [p for p, info in replica["pfns"].items() if info["rse"] == rse]
@@ -75,17 +78,30 @@ def test_rule_for_unknown_did_is_a_clear_error(rucio):
         rucio.add_rule([Did("lofar", "tests/does-not-exist.tar")], "SITE_B_DISK")
 
 
-def rse_marker(testbed, rse: str) -> str:  # noqa: ANN001
+def rse_marker(testbed, rse: str) -> str:
     """A substring every PFN of this RSE contains: its directory (file) or its port (https)."""
-    return str(testbed.layout.rse_dir(rse)) if rse != "SITE_C_DAV" else (
-        f":{testbed.layout.ports()['dav_' + rse]}/")
+    return (
+        str(testbed.layout.rse_dir(rse))
+        if rse != "SITE_C_DAV"
+        else (f":{testbed.layout.ports()['dav_' + rse]}/")
+    )
 
 
-def _fts_finished_destinations(testbed) -> list[str]:  # noqa: ANN001
+def _fts_finished_destinations(testbed) -> list[str]:
+    """Destination URLs of the files the FTS service finished (as FTS, finished jobs are listed
+    only with a `limit`)."""
+    import requests
     from fts3.rest.client import easy
 
-    context = easy.Context(f"http://127.0.0.1:{testbed.layout.ports()['fts']}", verify=False)
-    jobs = easy.list_jobs(context, state_in=["FINISHED"])
+    endpoint = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
+    jobs = requests.get(
+        f"{endpoint}/jobs", params={"state_in": "FINISHED", "limit": 500}, timeout=10
+    ).json()
+    context = easy.Context(endpoint, verify=False)
     statuses = easy.get_jobs_statuses(context, [j["job_id"] for j in jobs], list_files=True)
-    return [f["dest_surl"] for s in statuses for f in s.get("files", [])
-            if f.get("file_state") == "FINISHED"]
+    return [
+        f["dest_surl"]
+        for s in statuses
+        for f in s.get("files", [])
+        if f.get("file_state") == "FINISHED"
+    ]

@@ -14,17 +14,29 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def _cli(testbed, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
+def _cli(testbed, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lofar_datalake.cli", "testbed", *args,
-         "--dir", str(testbed.layout.root)],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "lofar_datalake.cli",
+            "testbed",
+            *args,
+            "--dir",
+            str(testbed.layout.root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
-def _pids(testbed) -> dict[str, int]:  # noqa: ANN001
-    return {p.name: proc.pid for p in testbed.services() + testbed.daemons()
-            if (proc := p.process()) is not None}
+def _pids(testbed) -> dict[str, int]:
+    return {
+        p.name: proc.pid
+        for p in testbed.services() + testbed.daemons()
+        if (proc := p.process()) is not None
+    }
 
 
 def test_up_twice_is_harmless(testbed):
@@ -37,8 +49,11 @@ def test_up_twice_is_harmless(testbed):
 
 
 def test_up_heals_crashed_components(testbed):
-    victims = [p for p in testbed.services() + testbed.daemons()
-               if p.name in ("webdav-SITE_B_DISK", "rucio-conveyor-poller")]
+    victims = [
+        p
+        for p in testbed.services() + testbed.daemons()
+        if p.name in ("webdav-SITE_B_DISK", "rucio-conveyor-poller")
+    ]
     for proc in victims:
         running = proc.process()
         assert running is not None
@@ -76,8 +91,11 @@ def test_every_socket_listens_on_loopback_only(testbed):
     for pid in pids:
         proc = psutil.Process(pid)
         members |= {pid, *(c.pid for c in proc.children(recursive=True))}
-    listening = [c for c in psutil.net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.pid in members]
+    listening = [
+        c
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in members
+    ]
     assert listening, "no listening sockets found for the testbed"
     assert all(c.laddr.ip == "127.0.0.1" for c in listening), listening
 
@@ -87,11 +105,16 @@ def test_down_stops_everything_and_up_restarts_from_state(testbed):
     children = {c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)}
     result = _cli(testbed, "down")
     assert result.returncode == 0, result.stderr
-    leftovers = [pid for pid in pids | children if psutil.pid_exists(pid)
-                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    leftovers = [
+        pid
+        for pid in pids | children
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert leftovers == []
-    assert not any(str(testbed.layout.root) in " ".join(p.info["cmdline"] or [])
-                   for p in psutil.process_iter(["cmdline"]))
+    assert not any(
+        str(testbed.layout.root) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+    )
     assert _cli(testbed, "status").returncode == 1
     # The catalogue survives: a second `up` needs no bootstrap and everything answers again.
     again = _cli(testbed, "up")

@@ -5,8 +5,12 @@ from lofar_datalake.testbed.processes import ManagedProcess
 
 
 def _proc(tmp_path, argv=None):
-    return ManagedProcess("sleeper", argv or [sys.executable, "-c", "import time; time.sleep(60)"],
-                          run_dir=tmp_path, log_dir=tmp_path)
+    return ManagedProcess(
+        "sleeper",
+        argv or [sys.executable, "-c", "import time; time.sleep(60)"],
+        run_dir=tmp_path,
+        log_dir=tmp_path,
+    )
 
 
 def test_start_find_stop(tmp_path):

@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("testbed", help="the local DataLake: Rucio, PostgreSQL, WebDAV, FTS")
     tb.add_argument("action", choices=["up", "status", "down", "env"])
-    tb.add_argument("--dir", type=Path, default=None,
-                    help="state directory (default: $LOFAR_DATALAKE_TESTBED_DIR or ./.testbed)")
+    tb.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="state directory (default: $LOFAR_DATALAKE_TESTBED_DIR or ./.testbed)",
+    )
     tb.set_defaults(func=_testbed_command)
 
     demo = sub.add_parser("demo", help="run the demonstration on the local DataLake")

@@ -37,7 +37,9 @@ def create_schema() -> None:
         command.stamp(Config(config_get("alembic", "cfg")), "head")
     with engine.connect() as conn:
         has_vo = conn.execute(text("SELECT count(*) FROM vos")).scalar()
-        has_root = conn.execute(text("SELECT count(*) FROM accounts WHERE account = 'root'")).scalar()
+        has_root = conn.execute(
+            text("SELECT count(*) FROM accounts WHERE account = 'root'")
+        ).scalar()
     if not has_vo:
         create_base_vo()
     if not has_root:
@@ -95,8 +97,14 @@ def create_catalog(layout: Layout) -> None:
     if "admin" not in attrs:
         client.add_account_attribute(PIPELINE_ACCOUNT, "admin", "True")
     try:
-        client.add_identity(PIPELINE_ACCOUNT, PIPELINE_ACCOUNT, "USERPASS", "lofar@localhost",
-                            default=True, password=creds.lofar_password)
+        client.add_identity(
+            PIPELINE_ACCOUNT,
+            PIPELINE_ACCOUNT,
+            "USERPASS",
+            "lofar@localhost",
+            default=True,
+            password=creds.lofar_password,
+        )
     except Duplicate:
         pass
     if PIPELINE_SCOPE not in client.list_scopes():
@@ -107,7 +115,9 @@ def create_catalog(layout: Layout) -> None:
     for site in SITES:
         if site.rse not in existing:
             client.add_rse(site.rse, deterministic=True, volatile=False)
-        have = {p["scheme"] for p in client.get_protocols(site.rse)} if site.rse in existing else set()
+        have = (
+            {p["scheme"] for p in client.get_protocols(site.rse)} if site.rse in existing else set()
+        )
         for proto in _protocols(layout, site, ports[f"dav_{site.rse}"]):
             if proto["scheme"] not in have:
                 client.add_protocol(site.rse, proto)

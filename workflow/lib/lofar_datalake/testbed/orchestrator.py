@@ -18,7 +18,7 @@ import psutil
 from . import components, postgres
 from .layout import LOOPBACK, SITES, Layout
 from .pki import Pki, ensure_pki
-from .processes import ManagedProcess, tail
+from .processes import ManagedProcess, stop_all, tail
 from .rucio_config import write_configs
 
 START_TIMEOUT = 60.0
@@ -49,9 +49,18 @@ class Testbed:
     def _bootstrap(self, step: str) -> None:
         env = {**os.environ, "RUCIO_CONFIG": str(self.layout.server_config)}
         result = subprocess.run(
-            [sys.executable, "-m", "lofar_datalake.testbed.bootstrap", step,
-             "--layout", str(self.layout.root)],
-            env=env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "lofar_datalake.testbed.bootstrap",
+                step,
+                "--layout",
+                str(self.layout.root),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         log = self.layout.logs / "bootstrap.log"
         with open(log, "a") as handle:
@@ -73,7 +82,8 @@ class Testbed:
         """Heartbeats of dead daemons make live ones take only part of the work until they
         expire (10 min); drop them so restarted daemons own all of it at once."""
         pids = ",".join(str(p) for p in sorted(alive)) or "-1"
-        postgres.psql(self.layout.pgdata, f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})")
+        sql = f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})"  # noqa: S608 (integers only)
+        postgres.psql(self.layout.pgdata, sql)
 
     def up(self) -> None:
         started = time.monotonic()
@@ -112,8 +122,10 @@ class Testbed:
         pg_pid = postgres.pid(self.layout.pgdata)
         rows.append(("postgresql", "up" if pg_pid else "down", str(pg_pid or "-"), "unix socket"))
         ports = self._ports() if self.layout.state_file.exists() else {}
-        endpoints = {"rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
-                     "fts": f"http://{LOOPBACK}:{ports.get('fts')}"}
+        endpoints = {
+            "rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
+            "fts": f"http://{LOOPBACK}:{ports.get('fts')}",
+        }
         for site in SITES:
             endpoints[f"webdav-{site.rse}"] = f"https://{LOOPBACK}:{ports.get('dav_' + site.rse)}"
         total_rss = _rss(psutil.Process(pg_pid)) if pg_pid else 0
@@ -125,8 +137,14 @@ class Testbed:
             state = "up" if ok else ("unhealthy" if running else "down")
             if running is not None:
                 total_rss += _rss(running)
-            rows.append((proc.name, state, str(running.pid) if running else "-",
-                         endpoints.get(proc.name, "daemon")))
+            rows.append(
+                (
+                    proc.name,
+                    state,
+                    str(running.pid) if running else "-",
+                    endpoints.get(proc.name, "daemon"),
+                )
+            )
         width = max(len(r[0]) for r in rows)
         for name, state, pid, where in rows:
             print(f"{name:<{width}}  {state:<9}  pid {pid:<8} {where}")
@@ -134,9 +152,11 @@ class Testbed:
         return all_ok
 
     def down(self) -> None:
-        for proc in reversed(self.services() + self.daemons()) if self.layout.state_file.exists() else []:
-            if proc.stop():
-                print(f"  stopped {proc.name}", flush=True)
+        if self.layout.state_file.exists():
+            # Daemons first (they talk to the others), then the services, each group in parallel.
+            for group in (self.daemons(), self.services()):
+                for name in stop_all(group):
+                    print(f"  stopped {name}", flush=True)
         if postgres.stop(self.layout.pgdata):
             print("  stopped postgresql", flush=True)
         print("testbed down", flush=True)

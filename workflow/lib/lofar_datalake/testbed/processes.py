@@ -66,7 +66,8 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                start_new_session=True,  # survives the CLI; its own group so stop() reaches children
+                # Outlives the CLI; its own process group, so stop() reaches its children too.
+                start_new_session=True,
             )
         proc = psutil.Process(popen.pid)
         record = {"pid": popen.pid, "started": proc.create_time(), "argv": list(self.argv)}
@@ -77,33 +78,47 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process() is None:
-                raise RuntimeError(f"{self.name} exited during start-up; see {self.logfile}:\n"
-                                   f"{tail(self.logfile)}")
+                raise RuntimeError(
+                    f"{self.name} exited during start-up; see {self.logfile}:\n{tail(self.logfile)}"
+                )
             if self.healthy():
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.logfile}:\n"
-                           f"{tail(self.logfile)}")
+        raise TimeoutError(
+            f"{self.name} not ready after {timeout:.0f} s; see {self.logfile}:\n"
+            f"{tail(self.logfile)}"
+        )
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the process and its session; True if something was running."""
-        proc = self.process()
+        return bool(stop_all([self], timeout))
+
+
+def stop_all(procs: Sequence[ManagedProcess], timeout: float = 10.0) -> list[str]:
+    """SIGTERM every process group at once, wait for all together, SIGKILL what is left.
+    Returns the names of the processes that were running."""
+    members: list[psutil.Process] = []
+    stopped: list[str] = []
+    for managed in procs:
+        proc = managed.process()
         if proc is None:
-            return False
-        members = [proc, *proc.children(recursive=True)]
+            continue
+        stopped.append(managed.name)
+        members += [proc, *proc.children(recursive=True)]
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        _, alive = psutil.wait_procs(members, timeout=timeout)
-        for leftover in alive:
-            try:
-                leftover.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        self.pidfile.unlink(missing_ok=True)
-        return True
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    for leftover in alive:
+        try:
+            leftover.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for managed in procs:
+        managed.pidfile.unlink(missing_ok=True)
+    return stopped
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -75,8 +75,12 @@ def write_configs(layout: Layout, db_url: str, ports: dict[str, int]) -> None:
     alembic["handlers"] = {"keys": "console"}
     alembic["formatters"] = {"keys": "generic"}
     alembic["logger_root"] = {"level": "WARNING", "handlers": "console"}
-    alembic["handler_console"] = {"class": "StreamHandler", "args": "(sys.stderr,)",
-                                  "level": "NOTSET", "formatter": "generic"}
+    alembic["handler_console"] = {
+        "class": "StreamHandler",
+        "args": "(sys.stderr,)",
+        "level": "NOTSET",
+        "formatter": "generic",
+    }
     alembic["formatter_generic"] = {"format": "%(levelname)-5.5s [%(name)s] %(message)s"}
     write_private_ini(alembic_ini, alembic)
 
@@ -111,7 +115,8 @@ def write_configs(layout: Layout, db_url: str, ports: dict[str, int]) -> None:
     write_private_ini(layout.server_config, server)
 
     client = configparser.ConfigParser(interpolation=None)
-    client["client"] = _client_section(layout, ports["rucio"], PIPELINE_ACCOUNT,
-                                       creds.lofar_password)
+    client["client"] = _client_section(
+        layout, ports["rucio"], PIPELINE_ACCOUNT, creds.lofar_password
+    )
     client["policy"] = {"lfn2pfn_algorithm_default": "hash"}
     write_private_ini(layout.client_config, client)

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     server.ssl_adapter = BuiltinSSLAdapter(str(args.cert), str(args.key))
 
     def stop(_signum: int, _frame: object) -> None:
-        server.stop()
+        # cheroot's stop() joins its worker threads: called from the signal handler on the
+        # serving thread it deadlocks, so it runs on a thread of its own.
+        threading.Thread(target=server.stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logging.info("WebDAV %s on https://%s:%d/ (pid %d)", args.root, args.host, args.port, os.getpid())
+    logging.info(
+        "WebDAV %s on https://%s:%d/ (pid %d)", args.root, args.host, args.port, os.getpid()
+    )
     server.start()
     return 0
 

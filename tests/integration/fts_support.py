@@ -1,0 +1,239 @@
+"""Helpers for test_fts_service.py: the FTS stand-in as a subprocess, files, pipes, clients."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import fts3.rest.client.easy as fts3
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+BIN = Path(sys.executable).parent
+FINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+
+
+def token(subject: str) -> str:
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJub25lIn0.{claims}.sig"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No stray grid credentials: the `fts3` client would pick them up on its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("X509_")}
+    env.update(extra)
+    return env
+
+
+def adler(data: bytes) -> str:
+    return f"ADLER32:{zlib.adler32(data):08x}"
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Service:
+    """One `python -m lofar_datalake.testbed.fts` process on a free loopback port."""
+
+    def __init__(self, state_dir: Path, *, max_active: int = 4, ca_bundle: Path | None = None):
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ["--state-dir", str(state_dir), "--port", str(self.port)]
+        self.args += ["--max-active", str(max_active)]
+        if ca_bundle is not None:
+            self.args += ["--ca-bundle", str(ca_bundle)]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir / "service.out", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lofar_datalake.testbed.fts", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = (self.state_dir / "service.out").read_text()
+                raise AssertionError(f"FTS service exited early:\n{output}")
+            try:
+                if requests.get(f"{self.url}/", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("FTS service did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError("FTS service ignored SIGTERM") from None
+
+    def context(self, token: str | None = "test-token") -> fts3.Context:
+        return fts3.Context(self.url, fts_access_token=token)
+
+    def wait(self, job_id: str, timeout: float = 20.0) -> dict:
+        context = self.context()
+
+        def final():
+            status = fts3.get_job_status(context, job_id, list_files=True)
+            return status if status["job_state"] in FINAL else None
+
+        return wait_for(final, timeout, f"job {job_id} to end")
+
+
+class FifoWriter:
+    """Feeds a named pipe used as a transfer source: the copy blocks until we say so."""
+
+    def __init__(self, path: Path, data: bytes, *, hold: bool = True) -> None:
+        if not path.exists():
+            os.mkfifo(path)
+        self.path = path
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.thread = threading.Thread(target=self._feed, args=(data,), daemon=True)
+        self.thread.start()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            with open(self.path, "wb", buffering=0) as pipe:  # waits for the service to open it
+                pipe.write(data)
+                self.release.wait(30)
+        except BrokenPipeError:
+            pass  # the reader is gone (killed service): nothing left to feed
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(2)
+        if self.thread.is_alive():  # nobody ever opened the pipe: open it to unblock our open()
+            os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
+            self.thread.join(5)
+
+
+def make_files(tmp_path: Path, count: int, size: int = 200_000) -> list[tuple[Path, bytes]]:
+    out = []
+    for index in range(count):
+        data = os.urandom(size + index)
+        path = tmp_path / "src" / f"file{index}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        out.append((path, data))
+    return out
+
+
+def cli(service: Service, tool: str, *args: str, home: Path) -> str:
+    result = subprocess.run(
+        [str(BIN / tool), "-s", service.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(HOME=str(home)),  # no ~/.fts3client.cfg either
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def self_signed_rsa(tmp_path: Path) -> tuple[Path, Path]:
+    """The client (M2Crypto) wants an RSA key to sign the delegated proxy with."""
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cli-user")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "user.pem", tmp_path / "user.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def webdav_servers(base: Path, pki, count: int) -> Iterator[list[tuple[str, Path]]]:
+    """`python -m lofar_datalake.testbed.webdav` servers over TLS: (url, root) each."""
+    servers, processes = [], []
+    for index in range(count):
+        root, port = base / f"site{index}", free_port()
+        root.mkdir()
+        args = ["--root", str(root), "--port", str(port)]
+        args += ["--cert", str(pki.server_cert), "--key", str(pki.server_key)]
+        command = [sys.executable, "-m", "lofar_datalake.testbed.webdav", *args]
+        processes.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        )
+        servers.append((f"https://127.0.0.1:{port}", root))
+    try:
+        for url, _ in servers:
+
+            def up(url: str = url) -> bool:
+                try:
+                    return requests.get(f"{url}/", verify=str(pki.ca_cert), timeout=1).ok
+                except requests.ConnectionError:
+                    return False
+
+            wait_for(up, what=f"WebDAV at {url}")
+        yield servers
+    finally:
+        for process in processes:
+            process.terminate()
+        deadline = time.monotonic() + 3
+        for process in processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # not ours to debug; don't let it slow the suite
+                process.kill()
+                process.wait(5)

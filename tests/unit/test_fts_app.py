@@ -1,0 +1,168 @@
+"""The FTS stand-in's HTTP surface, called in-process as a WSGI app (no copies are run)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import logging
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from lofar_datalake.testbed.fts.app import App
+from lofar_datalake.testbed.fts.store import Store
+from lofar_datalake.testbed.fts.worker import Engine
+
+JOB = {"files": [{"sources": ["file:///s/x"], "destinations": ["file:///d/x"]}]}
+
+
+@pytest.fixture()
+def app(tmp_path: Path):
+    store = Store(tmp_path / "fts.sqlite")
+    yield App(store, Engine(store), vo="lofar")  # engine not started: jobs stay queued
+    store.close()
+
+
+def call(app, method, path, body=None, **environ):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode() if body else b""
+    env = {"REQUEST_METHOD": method, "PATH_INFO": path, **environ}
+    path_only, _, query = path.partition("?")
+    env.update(PATH_INFO=path_only, QUERY_STRING=query)
+    env.update({"wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))})
+    setup_testing_defaults(env)
+    answer = {}
+
+    def start_response(status, headers):
+        answer["status"] = int(status.split()[0])
+        answer["headers"] = dict(headers)
+
+    payload = b"".join(app(env, start_response))
+    kind = answer["headers"]["Content-Type"]
+    data = json.loads(payload) if payload and kind.startswith("application/json") else payload
+    return answer["status"], data
+
+
+def _token(subject: str) -> str:
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJub25lIn0.{claims}.sig"
+
+
+def _proxy_pem(hours: int) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tester")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=hours))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_root_gives_the_api_version(app):
+    status, body = call(app, "GET", "/")
+    assert status == 200
+    assert body["api"] == {"major": 3, "minor": 12, "patch": 0}
+
+
+def test_double_slashes_are_accepted(app):
+    status, body = call(app, "POST", "//jobs", JOB)
+    assert status == 200
+    status, job = call(app, "GET", f"//jobs/{body['job_id']}")
+    assert (status, job["job_state"], job["http_status"]) == (200, "SUBMITTED", "200 Ok")
+
+
+def test_malformed_bodies_are_400_with_a_message(app):
+    status, body = call(app, "POST", "/jobs", b"{not json")
+    assert status == 400
+    assert body["status"] == "400 Bad Request"
+    assert "JSON" in body["message"]
+
+
+def test_unknown_paths_and_methods(app):
+    assert call(app, "GET", "/nowhere")[0] == 404
+    assert call(app, "PUT", "/jobs")[0] == 405
+
+
+def test_missing_jobs_are_404_alone_and_207_among_others(app):
+    _, submitted = call(app, "POST", "/jobs", JOB)
+    job_id = submitted["job_id"]
+    status, body = call(app, "GET", "/jobs/missing")
+    assert (status, body["http_status"]) == (404, "404 Not Found")
+    status, body = call(app, "GET", f"/jobs/{job_id},missing?files=file_state,file_metadata")
+    assert status == 207
+    assert [b["http_status"] for b in body] == ["200 Ok", "404 Not Found"]
+    assert body[0]["files"] == [{"file_state": "SUBMITTED", "file_metadata": None}]
+
+
+def test_token_users_are_named_by_subject(app):
+    status, body = call(app, "GET", "/whoami", HTTP_AUTHORIZATION=f"Bearer {_token('alice')}")
+    assert (status, body["user_dn"], body["method"]) == (200, "token:alice", "oauth2")
+    assert call(app, "GET", "/whoami")[1]["user_dn"] == "/CN=anonymous"
+
+
+def test_certificate_users_must_delegate_before_submitting(app):
+    cert = {"SSL_CLIENT_S_DN": "/CN=tester"}
+    assert call(app, "POST", "/jobs", JOB, **cert)[0] == 419
+    dlg = call(app, "GET", "/whoami", **cert)[1]["delegation_id"]
+    assert call(app, "GET", f"/delegation/{dlg}", **cert) == (200, None)
+    status, csr = call(app, "GET", f"/delegation/{dlg}/request", **cert)
+    assert status == 200 and csr.startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+    assert call(app, "PUT", f"/delegation/{dlg}/credential", b"junk", **cert)[0] == 400
+    assert call(app, "PUT", f"/delegation/{dlg}/credential", _proxy_pem(0), **cert)[0] == 201
+    assert call(app, "POST", "/jobs", JOB, **cert)[0] == 419  # less than an hour left
+    assert call(app, "PUT", f"/delegation/{dlg}/credential", _proxy_pem(12), **cert)[0] == 201
+    assert call(app, "POST", "/jobs", JOB, **cert)[0] == 200
+    assert call(app, "GET", "/delegation/0123456789abcdef", **cert)[0] == 403
+    assert call(app, "DELETE", f"/delegation/{dlg}", **cert)[0] == 204
+
+
+def test_cancel_and_priority_answer_per_job(app):
+    job_id = call(app, "POST", "/jobs", JOB)[1]["job_id"]
+    status, body = call(app, "POST", f"/jobs/{job_id}", {"params": {"priority": 5}})
+    assert (status, body["priority"]) == (200, 5)
+    status, body = call(app, "DELETE", f"/jobs/{job_id}")
+    assert (status, body["job_state"], body["reason"]) == (
+        200,
+        "CANCELED",
+        "Job canceled by the user",
+    )
+    status, body = call(app, "DELETE", f"/jobs/{job_id},missing")
+    assert status == 207
+    assert [b["http_status"] for b in body] == ["304 Not Modified", "404 Not Found"]
+    files = call(app, "GET", f"/jobs/{job_id}/files")[1]
+    assert [f["file_state"] for f in files] == ["CANCELED"]
+    assert call(app, "GET", f"/jobs/{job_id}/files/{files[0]['file_id']}")[0] == 200
+    assert call(app, "GET", f"/jobs/{job_id}/dm") == (200, [])
+    assert call(app, "GET", f"/jobs/{job_id}/job_state") == (200, "CANCELED")
+
+
+def test_requests_are_logged_without_credentials(app, caplog):
+    token = _token("bob")
+    with caplog.at_level(logging.INFO, logger="lofar_datalake.fts.requests"):
+        call(app, "GET", "/whoami", HTTP_AUTHORIZATION=f"Bearer {token}")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and '"GET /whoami" 200' in lines[0]
+    assert token not in lines[0]
+
+
+def test_duplicate_deterministic_submission_is_409(app):
+    body = {**JOB, "params": {"id_generator": "deterministic", "sid": "request-1"}}
+    status, first = call(app, "POST", "/jobs", body)
+    assert status == 200
+    status, again = call(app, "POST", "/jobs", body)
+    assert (status, again["status"]) == (409, "409 Conflict")
+    listed = call(app, "GET", "/jobs")[1]
+    assert [j["job_id"] for j in listed] == [first["job_id"]]

@@ -2,9 +2,10 @@
 # Installs the Debian packages the project needs, only those that are missing.
 # swig + libssl-dev + gcc: pip builds M2Crypto (needed by the fts3 client) from source.
 # python3-venv / python3-dev: the project's virtual environment and compiled wheels.
+# wsclean: the imager (Debian 3.1); DP3, AOFlagger, casacore and PyBDSF come from PyPI wheels.
 set -euo pipefail
 
-PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev)
+PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

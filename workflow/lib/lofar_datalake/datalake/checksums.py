@@ -21,3 +21,21 @@ def normalise_adler32(value: str) -> str:
     """Accept `ADLER32:1a2b`, `adler32:1a2b` or `1a2b`; return eight lowercase hex digits."""
     text = value.split(":", 1)[1] if ":" in value else value
     return f"{int(text, 16):08x}"
+
+
+class Adler32:
+    """Incremental adler32, for data checksummed while it streams past."""
+
+    def __init__(self) -> None:
+        self._value = 1
+
+    def update(self, chunk: bytes) -> None:
+        self._value = zlib.adler32(chunk, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value & 0xFFFFFFFF:08x}"
+
+
+def same_adler32(a: str | None, b: str | None) -> bool:
+    """Equal checksums; None (unknown) never matches."""
+    return a is not None and b is not None and normalise_adler32(a) == normalise_adler32(b)

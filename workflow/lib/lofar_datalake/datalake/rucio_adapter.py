@@ -7,8 +7,9 @@ connection settings) before creating a `RucioAdapter`.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,17 @@ from .checksums import adler32_of_file
 
 log = logging.getLogger(__name__)
 
+# Rucio's bulk endpoints accept large lists, but one request per 1,000 DIDs keeps each answer
+# (and a server-side query) of a predictable size.
+BULK_CHUNK = 1000
+
 
 class DataLakeError(RuntimeError):
     """An operation on the DataLake failed; the message names what was tried and why."""
+
+
+class DuplicateRuleError(DataLakeError):
+    """This account already has a rule for (one of) these DIDs on that RSE expression."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,45 @@ class RuleState:
     error: str | None
 
 
+def chunks(items: Sequence[Any], size: int = BULK_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 class RucioAdapter:
     def __init__(self, client: Any | None = None) -> None:
         from rucio.client import Client
 
+        from .request_counter import install_if_requested
+
+        install_if_requested()
         self.client = client if client is not None else Client()
+
+    @classmethod
+    def connect(cls, rucio_config: Path | None = None, account: str | None = None,
+                auth_type: str | None = None, username: str | None = None,
+                password: str | None = None) -> RucioAdapter:
+        """A client with explicit settings; anything not given comes from the Rucio config.
+        The password is handed to Rucio only, never formatted into a message."""
+        from rucio.client import Client
+        from rucio.common.exception import RucioException
+
+        from .request_counter import install_if_requested
+
+        if rucio_config is not None:
+            # Rucio reads its config file once per process, from this variable.
+            os.environ["RUCIO_CONFIG"] = str(rucio_config)
+        install_if_requested()
+        creds = None
+        if username is not None or password is not None:
+            creds = {"username": username, "password": password}
+        try:
+            client = Client(account=account, auth_type=auth_type, creds=creds)
+        except RucioException as exc:
+            raise DataLakeError(
+                f"cannot connect to Rucio as account {account or '(from config)'}: "
+                f"{type(exc).__name__}") from None
+        return cls(client)
 
     @property
     def account(self) -> str:
@@ -57,17 +100,98 @@ class RucioAdapter:
     # -- catalogue ---------------------------------------------------------------------------
     def list_replicas(self, dids: Sequence[Did], schemes: Sequence[str] | None = None,
                       ) -> list[dict[str, Any]]:
-        """One bulk request for many files. `sort='random'`: the default geoip sort costs a
-        lookup per file on the server."""
-        if not dids:
-            return []
-        return list(self.client.list_replicas(
-            [d.as_dict() for d in dids], schemes=list(schemes) if schemes else None,
-            all_states=True, sort="random",
-        ))
+        """One bulk request per 1,000 files; DIDs that do not exist are simply absent.
+        `sort='random'`: the default geoip sort costs a lookup per file on the server."""
+        out: list[dict[str, Any]] = []
+        for part in chunks(list(dids)):
+            out.extend(self.client.list_replicas(
+                [d.as_dict() for d in part], schemes=list(schemes) if schemes else None,
+                all_states=True, sort="random",
+            ))
+        return out
 
+    def get_metadata_bulk(self, dids: Sequence[Did]) -> list[dict[str, Any]]:
+        """The DID table columns (created_at, bytes, adler32, md5, type) of many DIDs, one
+        request per 1,000; DIDs that do not exist are absent."""
+        out: list[dict[str, Any]] = []
+        for part in chunks(list(dids)):
+            out.extend(self.client.get_metadata_bulk([d.as_dict() for d in part]))
+        return out
+
+    def get_metadata(self, did: Did) -> dict[str, Any] | None:
+        from rucio.common.exception import DataIdentifierNotFound
+
+        try:
+            return dict(self.client.get_metadata(did.scope, did.name))
+        except DataIdentifierNotFound:
+            return None
+
+    def add_replicas(self, rse: str, files: Sequence[dict[str, Any]]) -> None:
+        """Register replicas (scope, name, bytes, adler32[, pfn]) that are already on `rse`."""
+        from rucio.common.exception import RucioException
+
+        for part in chunks(list(files)):
+            try:
+                self.client.add_replicas(rse, list(part))
+            except RucioException as exc:
+                raise DataLakeError(f"registering {len(part)} replicas on {rse} failed: {exc}"
+                                    ) from exc
+
+    def list_files(self, scope: str, pattern: str) -> list[str]:
+        """Names of the files in `scope` matching a Rucio wildcard pattern (`*`)."""
+        return [str(n) for n in self.client.list_dids(scope, {"name": pattern}, did_type="file")]
+
+    def set_metadata(self, did: Did, meta: dict[str, Any]) -> None:
+        from rucio.common.exception import RucioException
+
+        try:
+            self.client.set_metadata_bulk(did.scope, did.name, meta)
+        except RucioException as exc:
+            raise DataLakeError(f"setting metadata {sorted(meta)} on {did} failed: {exc}"
+                                ) from exc
+
+    # -- datasets --------------------------------------------------------------------------
+    def ensure_dataset(self, dataset: Did) -> bool:
+        """Create the dataset unless it exists; True if this call created it."""
+        from rucio.common.exception import DataIdentifierAlreadyExists
+
+        try:
+            self.client.add_dataset(dataset.scope, dataset.name)
+        except DataIdentifierAlreadyExists:
+            return False
+        return True
+
+    def attach(self, dataset: Did, dids: Sequence[Did]) -> bool:
+        """Attach files to a dataset; False if they were attached already."""
+        from rucio.common.exception import FileAlreadyExists, RucioException
+
+        try:
+            self.client.attach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
+        except FileAlreadyExists:
+            return False
+        except RucioException as exc:
+            raise DataLakeError(f"attaching {len(dids)} files to {dataset} failed: {exc}"
+                                ) from exc
+        return True
+
+    def detach(self, dataset: Did, dids: Sequence[Did]) -> None:
+        self.client.detach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
+
+    # -- RSEs --------------------------------------------------------------------------------
     def rse_attributes(self, rse: str) -> dict[str, Any]:
         return dict(self.client.list_rse_attributes(rse))
+
+    def rse_info(self, rse: str) -> dict[str, Any]:
+        """The RSE with its protocols, in the form `rsemanager` functions take."""
+        return dict(self.client.get_rse(rse))
+
+    def expand_rse_expression(self, expression: str) -> list[str]:
+        from rucio.common.exception import RucioException
+
+        try:
+            return sorted(str(r["rse"]) for r in self.client.list_rses(expression))
+        except RucioException as exc:
+            raise DataLakeError(f"RSE expression {expression!r}: {exc}") from exc
 
     # -- data movement ---------------------------------------------------------------------
     def upload(self, path: Path, did: Did, rse: str) -> str:
@@ -101,17 +225,44 @@ class RucioAdapter:
 
     # -- rules -----------------------------------------------------------------------------
     def add_rule(self, dids: Iterable[Did], rse_expression: str, copies: int = 1,
-                 lifetime: int | None = None, activity: str | None = None) -> str:
-        from rucio.common.exception import RucioException
+                 lifetime: int | None = None, activity: str | None = None,
+                 comment: str | None = None) -> str:
+        """Rules for the DIDs in one request; returns the first rule's id."""
+        return self.add_rules(dids, rse_expression, copies, lifetime, activity, comment)[0]
+
+    def add_rules(self, dids: Iterable[Did], rse_expression: str, copies: int = 1,
+                  lifetime: int | None = None, activity: str | None = None,
+                  comment: str | None = None) -> list[str]:
+        """One request; Rucio makes one rule per DID and returns all their ids."""
+        from rucio.common.exception import DuplicateRule, RucioException
 
         try:
             ids = self.client.add_replication_rule(
                 [d.as_dict() for d in dids], copies, rse_expression, lifetime=lifetime,
-                activity=activity, asynchronous=False,
+                activity=activity, asynchronous=False, comment=comment,
             )
+        except DuplicateRule as exc:
+            raise DuplicateRuleError(f"rule to {rse_expression} exists already: {exc}") from exc
         except RucioException as exc:
             raise DataLakeError(f"rule to {rse_expression} failed: {exc}") from exc
-        return str(ids[0])
+        return [str(i) for i in ids]
+
+    def stuck_rules(self, rse_expression: str) -> dict[Did, str]:
+        """This account's STUCK rules to `rse_expression`, with Rucio's reason, in one request."""
+        rules = self.client.list_replication_rules(
+            {"account": self.account, "state": "S", "rse_expression": rse_expression})
+        return {Did(r["scope"], r["name"]): str(r.get("error") or "rule STUCK") for r in rules}
+
+    def list_did_rules(self, did: Did) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.client.list_did_rules(did.scope, did.name)]
+
+    def delete_rule(self, rule_id: str) -> None:
+        from rucio.common.exception import RuleNotFound
+
+        try:
+            self.client.delete_replication_rule(rule_id, purge_replicas=False)
+        except RuleNotFound:
+            pass
 
     def rule_state(self, rule_id: str) -> RuleState:
         info = self.client.get_replication_rule(rule_id)

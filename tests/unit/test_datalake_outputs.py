@@ -1,0 +1,117 @@
+import logging
+import zlib
+
+import pytest
+
+from lofar_datalake.datalake.outputs import Outputs
+from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did, DuplicateRuleError
+from lofar_datalake.datalake.settings import OutputRule, ProviderConfig
+
+
+class FakeRucio:
+    account = "lofar"
+
+    def __init__(self):
+        self.dids: dict[Did, dict] = {}
+        self.rules: dict[str, tuple[Did, str]] = {}
+        self.datasets: dict[Did, set[Did]] = {}
+        self.meta: dict[Did, dict] = {}
+
+    def get_metadata(self, did):
+        return self.dids.get(did)
+
+    def upload(self, path, did, rse):
+        data = path.read_bytes()
+        self.dids[did] = {"adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+                          "bytes": len(data)}
+        self.add_rule([did], rse)
+
+    def list_did_rules(self, did):
+        return [{"id": i, "account": "lofar", "rse_expression": e}
+                for i, (d, e) in self.rules.items() if d == did]
+
+    def add_rule(self, dids, expression, copies=1, lifetime=None):
+        for rid, (d, e) in self.rules.items():
+            if d == dids[0] and e == expression:
+                raise DuplicateRuleError(rid)
+        rid = f"rule{len(self.rules)}"
+        self.rules[rid] = (dids[0], expression)
+        return rid
+
+    def delete_rule(self, rid):
+        del self.rules[rid]
+
+    def ensure_dataset(self, ds):
+        if ds in self.datasets:
+            return False
+        self.datasets[ds] = set()
+        return True
+
+    def attach(self, ds, dids):
+        if dids[0] in self.datasets[ds]:
+            return False
+        self.datasets[ds].update(dids)
+        return True
+
+    def detach(self, ds, dids):
+        self.datasets[ds].difference_update(dids)
+
+    def set_metadata(self, did, meta):
+        self.meta.setdefault(did, {}).update(meta)
+
+
+def _outputs(fake, **cfg):
+    config = ProviderConfig(output_rse="SITE_B_DISK", output_dataset="runs/{workflow}-{run}",
+                            output_rules=(OutputRule(1, "SITE_C_DAV", 3600),),
+                            output_metadata=(("project", "LOFAR"),), **cfg)
+    return Outputs(config, lambda: fake, logging.getLogger("t"), run_id="R1", workflow="wf")
+
+
+def test_store_uploads_attaches_adds_rules_and_metadata(tmp_path):
+    fake = FakeRucio()
+    out = _outputs(fake)
+    path = tmp_path / "img.fits"
+    path.write_bytes(b"image")
+    did = Did("lofar", "out/img.fits")
+    assert out.store(did, path, {"snakemake_rule": "image"}).startswith("uploaded to SITE_B_DISK")
+    assert fake.datasets == {Did("lofar", "runs/wf-R1"): {did}}
+    assert sorted(e for _, e in fake.rules.values()) == ["SITE_B_DISK", "SITE_C_DAV"]
+    assert fake.meta[did] == {"snakemake_rule": "image", "project": "LOFAR"}
+
+
+def test_same_checksum_is_not_uploaded_again_different_one_fails(tmp_path):
+    fake = FakeRucio()
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    did = Did("lofar", "f")
+    _outputs(fake).store(did, path, {})
+    assert "not uploaded again" in _outputs(fake).store(did, path, {})
+    path.write_bytes(b"v2")
+    with pytest.raises(DataLakeError, match="immutable") as err:
+        _outputs(fake).store(did, path, {})
+    assert "lofar:f" in str(err.value)
+
+
+def test_remove_undoes_only_what_this_run_did(tmp_path):
+    fake = FakeRucio()
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    theirs = Did("lofar", "theirs")
+    fake.dids[theirs] = {"adler32": "x"}
+    their_rule = fake.add_rule([theirs], "SITE_A_DISK")
+    mine = Did("lofar", "mine")
+    out = _outputs(fake)
+    out.store(mine, path, {})
+    assert out.remove(theirs) == []
+    undone = out.remove(mine)
+    assert len(undone) == 3  # detached + upload rule + replication rule
+    assert list(fake.rules) == [their_rule]
+    assert all(not members for members in fake.datasets.values())
+
+
+def test_missing_output_rse_is_a_clear_error(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    out = Outputs(ProviderConfig(), lambda: FakeRucio(), logging.getLogger("t"), run_id="R")
+    with pytest.raises(DataLakeError, match="output-rse"):
+        out.store(Did("lofar", "f"), path, {})

@@ -1,0 +1,92 @@
+"""Local materialisation and replica choice, without any service."""
+
+import zlib
+from pathlib import Path
+
+import pytest
+
+from lofar_datalake.datalake import localcopy
+from lofar_datalake.datalake.localcopy import TransferFailed
+from lofar_datalake.datalake.locality import mounted_path, protocol_bases, sources
+from lofar_datalake.datalake.resolver import FileInfo, Replica
+from lofar_datalake.datalake.rucio_adapter import Did
+from lofar_datalake.datalake.settings import LinkMode, Mount
+
+
+def _adler(data: bytes) -> str:
+    return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+
+
+@pytest.fixture()
+def replica(tmp_path):
+    data = b"subband data" * 1000
+    path = tmp_path / "rse" / "file.dat"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.mark.parametrize("mode", list(LinkMode))
+def test_link_modes_give_the_right_bytes(replica, tmp_path, mode):
+    source, data = replica
+    dest = tmp_path / "local" / "file.dat"
+    dest.parent.mkdir()
+    how = localcopy.link(source, dest, mode=mode, size=len(data), adler32=_adler(data),
+                         verify=True)
+    assert how == mode.value
+    assert dest.read_bytes() == data
+    assert dest.is_symlink() == (mode is LinkMode.SYMLINK)
+    assert not localcopy.part_name(dest).exists()
+
+
+def test_corrupt_source_is_refused_and_nothing_appears(replica, tmp_path):
+    source, data = replica
+    dest = tmp_path / "out.dat"
+    with pytest.raises(TransferFailed, match="adler32 mismatch"):
+        localcopy.copy(source, dest, size=len(data), adler32="00000001")
+    with pytest.raises(TransferFailed, match="size mismatch"):
+        localcopy.link(source, dest, mode=LinkMode.SYMLINK, size=len(data) + 1,
+                       adler32=_adler(data), verify=True)
+    assert not dest.exists() and not localcopy.part_name(dest).exists()
+
+
+def test_is_verified(replica):
+    source, data = replica
+    assert localcopy.is_verified(source, size=len(data), adler32=_adler(data))
+    assert not localcopy.is_verified(source, size=len(data), adler32="deadbeef")
+    assert not localcopy.is_verified(source.with_name("nope"), size=1, adler32=None)
+
+
+def test_mounted_path_by_prefix_and_by_rse():
+    bases = {"SITE_C_DAV": ["file:///other/", "https://dav:8443/"]}
+    mounts = (Mount("SITE_C_DAV", Path("/mnt/c")), Mount("https://x:1/data/", Path("/mnt/x")))
+    assert mounted_path("SITE_C_DAV", "https://dav:8443/lofar/ab/cd/f", mounts,
+                        bases.__getitem__) == Path("/mnt/c/lofar/ab/cd/f")
+    assert mounted_path("OTHER", "https://x:1/data/lofar/f%20g", mounts,
+                        bases.__getitem__) == Path("/mnt/x/lofar/f g")
+    assert mounted_path("OTHER", "https://elsewhere/f", mounts, bases.__getitem__) is None
+    assert mounted_path("OTHER", "file:///rse/f", (), bases.__getitem__) == Path("/rse/f")
+
+
+def test_protocol_bases():
+    info = {"protocols": [
+        {"scheme": "file", "hostname": "", "port": 0, "prefix": "/rse/A/"},
+        {"scheme": "https", "hostname": "h", "port": 443, "prefix": "/dav/"},
+    ]}
+    assert protocol_bases(info) == ["file:///rse/A/", "https://h:443/dav/"]
+
+
+def test_sources_site_first_then_local_then_network(tmp_path):
+    for rse in ("A", "B", "S"):
+        (tmp_path / rse).mkdir()
+        (tmp_path / rse / "f").write_bytes(b"x")
+    info = FileInfo(Did("lofar", "f"), 1, None, None, 0.0, (
+        Replica("A", "AVAILABLE", ("https://a/f",)),
+        Replica("B", "AVAILABLE", (f"file://{tmp_path}/B/f", "https://b/f")),
+        Replica("C", "UNAVAILABLE", (f"file://{tmp_path}/C/f",)),
+        Replica("S", "AVAILABLE", (f"file://{tmp_path}/S/f", "root://s/f")),
+    ))
+    got = [(s.rse, s.scheme, s.at_site) for s in sources(info, ["S"], (), lambda r: [])]
+    # Local paths of other RSEs come before any network read.
+    assert got == [("S", "file", True), ("B", "file", False), ("A", "https", False),
+                   ("B", "https", False)]

@@ -1,0 +1,235 @@
+"""Getting input files onto this machine: batching, the stage policies, concurrency, progress.
+
+Snakemake asks for inputs one by one; requests arriving together form a batch. A batch first
+brings missing files to the site's RSE as the policy says (one rule or FTS job for the batch
+and, with stage-ahead, for every input the workflow still needs), then makes each file
+available locally from the best replica with up to `max_concurrent_transfers` reads at once.
+A replica that fails (corrupt, unreachable) is skipped for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import requests
+
+from . import localcopy, transfer_http
+from .localcopy import TransferFailed
+from .locality import Source, protocol_bases, sources
+from .resolver import FileInfo, Resolver
+from .rucio_adapter import DataLakeError, Did, RucioAdapter
+from .settings import ProviderConfig, StagePolicy
+from .site_transfer import SiteTransfers
+
+
+class StagingError(DataLakeError):
+    """No replica of a file could be made available; names the DID, the RSEs and reasons."""
+
+
+@dataclass
+class _Request:
+    did: Did
+    dest: Path
+    future: Future[str]
+
+
+class Stager:
+    def __init__(self, cfg: ProviderConfig, resolver: Resolver, rucio: Callable[[], RucioAdapter],
+                 log: logging.Logger,
+                 stage_ahead: Callable[[], Sequence[Did]] | None = None) -> None:
+        self.cfg = cfg
+        self.resolver = resolver
+        self.rucio = rucio
+        self.log = log
+        self._stage_ahead = stage_ahead
+        self._requests: dict[Did, _Request] = {}
+        self._pending: list[_Request] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.max_concurrent_transfers),
+                                        thread_name_prefix="datalake-stage")
+        self._http = threading.local()
+        self._site_rses: list[str] | None = None
+        self.site = SiteTransfers(cfg, resolver, rucio, self.site_rses, self.sources_of, log)
+        self._bases = lru_cache(maxsize=None)(self._protocol_bases)
+
+    # -- requests and batches ------------------------------------------------------------------
+    def request(self, did: Did, dest: Path) -> Future[str]:
+        """Queue `did` for the next batch (once); the future gives how it was made local."""
+        with self._lock:
+            existing = self._requests.get(did)
+            if existing is not None:
+                return existing.future
+            req = _Request(did, dest, Future())
+            self._requests[did] = req
+            self._pending.append(req)
+            return req.future
+
+    def flush(self) -> None:
+        """Process everything queued so far as one batch (a no-op when another caller already
+        took it)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self._process(batch)
+        except BaseException as exc:  # never leave a waiting caller hanging
+            for req in batch:
+                if not req.future.done():
+                    req.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def stage(self, did: Did, dest: Path) -> str:
+        """Make `did` available at `dest`, batching with whatever else is queued."""
+        future = self.request(did, dest)
+        if not future.done():
+            self.flush()
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._requests.pop(did, None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the work ----------------------------------------------------------------------------
+    def _process(self, batch: list[_Request]) -> None:
+        started = time.monotonic()
+        infos: dict[Did, FileInfo] = {}
+        todo: list[_Request] = []
+        for req in batch:
+            info = self.resolver.get(req.did)
+            if info is None or not info.exists:
+                why = "not in the DataLake" if info is None else (
+                    f"a {info.did_type}, not a file" if info.did_type != "FILE"
+                    else "no AVAILABLE replica on any RSE")
+                req.future.set_exception(StagingError(f"{req.did}: {why}"))
+                continue
+            infos[req.did] = info
+            req.dest.parent.mkdir(parents=True, exist_ok=True)
+            if localcopy.is_verified(req.dest, size=info.bytes, adler32=info.adler32):
+                req.future.set_result("already present and verified")
+                continue
+            todo.append(req)
+        if not todo:
+            return
+        site_problems = self._bring_to_site([infos[r.did] for r in todo])
+        self.log.info(f"datalake: making {len(todo)} files local (policy "
+                      f"{self.cfg.stage_policy.value}, up to "
+                      f"{self.cfg.max_concurrent_transfers} at once)")
+        done = [0, 0]  # files, bytes
+        progress_lock = threading.Lock()
+
+        def one(req: _Request) -> None:
+            info = infos[req.did]
+            try:
+                how = self._materialise(info, req.dest, site_problems.get(req.did))
+            except BaseException as exc:
+                req.future.set_exception(exc)
+                return
+            with progress_lock:
+                done[0] += 1
+                done[1] += info.bytes
+                self.log.info(f"datalake: {done[0]}/{len(todo)} local "
+                              f"({done[1] / 2**20:.1f} MiB): {req.did} via {how}")
+            req.future.set_result(how)
+
+        list(self._pool.map(one, todo))
+        self.log.info(f"datalake: batch of {len(todo)} files done in "
+                      f"{time.monotonic() - started:.1f} s")
+
+    def _bring_to_site(self, infos: list[FileInfo]) -> dict[Did, str]:
+        """Per the policy, replicate to the site what is not there yet (plus, with stage-ahead,
+        the workflow's other inputs); returns the reasons for files that did not get there."""
+        policy = self.cfg.stage_policy
+        if policy is StagePolicy.DOWNLOAD:
+            return {}
+        if not self.cfg.site_rse:
+            raise StagingError(f"stage policy {policy.value} needs the site's RSE "
+                               "(--storage-datalake-site-rse)")
+        wanted = {i.did: i for i in infos}
+        if self._stage_ahead is not None and self.cfg.stage_ahead:
+            ahead = [d for d in self._stage_ahead() if d not in wanted]
+            self._stage_ahead = None  # the whole workflow's inputs are taken once
+            for did in ahead:
+                info = self.resolver.get(did)
+                if info is not None and info.exists:
+                    wanted[did] = info
+        missing = [i for i in wanted.values() if not self._has_site_replica(i)]
+        if not missing:
+            return {}
+        self.log.info(f"datalake: {len(missing)} of {len(wanted)} files are not at "
+                      f"{self.cfg.site_rse} yet; staging them by {policy.value}")
+        try:
+            result = (self.site.by_rule(missing) if policy is StagePolicy.RULE
+                      else self.site.by_fts(missing))
+        except DataLakeError as exc:
+            return {i.did: str(exc) for i in missing}
+        return {did: why for did, why in result.items() if why is not None}
+
+    def _materialise(self, info: FileInfo, dest: Path, site_problem: str | None) -> str:
+        # Replicas may have been added by the site step: use the fresh view.
+        info = self.resolver.get(info.did) or info
+        tried: list[str] = []
+        if site_problem:
+            tried.append(f"{self.cfg.site_rse} (staging: {site_problem})")
+        for source in self.sources_of(info):
+            try:
+                return self._read(source, info, dest)
+            except TransferFailed as exc:
+                tried.append(f"{source.describe()}: {exc}")
+                self.log.warning(f"datalake: replica of {info.did} on {source.rse} skipped: "
+                                 f"{exc}")
+        rses = sorted({r.rse for r in info.available_replicas()})
+        raise StagingError(f"{info.did}: no usable replica (RSEs {', '.join(rses) or 'none'}); "
+                           f"tried: {'; '.join(tried) or 'no readable protocol'}")
+
+    def _read(self, source: Source, info: FileInfo, dest: Path) -> str:
+        if source.local is not None:
+            if source.at_site:
+                how = localcopy.link(source.local, dest, mode=self.cfg.link_mode,
+                                     size=info.bytes, adler32=info.adler32, verify=True)
+                return f"{how} from {source.rse}"
+            localcopy.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
+            return f"copy from {source.rse}"
+        transfer_http.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
+                            verify=self.cfg.tls(), timeout=self.cfg.http_timeout,
+                            session=self._session())
+        return f"https from {source.rse}"
+
+    # -- locality ----------------------------------------------------------------------------
+    def site_rses(self) -> list[str]:
+        if self._site_rses is None:
+            site = self.cfg.site_rse
+            if not site:
+                self._site_rses = []
+            elif self.cfg.site_is_expression():
+                self._site_rses = self.rucio().expand_rse_expression(site)
+            else:
+                self._site_rses = [site]
+        return self._site_rses
+
+    def sources_of(self, info: FileInfo) -> list[Source]:
+        return sources(info, self.site_rses(), self.cfg.mounts, self._bases)
+
+    def _has_site_replica(self, info: FileInfo) -> bool:
+        sites = set(self.site_rses())
+        return any(r.rse in sites for r in info.available_replicas())
+
+    def _protocol_bases(self, rse: str) -> list[str]:
+        return protocol_bases(self.site.protocol_info(rse))
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._http, "session", None)
+        if session is None:
+            session = self._http.session = requests.Session()
+        return session

@@ -1,0 +1,85 @@
+"""Settings of the `datalake` storage plugin: `--storage-datalake-<name>` on the command line,
+`storage-datalake-<name>` in a profile, `SNAKEMAKE_STORAGE_DATALAKE_<NAME>` for those marked
+env_var (the secrets must come from there)."""
+
+# No `from __future__ import annotations`: Snakemake reads the field types at run time to convert
+# command line strings.
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snakemake_interface_storage_plugins.settings import StorageProviderSettingsBase
+
+from lofar_datalake.datalake.settings import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_MAX_TRANSFERS,
+    DEFAULT_RULE_LIFETIME,
+    DEFAULT_STAGE_TIMEOUT,
+)
+
+
+def _meta(help: str, env_var: bool = False, **extra: object) -> dict[str, object]:
+    return {"help": help, "env_var": env_var, "required": False, **extra}
+
+
+@dataclass
+class StorageProviderSettings(StorageProviderSettingsBase):
+    rucio_config: Path | None = field(default=None, metadata=_meta(
+        "Rucio client configuration file (default: $RUCIO_CONFIG, then Rucio's own search).",
+        type=Path))
+    account: str | None = field(default=None, metadata=_meta(
+        "Rucio account (default: from the Rucio configuration)."))
+    auth_type: str | None = field(default=None, metadata=_meta(
+        "Rucio authentication type, e.g. userpass, x509_proxy, oidc (default: from the Rucio "
+        "configuration)."))
+    username: str | None = field(default=None, metadata=_meta(
+        "User name for userpass authentication (default: from the Rucio configuration)."))
+    password: str | None = field(default=None, repr=False, metadata=_meta(
+        "Password for userpass authentication; only from the environment variable.",
+        env_var=True))
+    site_rse: str | None = field(default=None, metadata=_meta(
+        "The RSE (or RSE expression) of the site the jobs run at: replicas there are used in "
+        "place, and the rule/fts policies stage inputs to it."))
+    stage_policy: str | None = field(default="download", metadata=_meta(
+        "How inputs missing at the site are obtained: 'rule' (a Rucio rule to the site RSE), "
+        "'fts' (FTS jobs submitted by Snakemake, then registered), 'download' (read the best "
+        "remote replica directly)."))
+    rule_lifetime: int | None = field(default=DEFAULT_RULE_LIFETIME, metadata=_meta(
+        "Lifetime in seconds of the rules made to stage inputs to the site.", type=int))
+    fts_endpoint: str | None = field(default=None, metadata=_meta(
+        "FTS server for the fts policy (default: the site RSE's `fts` attribute)."))
+    fts_token: str | None = field(default=None, repr=False, metadata=_meta(
+        "Bearer token for FTS (default: X.509 proxy over https, anonymous over http); only from "
+        "the environment variable.", env_var=True))
+    max_concurrent_transfers: int | None = field(default=DEFAULT_MAX_TRANSFERS, metadata=_meta(
+        "How many files are read or copied at the same time.", type=int))
+    output_rse: str | None = field(default=None, metadata=_meta(
+        "The RSE outputs are uploaded to."))
+    output_dataset: str | None = field(default=None, metadata=_meta(
+        "Dataset outputs are attached to (created if missing); may use {scope}, {workflow}, "
+        "{date}, {run} (default: {scope}:snakemake/{workflow}/{date})."))
+    output_rules: str | None = field(default=None, metadata=_meta(
+        "Replication rules added to every output: COPIES:RSE_EXPRESSION[:LIFETIME] separated "
+        "by ';'."))
+    output_metadata: str | None = field(default=None, metadata=_meta(
+        "DID metadata set on every output (besides provenance): KEY=VALUE separated by ','."))
+    mounts: str | None = field(default=None, metadata=_meta(
+        "Storage mounted on this machine, for zero-copy access: RSE_OR_PFN_PREFIX=/local/dir "
+        "separated by ','."))
+    link_mode: str | None = field(default="symlink", metadata=_meta(
+        "How a replica at the site that is a local file is made available: symlink, hardlink "
+        "or copy."))
+    ca_bundle: Path | None = field(default=None, metadata=_meta(
+        "CA certificates for https to storage and FTS (default: the system's).", env_var=True,
+        type=Path))
+    insecure_no_tls_verify: bool = field(default=False, metadata=_meta(
+        "Do not verify TLS certificates of storage and FTS (insecure; for debugging only)."))
+    stage_timeout: int | None = field(default=DEFAULT_STAGE_TIMEOUT, metadata=_meta(
+        "Seconds to wait for a rule or FTS job staging inputs.", type=int))
+    http_timeout: int | None = field(default=DEFAULT_HTTP_TIMEOUT, metadata=_meta(
+        "Seconds without data after which an https read is abandoned.", type=int))
+    no_stage_ahead: bool = field(default=False, metadata=_meta(
+        "Stage only the inputs of the jobs about to run, not all inputs of the workflow that "
+        "are not at the site yet, when the first input is staged."))
+    prefetch_limit: int | None = field(default=10000, metadata=_meta(
+        "At most this many DIDs matching one input pattern are resolved in bulk ahead of use "
+        "(0: no pattern listing).", type=int))

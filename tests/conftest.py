@@ -15,6 +15,22 @@ from lofar_datalake.testbed.layout import Layout
 from lofar_datalake.testbed.orchestrator import Testbed
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_unreachable_slurm(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Snakemake imports its Slurm executor plugin on every start, and the plugin runs
+    `scontrol show config`; with Slurm installed but no controller reachable that costs 10 s per
+    Snakemake process. Point Slurm's commands at a controller that refuses at once instead.
+    The Slurm site tests set SLURM_CONF to their own cluster explicitly."""
+    if "SLURM_CONF" in os.environ:
+        return
+    conf = tmp_path_factory.mktemp("noslurm") / "slurm.conf"
+    conf.write_text(
+        "ClusterName=none\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=9\nMessageTimeout=1\n"
+        "NodeName=localhost CPUs=1\nPartitionName=none Nodes=localhost\n"
+    )
+    os.environ["SLURM_CONF"] = str(conf)
+
+
 @pytest.fixture(scope="session")
 def testbed_session() -> Iterator[Testbed]:
     # Not under pytest's tmp dir: pytest keeps that private (0700), and the embedded PostgreSQL

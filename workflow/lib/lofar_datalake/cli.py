@@ -19,6 +19,13 @@ def _testbed_command(args: argparse.Namespace) -> int:
     if args.action == "down":
         bed.down()
         return 0
+    if args.action == "seed":
+        from .testbed.seed import seed
+
+        if args.path is None:
+            raise FileNotFoundError("testbed seed needs the directory holding the archives")
+        seed(bed, args.path, rses=args.rses.split(","))
+        return 0
     print(bed.env())
     return 0
 
@@ -29,6 +36,12 @@ def _demo_command(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+def _simulate_command(args: argparse.Namespace) -> int:
+    from .simulate.cli import run_simulate
+
+    return run_simulate(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lofar-datalake",
@@ -37,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tb = sub.add_parser("testbed", help="the local DataLake: Rucio, PostgreSQL, WebDAV, FTS")
-    tb.add_argument("action", choices=["up", "status", "down", "env"])
+    tb.add_argument("action", choices=["up", "status", "down", "env", "seed"])
+    tb.add_argument("path", nargs="?", type=Path, help="seed: directory with L*_SB*_uv.MS.tar")
+    tb.add_argument("--rses", default="SITE_B_DISK,SITE_C_DAV",
+                    help="seed: RSEs to spread the archives over, comma-separated")
     tb.add_argument(
         "--dir",
         type=Path,
@@ -49,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the demonstration on the local DataLake")
     demo.add_argument("--dir", type=Path, default=None, help="testbed state directory")
     demo.set_defaults(func=_demo_command)
+
+    from .simulate.cli import add_arguments
+
+    sim = sub.add_parser("simulate", help="write a simulated LOFAR observation with known truth")
+    add_arguments(sim)
+    sim.set_defaults(func=_simulate_command)
     return parser
 
 

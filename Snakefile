@@ -1,0 +1,9 @@
+# Entry point in the repository root; the workflow is workflow/Snakefile. Snakemake never takes
+# the default target from an included file, hence the rule below.
+include: "workflow/Snakefile"
+
+
+rule default:
+    input:
+        rules.all.input,
+    default_target: True

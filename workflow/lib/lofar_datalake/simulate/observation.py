@@ -1,0 +1,192 @@
+"""Simulate a LOFAR HBA observation: a calibrator beam and a target beam, with known truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import corrupt, truth
+from .ms import Layout, antenna_uvw, write_ms
+from .sky import Source, lmn, random_field, write_skymodel, write_sources_csv
+from .stations import DEFAULT_STATIONS, station_positions
+
+C = 299792458.0
+LOFAR_LON_DEG = 6.8698  # core longitude, for the time of transit
+SUBBAND_WIDTH = 200e6 / 1024  # HBA, 200 MHz clock
+HBA_LOW_START = 100e6  # second Nyquist zone
+
+
+@dataclass
+class SimulationParams:
+    """Everything that defines a simulated observation; identical params give identical files."""
+
+    seed: int = 1  # corruptions: gains, noise, RFI
+    sky_seed: int = 1  # target field
+    calibrator_obsid: int = 700000
+    target_obsid: int = 700001
+    stations: list[str] = field(default_factory=lambda: list(DEFAULT_STATIONS))
+    n_subbands: int = 1
+    first_subband: int = 256  # HBA subband number of SB000 (256 = 150 MHz)
+    n_channels: int = 64
+    duration_h: float = 8.0
+    interval_s: float = 60.0
+    date: str = "2024-03-20"  # the track is centred on the target's transit that day
+    calibrator_name: str = "3C196"
+    calibrator_ra_deg: float = 123.4000  # 08:13:36.0
+    calibrator_dec_deg: float = 48.2175  # +48:13:03
+    calibrator_flux_jy: float = 83.1  # at 150 MHz, single power law
+    calibrator_spectral_index: float = -0.8
+    target_ra_deg: float = 131.25
+    target_dec_deg: float = 52.0
+    n_sources: int = 8
+    field_radius_deg: float = 0.3
+    flux_range_jy: tuple[float, float] = (0.25, 2.5)
+    min_separation_deg: float = 0.05
+    sefd_jy: float = 3000.0  # HBA core station near 150 MHz
+    rfi_occupancy: float = 0.025  # LOFAR HBA loses ~2-3 % of its data to RFI
+    ref_freq_hz: float = 150e6
+
+
+def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
+    """Start time (MJD seconds) of a track of `duration_h` centred on the transit of `ra_deg`."""
+    y, m, d = (int(x) for x in date.split("-"))
+    # Julian date at 0h UTC (Fliegel & Van Flandern)
+    jdn = (1461 * (y + 4800 + (m - 14) // 12)) // 4 + (367 * (m - 2 - 12 * ((m - 14) // 12))) // 12
+    jdn -= (3 * ((y + 4900 + (m - 14) // 12) // 100)) // 4 - d + 32075
+    jd0 = jdn - 0.5
+    gmst0 = 18.697374558 + 24.06570982441908 * (jd0 - 2451545.0)
+    lst0 = (gmst0 + LOFAR_LON_DEG / 15.0) % 24.0
+    ut_transit = ((ra_deg / 15.0 - lst0) % 24.0) / 1.00273790935
+    return (jd0 - 2400000.5) * 86400.0 + (ut_transit - duration_h / 2) * 3600.0
+
+
+def ms_name(obsid: int, sb: int) -> str:
+    return f"L{obsid}_SB{sb:03d}_uv.MS"
+
+
+def predict(
+    layout: Layout, uvw_ant: np.ndarray, sources: list[Source], gains: np.ndarray
+) -> np.ndarray:
+    """Corrupted model visibilities, (ntime, nbl, nchan, 4): V_pq = g_p (sum_s I_s K_s) g_q^*.
+
+    With UVW = uvw(ant2) - uvw(ant1), the sign convention is exp(+2 pi i (ul + vm + w(n-1))/lambda),
+    the one DP3 and WSClean use.
+    """
+    a1, a2 = layout.baselines
+    uvw = uvw_ant[:, a2] - uvw_ant[:, a1]  # (ntime, nbl, 3)
+    ntime, nbl = uvw.shape[:2]
+    scale = layout.freqs / C  # (nchan,)
+    vis = np.zeros((ntime, nbl, len(layout.freqs)), dtype=np.complex128)
+    for s in sources:
+        ll, mm, nn = lmn(layout.ra, layout.dec, math.radians(s.ra_deg), math.radians(s.dec_deg))
+        path = uvw[..., 0] * ll + uvw[..., 1] * mm + uvw[..., 2] * (nn - 1.0)
+        vis += s.flux_at(layout.freqs) * np.exp(2j * np.pi * path[..., None] * scale)
+    out = np.zeros((ntime, nbl, len(layout.freqs), 4), dtype=np.complex64)
+    for k, pol in ((0, 0), (3, 1)):  # XX, YY; unpolarised sky: XY = YX = 0
+        g = gains[:, a1, pol] * np.conj(gains[:, a2, pol])
+        out[..., k] = vis * g[..., None]
+    return out
+
+
+def _write_beam(
+    params: SimulationParams,
+    rng: np.random.Generator,
+    layout: Layout,
+    sources: list[Source],
+    gains: np.ndarray,
+    name: str,
+    out_dir: Path,
+    truth_dir: Path,
+    sigma: float,
+) -> None:
+    uvw_ant = antenna_uvw(layout)
+    data = predict(layout, uvw_ant, sources, gains)
+    a1, a2 = layout.baselines
+    auto = a1 == a2
+    # Autocorrelations carry the system noise power, as in real data.
+    power = params.sefd_jy * np.abs(gains[:, a1]) ** 2
+    for k, pol in ((0, 0), (3, 1)):
+        corr = data[..., k]
+        corr[:, auto, :] += power[:, auto, pol][..., None]
+    corrupt.add_noise(rng, data, sigma)
+    mask, amp = corrupt.rfi_events(rng, len(layout.times), len(layout.freqs), params.rfi_occupancy)
+    corrupt.add_rfi(rng, data, a1, a2, amp, sigma)
+    uvw = (uvw_ant[:, a2] - uvw_ant[:, a1]).reshape(-1, 3)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        ms = Path(tmp) / name
+        write_ms(ms, layout, data.reshape(-1, len(layout.freqs), 4), uvw)
+        with tarfile.open(out_dir / f"{name}.tar", "w") as tar:
+            tar.add(ms, arcname=name)
+    truth.write_rfi(truth_dir, name, truth.RfiMask(layout.times, layout.freqs, mask))
+
+
+def simulate(params: SimulationParams, out_dir: Path) -> Path:
+    """Write the observation's `.tar` subbands, calibrator sky model, sheet and truth to out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir = out_dir / "truth"
+    if truth_dir.exists():
+        shutil.rmtree(truth_dir)
+    truth_dir.mkdir()
+    rng = np.random.default_rng(params.seed)
+    positions = station_positions(params.stations)
+    ntime = round(params.duration_h * 3600 / params.interval_s)
+    start = transit_start_mjd_s(params.date, params.target_ra_deg, params.duration_h)
+    times = start + params.interval_s * (np.arange(ntime) + 0.5)
+    gains = corrupt.drifting_gains(rng, times, len(params.stations))
+    truth.write_gains(truth_dir, truth.Gains(times, list(params.stations), gains))
+
+    calibrator = [
+        Source(
+            params.calibrator_name,
+            params.calibrator_ra_deg,
+            params.calibrator_dec_deg,
+            params.calibrator_flux_jy,
+            params.calibrator_spectral_index,
+            params.ref_freq_hz,
+        )
+    ]
+    targets = random_field(
+        params.sky_seed,
+        params.target_ra_deg,
+        params.target_dec_deg,
+        params.n_sources,
+        params.field_radius_deg,
+        params.flux_range_jy,
+        params.min_separation_deg,
+        params.ref_freq_hz,
+    )
+    write_skymodel(out_dir / "calibrator.skymodel", calibrator)
+    write_sources_csv(truth_dir / truth.CALIBRATOR_SOURCES, calibrator)
+    write_sources_csv(truth_dir / truth.TARGET_SOURCES, targets)
+
+    chan_width = SUBBAND_WIDTH / params.n_channels
+    sigma = float(corrupt.noise_sigma(params.sefd_jy, chan_width, params.interval_s))
+    rows = ["observation\trole\tsubband\tcalibrator\tpath\tdid"]
+    for sb in range(params.n_subbands):
+        sb_start = HBA_LOW_START + (params.first_subband + sb - 0.5) * SUBBAND_WIDTH
+        freqs = sb_start + chan_width * (np.arange(params.n_channels) + 0.5)
+        beams = (
+            ("calibrator", params.calibrator_obsid, calibrator, params.calibrator_ra_deg,
+             params.calibrator_dec_deg),
+            ("target", params.target_obsid, targets, params.target_ra_deg, params.target_dec_deg),
+        )  # fmt: skip
+        for role, obsid, sky, ra, dec in beams:
+            layout = Layout(
+                tuple(params.stations), positions, times, params.interval_s, freqs, chan_width,
+                math.radians(ra), math.radians(dec), sky[0].name if role == "calibrator" else role,
+            )  # fmt: skip
+            name = ms_name(obsid, sb)
+            _write_beam(params, rng, layout, sky, gains, name, out_dir, truth_dir, sigma)
+            cal = f"L{params.calibrator_obsid}" if role == "target" else ""
+            rows.append(f"L{obsid}\t{role}\t{sb:03d}\t{cal}\t{name}.tar\tlofar:{name}.tar")
+    (out_dir / "observations.tsv").write_text("\n".join(rows) + "\n")
+    meta = asdict(params) | {"noise_sigma_jy": sigma, "channel_width_hz": chan_width}
+    (truth_dir / truth.PARAMETERS).write_text(json.dumps(meta, indent=2) + "\n")
+    return out_dir

@@ -1,0 +1,42 @@
+rule calibrate:
+    """Solve the calibrator's station gains against its sky model (DP3 DDECal) into an h5parm."""
+    input:
+        ms="work/averaged/{obs}_SB{sb}.MS",
+        skymodel=config["calibration"]["skymodel"],
+    output:
+        "results/{obs}/calibration/{obs}_SB{sb}.h5",
+    params:
+        settings={k: v for k, v in config["calibration"].items() if k != "skymodel"},
+    log:
+        "logs/calibrate/{obs}_SB{sb}.log",
+    benchmark:
+        "benchmarks/calibrate/{obs}_SB{sb}.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    container:
+        config["containers"]["dp3"]
+    script:
+        "../scripts/calibrate.py"
+
+
+rule apply_calibration:
+    """Apply the calibrator's solutions of the same subband to a target (DP3 applycal)."""
+    input:
+        ms="work/averaged/{obs}_SB{sb}.MS",
+        h5parm=calibrator_solutions,
+    output:
+        scratch("work/calibrated/{obs}_SB{sb}.MS"),
+    log:
+        "logs/apply_calibration/{obs}_SB{sb}.log",
+    benchmark:
+        "benchmarks/apply_calibration/{obs}_SB{sb}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    container:
+        config["containers"]["dp3"]
+    script:
+        "../scripts/apply_calibration.py"

@@ -1,0 +1,106 @@
+# Config and sheet validation, the table of subbands, and the input functions of the rules.
+import csv
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def read_observations(path):
+    """Rows of the observation sheet, validated one by one (no pandas needed)."""
+    with open(path, newline="") as fh:
+        rows = [dict(row) for row in csv.DictReader(fh, delimiter="\t")]
+    for row in rows:
+        validate(row, schema="../schemas/observations.schema.yaml")
+    keys = [(r["observation"], r["subband"]) for r in rows]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise ValueError(f"observation sheet lists subbands twice: {sorted(duplicates)}")
+    return rows
+
+
+OBSERVATIONS = read_observations(config["observations"])
+CALIBRATORS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "calibrator"})
+TARGETS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "target"})
+for _row in OBSERVATIONS:
+    if _row["role"] == "target" and (_row["calibrator"], _row["subband"]) not in {
+        (r["observation"], r["subband"]) for r in OBSERVATIONS
+    }:
+        raise ValueError(
+            f"{_row['observation']} SB{_row['subband']}: its calibrator "
+            f"{_row['calibrator']!r} has no such subband in the sheet"
+        )
+
+TRUTH = config.get("truth") or ""
+STRATEGY_DIR = Path(workflow.current_basedir).parent / "strategies"
+
+
+wildcard_constraints:
+    obs=r"L\d+",
+    sb=r"\d{3}",
+
+
+def row(obs, sb):
+    for r in OBSERVATIONS:
+        if r["observation"] == obs and r["subband"] == sb:
+            return r
+    raise ValueError(f"{obs} SB{sb} is not in {config['observations']}")
+
+
+def subbands(obs):
+    return sorted(r["subband"] for r in OBSERVATIONS if r["observation"] == obs)
+
+
+def datalake_query(did):
+    """`scope:name` -> the storage plugin's query `datalake://scope/name`."""
+    scope, _, name = did.partition(":")
+    if not name:
+        scope, name = config["datalake"]["scope"], did
+    return f"datalake://{scope}/{name}"
+
+
+def raw_archive(wildcards):
+    """The `.tar` of one subband: a DataLake file through the `datalake` storage plugin,
+    or a file under local.data_dir."""
+    r = row(wildcards.obs, wildcards.sb)
+    if config["input_mode"] == "datalake":
+        return storage.datalake(datalake_query(r["did"]))
+    return str(Path(config["local"]["data_dir"]) / r["path"])
+
+
+def strategy_file():
+    """A strategy shipped in workflow/strategies/, or a path given in the config."""
+    name = config["flagging"]["strategy"]
+    shipped = STRATEGY_DIR / name
+    return str(shipped if shipped.exists() else Path(name))
+
+
+def calibrator_solutions(wildcards):
+    cal = row(wildcards.obs, wildcards.sb)["calibrator"]
+    return f"results/{cal}/calibration/{cal}_SB{wildcards.sb}.h5"
+
+
+def calibrated_subbands(wildcards):
+    return [f"work/calibrated/{wildcards.obs}_SB{sb}.MS" for sb in subbands(wildcards.obs)]
+
+
+def scratch(path):
+    """Intermediate Measurement Sets are removed once consumed, unless asked to keep them."""
+    return directory(path) if config["keep_intermediate"] else temp(directory(path))
+
+
+def all_products():
+    products = []
+    for r in OBSERVATIONS:
+        obs, sb = r["observation"], r["subband"]
+        products += [f"results/{obs}/qa/{obs}_SB{sb}_flags.png"]
+        if r["role"] == "calibrator":
+            products += [f"results/{obs}/qa/{obs}_SB{sb}_gains.png"]
+    for obs in TARGETS:
+        products += [
+            f"results/{obs}/catalogue/{obs}.srl.fits",
+            f"results/{obs}/qa/{obs}_sources.png",
+            f"results/{obs}/qa/{obs}_flux.png",
+        ]
+    return products

@@ -1,0 +1,12 @@
+"""Rule average: DP3 averager."""
+
+from pathlib import Path
+
+from lofar_datalake.pipeline import stages
+from lofar_datalake.pipeline.jobs import logged
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with logged(sm.log[0]) as log:
+    stages.average(
+        Path(sm.input[0]), Path(sm.output[0]), sm.params.freqstep, sm.params.timestep, log
+    )

@@ -60,13 +60,32 @@ def datalake_query(did):
     return f"datalake://{scope}/{name}"
 
 
+# DataLake inputs are declared here, while the Snakefile is read, not in the input function:
+# the storage plugin then knows every DID before Snakemake asks about the first one and resolves
+# all of them in one bulk pass instead of one catalogue request per subband.
+RAW_DATALAKE = (
+    {
+        (r["observation"], r["subband"]): storage.datalake(datalake_query(r["did"]))
+        for r in OBSERVATIONS
+    }
+    if config["input_mode"] == "datalake"
+    else {}
+)
+
+
 def raw_archive(wildcards):
     """The `.tar` of one subband: a DataLake file through the `datalake` storage plugin,
     or a file under local.data_dir."""
     r = row(wildcards.obs, wildcards.sb)
     if config["input_mode"] == "datalake":
-        return storage.datalake(datalake_query(r["did"]))
+        return RAW_DATALAKE[(wildcards.obs, wildcards.sb)]
     return str(Path(config["local"]["data_dir"]) / r["path"])
+
+
+def stored_product(path):
+    """Where a product under results/ is kept in the DataLake (datalake mode)."""
+    datalake = config["datalake"]
+    return storage.datalake(f"datalake://{datalake['scope']}/{datalake['products']}/{path}")
 
 
 def strategy_file():
@@ -91,15 +110,29 @@ def scratch(path):
 
 
 def all_products():
+    """Every product; in datalake mode, their copies in the DataLake as well."""
+    products = local_products()
+    if config["input_mode"] == "datalake":
+        products += [stored_product(p.removeprefix("results/")) for p in products]
+    return products
+
+
+def local_products():
     products = []
     for r in OBSERVATIONS:
         obs, sb = r["observation"], r["subband"]
         products += [f"results/{obs}/qa/{obs}_SB{sb}_flags.png"]
         if r["role"] == "calibrator":
-            products += [f"results/{obs}/qa/{obs}_SB{sb}_gains.png"]
+            products += [
+                f"results/{obs}/qa/{obs}_SB{sb}_gains.png",
+                f"results/{obs}/calibration/{obs}_SB{sb}.h5",
+            ]
     for obs in TARGETS:
         products += [
+            f"results/{obs}/image/{obs}-image.fits",
             f"results/{obs}/catalogue/{obs}.srl.fits",
+            f"results/{obs}/catalogue/{obs}.srl.csv",
+            f"results/{obs}/catalogue/{obs}.skymodel",
             f"results/{obs}/qa/{obs}_sources.png",
             f"results/{obs}/qa/{obs}_flux.png",
         ]

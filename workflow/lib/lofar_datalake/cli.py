@@ -31,9 +31,13 @@ def _testbed_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    if args.transfers_only:
+        from .demo import run_demo
 
-    return run_demo(args.dir)
+        return run_demo(args.dir)
+    from .demo_pipeline import run_pipeline_demo
+
+    return run_pipeline_demo(args.dir)
 
 
 def _simulate_command(args: argparse.Namespace) -> int:
@@ -52,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("testbed", help="the local DataLake: Rucio, PostgreSQL, WebDAV, FTS")
     tb.add_argument("action", choices=["up", "status", "down", "env", "seed"])
     tb.add_argument("path", nargs="?", type=Path, help="seed: directory with L*_SB*_uv.MS.tar")
-    tb.add_argument("--rses", default="SITE_B_DISK,SITE_C_DAV",
-                    help="seed: RSEs to spread the archives over, comma-separated")
+    tb.add_argument(
+        "--rses",
+        default="SITE_B_DISK,SITE_C_DAV",
+        help="seed: RSEs to spread the archives over, comma-separated",
+    )
     tb.add_argument(
         "--dir",
         type=Path,
@@ -62,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tb.set_defaults(func=_testbed_command)
 
-    demo = sub.add_parser("demo", help="run the demonstration on the local DataLake")
+    demo = sub.add_parser("demo", help="run the LOFAR pipeline on the local DataLake")
     demo.add_argument("--dir", type=Path, default=None, help="testbed state directory")
+    demo.add_argument(
+        "--transfers-only",
+        action="store_true",
+        help="only show upload, replication by rules and download of one file",
+    )
     demo.set_defaults(func=_demo_command)
 
     from .simulate.cli import add_arguments

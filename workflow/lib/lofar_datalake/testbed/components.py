@@ -120,13 +120,15 @@ def fts_service(layout: Layout, ports: dict[str, int], pki: Pki) -> ManagedProce
 
 def rucio_daemons(layout: Layout, pki: Pki) -> list[ManagedProcess]:
     env = {"RUCIO_CONFIG": str(layout.server_config), "X509_USER_PROXY": str(pki.proxy)}
-    return [
-        ManagedProcess(
-            name=f"rucio-{name}",
-            argv=[_bin(f"rucio-{name}"), *args],
-            run_dir=layout.run,
-            log_dir=layout.logs,
-            env=env,
+    daemons = []
+    for name, args in DAEMONS.items():
+        if name == "conveyor-poller":  # see rucio_poller.py: re-poll delay of seconds, not 600
+            argv = [sys.executable, "-m", "lofar_datalake.testbed.rucio_poller", *args]
+        else:
+            argv = [_bin(f"rucio-{name}"), *args]
+        daemons.append(
+            ManagedProcess(
+                name=f"rucio-{name}", argv=argv, run_dir=layout.run, log_dir=layout.logs, env=env
+            )
         )
-        for name, args in DAEMONS.items()
-    ]
+    return daemons

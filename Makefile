@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,dev
 
-.PHONY: install demo test test-unit test-integration lint testbed-up testbed-down testbed-status clean
+.PHONY: install demo test test-unit lint bench testbed-up testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -23,14 +23,15 @@ demo: install
 	$(BIN)/lofar-datalake demo
 
 test: install
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra tests
 
 test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
 lint: install
-	$(BIN)/ruff check workflow/lib tests scripts
-	$(BIN)/ruff format --check workflow/lib tests scripts
+	$(BIN)/ruff check workflow/lib tests bench
+	$(BIN)/snakemake --lint
 
 testbed-up: install
 	$(BIN)/lofar-datalake testbed up
@@ -40,4 +41,4 @@ testbed-down: install
 	$(BIN)/lofar-datalake testbed down
 
 clean: testbed-down
-	rm -rf .testbed
+	rm -rf .testbed demo

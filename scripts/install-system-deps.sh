@@ -6,6 +6,11 @@
 set -euo pipefail
 
 PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean)
+# --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and
+# iproute2/util-linux for the private network namespace it runs in.
+if [ "${1:-}" = "--tests" ]; then
+    PACKAGES+=(slurm-wlm munge iproute2 util-linux)
+fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -13,8 +13,11 @@ import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from .layout import free_port
 from .processes import ManagedProcess, stop_all
@@ -131,6 +134,9 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     def _munge_key(self) -> Path:
         munge_dir = self.root / "munge"
         munge_dir.mkdir(parents=True, exist_ok=True)
+        # munged runs as `munge` and must reach its socket directory: a root made by mkdtemp
+        # (0700) would stop it at start.
+        os.chmod(self.root, self.root.stat().st_mode | 0o111)  # noqa: S103
         key = munge_dir / "munge.key"
         user = pwd.getpwnam("munge")
         if not key.exists():
@@ -145,11 +151,15 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
     def processes(self) -> list[ManagedProcess]:
         munge_dir = self.root / "munge"
-        env = self.env()
         ns = self.exec_prefix()
-        run = {"run_dir": self.run_dir, "log_dir": self.root, "env": env}
+
+        def managed(name: str, argv: list[str], ready: Callable[[], bool]) -> ManagedProcess:
+            return ManagedProcess(
+                name, argv, run_dir=self.run_dir, log_dir=self.root, env=self.env(), ready=ready
+            )
+
         return [
-            ManagedProcess(
+            managed(
                 "munged",
                 [
                     *ns,
@@ -165,21 +175,16 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                     f"--log-file={munge_dir / 'munged.log'}",
                     f"--seed-file={munge_dir / 'munged.seed'}",
                 ],
-                ready=self.munge_socket.exists,
-                **run,  # type: ignore[arg-type]
+                self.munge_socket.exists,
             ),
-            ManagedProcess(
+            managed(
                 "slurmctld",
                 [*ns, _require("slurmctld"), "-D", "-f", str(self.conf)],
-                ready=self._scontrol_ping,
-                **run,
-            ),  # type: ignore[arg-type]
-            ManagedProcess(
-                "slurmd",
-                [*ns, _require("slurmd"), "-D", "-f", str(self.conf)],
-                ready=self._node_idle,
-                **run,
-            ),  # type: ignore[arg-type]
+                self._scontrol_ping,
+            ),
+            managed(
+                "slurmd", [*ns, _require("slurmd"), "-D", "-f", str(self.conf)], self._node_idle
+            ),
         ]
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -198,6 +203,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         return "idle" in self._run("sinfo", "-h", "-o", "%T").stdout
 
     def up(self, timeout: float = 60.0) -> None:
+        # Refuse before touching anything shared (the namespace) if another cluster is up.
+        self._check_system_conf()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_netns()
         self._munge_key()
@@ -209,12 +216,17 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                 proc.start()
                 proc.wait_ready(timeout)
 
-    def _link_system_conf(self) -> None:
-        if SYSTEM_CONF.is_symlink() and SYSTEM_CONF.resolve() != self.conf.resolve():
-            if not SYSTEM_CONF.resolve().exists():  # a stale link from an earlier test cluster
-                SYSTEM_CONF.unlink()
+    def _check_system_conf(self) -> None:
+        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.resolve().exists():
+            SYSTEM_CONF.unlink()  # a stale link from an earlier test cluster
         if SYSTEM_CONF.exists() and SYSTEM_CONF.resolve() != self.conf.resolve():
-            raise RuntimeError(f"{SYSTEM_CONF} belongs to another Slurm cluster; not replacing it")
+            raise RuntimeError(
+                f"{SYSTEM_CONF} belongs to another Slurm cluster ({SYSTEM_CONF.resolve()}); "
+                "not replacing it"
+            )
+
+    def _link_system_conf(self) -> None:
+        self._check_system_conf()
         if not SYSTEM_CONF.exists():
             SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
             SYSTEM_CONF.symlink_to(self.conf)
@@ -226,8 +238,23 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     def healthy(self) -> bool:
         return all(p.healthy() for p in self.processes())
 
+    def netns_pids(self) -> list[int]:
+        """Every process inside the cluster's network namespace (none once it is deleted)."""
+        done = subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True, text=True)
+        return [int(pid) for pid in done.stdout.split()] if done.returncode == 0 else []
+
     def down(self) -> list[str]:
         stopped = stop_all(list(reversed(self.processes())))
+        # Job steps outlive slurmd (slurmstepd detaches from it, tasks get their own session):
+        # whatever still runs in the namespace belongs to a job of this cluster.
+        leftovers = []
+        for pid in self.netns_pids():
+            try:
+                leftovers.append(psutil.Process(pid))
+                leftovers[-1].kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(leftovers, timeout=10)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         self._unlink_system_conf()
         return stopped

@@ -1,0 +1,279 @@
+"""The workflow through Slurm with a profile derived from the site template profiles/slurm-site.
+
+A one-node Slurm cluster (Debian's slurm-wlm + munge, `lofar_datalake.testbed.slurm`) runs in a
+private network namespace; Snakemake's Slurm executor submits every pipeline job to it. The
+observation is the small simulated one of the local workflow test, in local input mode. The
+template's Apptainer keys are dropped here (Apptainer is tested separately), and so are its
+DataLake storage keys. The module takes about 4-5 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from lofar_datalake.pipeline import crossmatch
+from lofar_datalake.pipeline.catalogue import read_catalogue
+from lofar_datalake.pipeline.qa import image_frequency
+from lofar_datalake.simulate import truth
+from lofar_datalake.simulate.observation import SimulationParams, simulate
+from lofar_datalake.testbed.slurm import SYSTEM_CONF, SlurmCluster
+
+pytestmark = pytest.mark.timeout(1200)
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TEMPLATE = REPO / "profiles" / "slurm-site" / "config.yaml"
+PARTITION = "debug"  # the test cluster's only partition
+# A healthy run takes ~2 min; a status command that never sees jobs finish must not hang the
+# suite, so Snakemake is stopped (and cancels its Slurm jobs) well before pytest's timeout.
+SNAKEMAKE_TIMEOUT_S = 600
+PARAMS = SimulationParams(seed=1, sky_seed=1)
+
+# Programs the cluster and its clients need (Debian: slurm-wlm, munge, util-linux, iproute2).
+REQUIRED = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "nsenter", "ip")
+APPTAINER_KEYS = ("software-deployment-method", "apptainer-prefix", "apptainer-args")
+
+
+def _missing_programs() -> list[str]:
+    return [p for p in REQUIRED if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
+
+
+def _require_slurm() -> None:
+    """Fail in CI (where scripts/install-system-deps.sh provides Slurm); skip elsewhere."""
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    if os.geteuid() != 0:
+        pytest.skip("the one-node Slurm cluster needs root (slurmd, network namespaces)")
+    missing = _missing_programs()
+    if missing:
+        msg = (
+            f"Slurm site test needs {', '.join(missing)}: install Debian's slurm-wlm and munge "
+            "(scripts/install-system-deps.sh)"
+        )
+        if in_ci:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
+    if SYSTEM_CONF.exists():
+        # Checked here: a failed up() is followed by down(), which would take the namespace
+        # from under the other cluster.
+        other = SYSTEM_CONF.resolve().parent
+        pytest.fail(
+            f"another test cluster is up ({other}); stop it: python -c 'from pathlib import "
+            f"Path; from lofar_datalake.testbed.slurm import SlurmCluster; "
+            f'SlurmCluster(Path("{other}")).down()\''
+        )
+
+
+def _netns_inode(name: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _processes_in_netns(inode: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.stat(f"/proc/{proc.pid}/ns/net").st_ino == inode:
+                found.append(proc)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def _processes_using(root: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(root) in arg for arg in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline())}"
+    except psutil.Error:
+        return f"{proc.pid} (gone)"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SlurmCluster]:
+    _require_slurm()
+    # Not under pytest's tmp dir: munged runs as its own user and must reach its socket.
+    root = Path(tempfile.mkdtemp(prefix="lofar-slurm-site-"))
+    slurm = SlurmCluster(root)
+    try:
+        slurm.up()
+        yield slurm
+    finally:
+        inode = _netns_inode(slurm.netns)
+        slurm.down()
+        left = (_processes_in_netns(inode) if inode else []) + _processes_using(root)
+        shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"still running after down: {[_describe(p) for p in left]}"
+    assert _netns_inode(slurm.netns) is None, f"network namespace {slurm.netns} left behind"
+    assert not SYSTEM_CONF.is_symlink(), f"{SYSTEM_CONF} link left behind"
+
+
+def site_profile(template: Path, directory: Path) -> Path:
+    """The template with what this machine lacks (Apptainer, the DataLake) removed, the test
+    partition set and status checks tuned for seconds-long jobs."""
+    profile: dict[str, Any] = yaml.safe_load(template.read_text())
+    # What any Slurm site needs; without these the template would mislead every site copying it.
+    assert profile.get("executor") == "slurm", "template must select the Slurm executor"
+    assert profile.get("slurm-status-command"), "template must set slurm-status-command"
+    resources = profile.get("default-resources")
+    assert isinstance(resources, dict) and resources.get("slurm_partition"), (
+        "template must set default-resources with slurm_partition"
+    )
+    for key in list(profile):
+        storage = key.startswith("storage-datalake-") or key == "default-storage-provider"
+        if key in APPTAINER_KEYS or storage:
+            del profile[key]
+    profile["default-resources"] = {**resources, "slurm_partition": PARTITION}
+    profile |= {
+        # The executor checks I s after a check that saw a job finish and adds 10 s to every
+        # wait that saw none: checks come I, 2I+10, 3I+30 s after a finish. Jobs here take
+        # 11-22 s (half of it Snakemake starting inside the job); I=7 catches them at 24 s,
+        # where 1 would wait for the check at 33 s.
+        # (Snakemake's --seconds-between-status-checks has no effect: the executor sets them.)
+        "slurm-init-seconds-before-status-checks": 7,
+        "retries": 0,  # a failure fails the test at once
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return directory
+
+
+def write_config(workdir: Path) -> Path:
+    """The pipeline's test configuration (as in tests/workflow/test_pipeline_local.py)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config |= {
+        "input_mode": "local",
+        "observations": "data/observations.tsv",
+        "truth": "data/truth",
+    }
+    config["local"]["data_dir"] = "data"
+    config["calibration"]["skymodel"] = "data/calibrator.skymodel"
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def expected_products(workdir: Path) -> list[Path]:
+    """The products of rule `all` for the simulated sheet."""
+    rows = (workdir / "data" / "observations.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    products = []
+    for row in rows[1:]:
+        r = dict(zip(header, row.split("\t"), strict=True))
+        obs, sb = r["observation"], r["subband"]
+        products.append(f"results/{obs}/qa/{obs}_SB{sb}_flags.png")
+        if r["role"] == "calibrator":
+            products += [
+                f"results/{obs}/qa/{obs}_SB{sb}_gains.png",
+                f"results/{obs}/calibration/{obs}_SB{sb}.h5",
+            ]
+    obs = f"L{PARAMS.target_obsid}"
+    products += [
+        f"results/{obs}/image/{obs}-image.fits",
+        f"results/{obs}/catalogue/{obs}.srl.fits",
+        f"results/{obs}/catalogue/{obs}.srl.csv",
+        f"results/{obs}/catalogue/{obs}.skymodel",
+        f"results/{obs}/qa/{obs}_sources.png",
+        f"results/{obs}/qa/{obs}_flux.png",
+    ]
+    return [workdir / p for p in products]
+
+
+def test_template_has_what_a_slurm_site_needs(tmp_path: Path) -> None:
+    profile = yaml.safe_load((site_profile(TEMPLATE, tmp_path) / "config.yaml").read_text())
+    assert not set(APPTAINER_KEYS) & set(profile)
+    assert not [k for k in profile if k.startswith("storage-datalake-")]
+    assert profile["default-resources"]["slurm_partition"] == PARTITION
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="lofar-slurm-run-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.sites
+def test_pipeline_runs_through_slurm(
+    cluster: SlurmCluster, workdir: Path, record_property: Any
+) -> None:
+    simulate(PARAMS, workdir / "data")
+    config = write_config(workdir)
+    profile = site_profile(TEMPLATE, workdir / "profile")
+    cmd = [
+        *cluster.exec_prefix(),
+        # SIGTERM first: Snakemake then cancels its Slurm jobs before exiting.
+        "timeout", "-k", "30", str(SNAKEMAKE_TIMEOUT_S),
+        SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--profile", str(profile), "--configfile", str(config),
+    ]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=SNAKEMAKE_TIMEOUT_S + 60,
+        # The session points SLURM_CONF at an unreachable dummy; this run needs the cluster's.
+        env={**os.environ, **cluster.env()},
+    )
+    elapsed = time.monotonic() - started
+    record_property("snakemake_slurm_seconds", round(elapsed, 1))
+    print(f"\nsnakemake through Slurm: {elapsed:.0f} s")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, (
+        f"snakemake exited {done.returncode} after {elapsed:.0f} s:\n{log[-5000:]}\n"
+        f"slurmctld.log:\n{(cluster.root / 'slurmctld.log').read_text()[-2000:]}"
+    )
+
+    for product in expected_products(workdir):
+        assert product.is_file() and product.stat().st_size > 0, product
+
+    # The catalogue finds the simulated sources (a light version of the local test's check).
+    obs = f"L{PARAMS.target_obsid}"
+    cat = read_catalogue(workdir / f"results/{obs}/catalogue/{obs}.srl.csv")
+    matches = crossmatch.crossmatch(
+        truth.read_target_sources(workdir / "data" / "truth"),
+        np.asarray(cat["RA"]), np.asarray(cat["DEC"]), np.asarray(cat["Total_flux"]),
+        image_frequency(workdir / f"results/{obs}/image/{obs}-image.fits"), radius_arcsec=10.0,
+    )  # fmt: skip
+    for m in matches:
+        assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m
+
+    # Slurm's own records: one COMPLETED job per pipeline job Snakemake submitted, named by
+    # the run's UUID. Jobs Snakemake runs itself (the target rule) never reach Slurm.
+    run_id = re.search(r"SLURM run ID: (\S+)", log)
+    assert run_id, log[-3000:]
+    steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", log)
+    assert steps, log[-3000:]
+    total = int(steps[-1][1])
+    local = len(re.findall(r"^localrule \w+:", log, flags=re.MULTILINE))
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == total - local > 0, (total, local, submitted)
+    cluster.wait_idle()
+    records = cluster.finished_jobs()
+    assert sorted(r["JobId"] for r in records) == sorted(submitted), records
+    assert [r for r in records if r["JobState"] != "COMPLETED"] == []
+    assert {r["Name"] for r in records} == {run_id.group(1)}

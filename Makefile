@@ -33,6 +33,11 @@ lint: install
 	$(BIN)/ruff check workflow/lib tests bench
 	$(BIN)/snakemake --lint
 
+# Benchmarks (not tests): figures and ratios against baselines measured in the same run.
+bench: install
+	$(BIN)/lofar-datalake testbed up
+	$(BIN)/python bench/bench_resolution.py --profile
+
 testbed-up: install
 	$(BIN)/lofar-datalake testbed up
 testbed-status: install

@@ -1,107 +1,400 @@
-"""DAG-build cost of DataLake inputs: `snakemake -n` for a workflow whose N inputs (default
-1,000) belong to an intermediate rule, with the `datalake` storage plugin and with the same
-files as local paths. Prints wall times (median of 3), the difference and ratio, and the number
-of Rucio requests.
+"""Input-resolution benchmark: what a storage provider adds to building the DAG (`snakemake -n`)
+of a workflow whose N registered DataLake inputs belong to an intermediate rule.
+
+Compares, on the same testbed files: the `datalake` plugin of this project; the
+snakemake-storage-plugin-rucio 0.6.0 in a venv of its own (created if missing); the same workflow
+on local files, in each venv (Snakemake's own cost, the baseline each provider is measured
+against). Reports medians of several repetitions, the time each provider adds per 1,000 inputs,
+the Rucio requests (counted by the project's request counter in both venvs) and the ratio
+between the providers; writes them as JSON. `--profile` adds where the added time goes.
+About 5 minutes at 1,000 inputs (6 with `--profile`); 10,000 inputs add about 10 more.
 
     .venv/bin/lofar-datalake testbed up --dir /tmp/tb-bench
-    .venv/bin/python bench/bench_resolution.py --testbed /tmp/tb-bench [-n 1000] [--repeat 3]
+    .venv/bin/python bench/bench_resolution.py --testbed /tmp/tb-bench [--sizes 1000,10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import zlib
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from resolution import profiling, seeding, venvs
+from resolution.runner import (
+    Run,
+    Variant,
+    clean_env,
+    dry_run,
+    endpoints,
+    variants,
+    without_slurm_probe,
+)
+
+from lofar_datalake.testbed.layout import Layout, default_dir
+from lofar_datalake.testbed.orchestrator import Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "tests" / "workflow" / "storage" / "Snakefile"
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+PROJECT_VENV = Path(sys.prefix)
+RSE = "SITE_A_DISK"
+# Pairs timed back to back in each repetition: a provider and its baseline in the same venv.
+PAIRS = (("datalake", "local"), ("rucio", "local-rucio-venv"))
+GOAL_REQUESTS = 3  # per 1,000 inputs, authentication not counted
+GOAL_ADDED_S = 0.5  # per 1,000 inputs
 
 
-def seed(prefix: str, count: int, rse: str, local_dir: Path) -> None:
-    """Write the inputs into the RSE and register them in bulk; the same bytes go to a local
-    directory for the comparison run."""
-    from rucio.rse import rsemanager
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--testbed",
+        type=Path,
+        default=default_dir(),
+        help="directory of a running testbed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sizes", default="1000", help="comma-separated numbers of inputs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=7,
+        help="timed repetitions up to 1,000 inputs; above, 3 (the Rucio plugin: 1) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rucio-venv",
+        type=Path,
+        default=venvs.DEFAULT_DIR,
+        help="venv of snakemake-storage-plugin-rucio (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-rucio-plugin", action="store_true", help="measure this project's plugin only"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also show where the added time goes (about a minute more)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "bench" / "results" / "resolution.json",
+        help="results file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-slurm-probe",
+        action="store_true",
+        help="let the slurm executor plugin probe `scontrol` at start-up",
+    )
+    return parser.parse_args()
 
+
+def repeats_for(size: int, repeat: int, variant: str) -> int:
+    """Fewer repetitions above 1,000 inputs, so that `--sizes 1000,10000` stays near 10 minutes:
+    the Rucio plugin then needs ~2 minutes per run, and one run shows its gap."""
+    if size <= 1000:
+        return repeat
+    return 1 if variant in PAIRS[1] else 3
+
+
+def measure(
+    chosen: list[Variant],
+    size: int,
+    prefix: str,
+    local: Path,
+    repeat: int,
+    warm_up: bool,
+    tmp: Path,
+    env: dict[str, str],
+) -> dict[str, list[Run]]:
+    config = [f"prefix={prefix}", f"count={size}", f"local={local}"]
+    if warm_up:  # .pyc files, the OS's and the database's caches
+        for variant in chosen:
+            dry_run(variant, tmp / f"n{size}-warm-{variant.name}", config, size, env)
+    runs: dict[str, list[Run]] = {v.name: [] for v in chosen}
+    reps = {v.name: repeats_for(size, repeat, v.name) for v in chosen}
+    for i in range(max(reps.values())):
+        # Every other repetition in reverse order, so that drift hits all variants alike.
+        for variant in chosen if i % 2 == 0 else chosen[::-1]:
+            if i >= reps[variant.name]:
+                continue
+            run = dry_run(variant, tmp / f"n{size}-{i}-{variant.name}", config, size, env)
+            runs[variant.name].append(run)
+            print(
+                f"  N={size} rep {i + 1}/{reps[variant.name]} {variant.name:<17} "
+                f"{run.seconds:6.2f} s (CPU {run.cpu_seconds:5.2f} s) "
+                f"{run.other:5d} requests (+{run.auth} auth)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return runs
+
+
+def summarize(runs: dict[str, list[Run]], size: int) -> dict[str, Any]:
+    per_k = size / 1000
+    out: dict[str, Any] = {
+        "inputs": size,
+        "repetitions": {name: len(rs) for name, rs in runs.items()},
+        "variants": {},
+        "providers": {},
+    }
+    for name, rs in runs.items():
+        out["variants"][name] = {
+            "seconds": [round(r.seconds, 3) for r in rs],
+            "median_s": round(statistics.median(r.seconds for r in rs), 3),
+            "cpu_seconds": [round(r.cpu_seconds, 3) for r in rs],
+            "median_cpu_s": round(statistics.median(r.cpu_seconds for r in rs), 3),
+            "requests": max(r.other for r in rs),
+            "auth_requests": max(r.auth for r in rs),
+            "endpoints": endpoints(max(rs, key=lambda r: len(r.requests)).requests, seeding.SCOPE),
+        }
+    for provider, baseline in PAIRS:
+        if provider not in runs:
+            continue
+        # Paired differences: each repetition runs a provider right next to its baseline.
+        pairs = list(zip(runs[provider], runs[baseline], strict=True))
+        added = [p.seconds - b.seconds for p, b in pairs]
+        cpu = [p.cpu_seconds - b.cpu_seconds for p, b in pairs]
+        out["providers"][provider] = {
+            "baseline": baseline,
+            "added_s": round(statistics.median(added), 3),
+            "added_s_per_1000": round(statistics.median(added) / per_k, 3),
+            "added_s_each": [round(a, 3) for a in added],
+            # Split: Snakemake's own CPU time (client side) and the rest, waiting (server).
+            "added_cpu_s_per_1000": round(statistics.median(cpu) / per_k, 3),
+            "added_wait_s_per_1000": round(
+                statistics.median(a - c for a, c in zip(added, cpu, strict=True)) / per_k, 3
+            ),
+            "requests_per_1000": round(out["variants"][provider]["requests"] / per_k, 2),
+        }
+    ours, theirs = out["providers"].get("datalake"), out["providers"].get("rucio")
+    if ours and theirs:
+        out["ratio_rucio_to_datalake"] = {
+            "added_time": _ratio(theirs["added_s"], ours["added_s"]),
+            "requests": _ratio(theirs["requests_per_1000"], ours["requests_per_1000"]),
+        }
+    if ours:
+        out["goal"] = {
+            "requests_per_1000": GOAL_REQUESTS,
+            "added_s_per_1000": GOAL_ADDED_S,
+            "requests_met": ours["requests_per_1000"] <= GOAL_REQUESTS,
+            "added_time_met": ours["added_s_per_1000"] <= GOAL_ADDED_S,
+        }
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 1) if b > 0 else None
+
+
+def table(summary: dict[str, Any]) -> str:
+    v, p = summary["variants"], summary["providers"]
+    ours, theirs = p["datalake"], p.get("rucio")
+    ratio = summary.get("ratio_rucio_to_datalake", {})
+    goal = summary["goal"]
+
+    def row(figure: str, mine: str, base: str = "-", rat: str = "-", aim: str = "-") -> str:
+        return f"{figure:<40} {mine:>12} {base:>16} {rat:>9}  {aim}"
+
+    def cell(name: str, key: str, fmt: str) -> str:
+        return format(v[name][key], fmt) if name in v else "-"
+
+    met = {True: "met", False: "NOT met"}
+    lines = [
+        f"N = {summary['inputs']:,} inputs of an intermediate rule; medians of repetitions ("
+        + ", ".join(f"{name} {n}" for name, n in summary["repetitions"].items())
+        + ")",
+        row("figure", "datalake", "rucio plugin 0.6", "rucio/ours", "goal (datalake)"),
+        row(
+            "dry run with the provider [s]",
+            cell("datalake", "median_s", ".2f"),
+            cell("rucio", "median_s", ".2f"),
+        ),
+        row(
+            "same workflow on local files [s]",
+            cell("local", "median_s", ".2f"),
+            cell("local-rucio-venv", "median_s", ".2f"),
+        ),
+        row(
+            "added over local files, per 1,000 [s]",
+            f"{ours['added_s_per_1000']:.2f}",
+            f"{theirs['added_s_per_1000']:.2f}" if theirs else "-",
+            f"{ratio['added_time']}x" if ratio.get("added_time") else "-",
+            f"<= {goal['added_s_per_1000']} s: {met[goal['added_time_met']]}",
+        ),
+        row(
+            "  of which CPU of Snakemake (client side)",
+            f"{ours['added_cpu_s_per_1000']:.2f}",
+            f"{theirs['added_cpu_s_per_1000']:.2f}" if theirs else "-",
+        ),
+        row(
+            "  of which waiting (server, I/O)",
+            f"{ours['added_wait_s_per_1000']:.2f}",
+            f"{theirs['added_wait_s_per_1000']:.2f}" if theirs else "-",
+        ),
+        row(
+            "Rucio requests per 1,000",
+            f"{ours['requests_per_1000']:g}",
+            f"{theirs['requests_per_1000']:g}" if theirs else "-",
+            f"{ratio['requests']}x" if ratio.get("requests") else "-",
+            f"<= {goal['requests_per_1000']}: {met[goal['requests_met']]}",
+        ),
+        row(
+            "  + authentication requests per run",
+            cell("datalake", "auth_requests", "d"),
+            cell("rucio", "auth_requests", "d"),
+        ),
+    ]
+    for name in ("datalake", "rucio"):
+        if name in v:
+            lines.append(f"  {name} requests: {v[name]['endpoints']}")
+    return "\n".join(lines)
+
+
+def profile(
+    chosen: list[Variant],
+    prefix: str,
+    local: Path,
+    tmp: Path,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """Both views of `resolution.profiling` at 1,000 inputs."""
     from lofar_datalake.datalake.rucio_adapter import RucioAdapter
 
-    rucio = RucioAdapter()
-    names = [f"{prefix}/SB{i:03d}.dat" for i in range(count)]
-    pfns = rsemanager.lfns2pfns(rucio.rse_info(rse), [{"scope": "lofar", "name": n}
-                                                      for n in names],
-                                operation="write", scheme="file")
-    files = []
-    for i, name in enumerate(names):
-        data = os.urandom(64)
-        path = Path(pfns[f"lofar:{name}"].removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        (local_dir / f"SB{i:03d}.dat").write_bytes(data)
-        files.append({"scope": "lofar", "name": name, "bytes": len(data),
-                      "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"})
-    rucio.add_replicas(rse, files)
+    names = seeding.names(prefix, 1000)
+    split = profiling.request_split(RucioAdapter(), seeding.SCOPE, names, f"{prefix}/SB*.dat")
+    config = [f"prefix={prefix}", "count=1000", f"local={local}"]
+    groups: dict[str, dict[str, float]] = {}
+    for variant in chosen:
+        prof = tmp / f"{variant.name}.prof"
+        dry_run(variant, tmp / f"profile-{variant.name}", config, 1000, env, profile_to=prof)
+        groups[variant.name] = profiling.breakdown(prof)
+    added = {
+        provider: {g: round(groups[provider][g] - groups[baseline][g], 3) for g in profiling.GROUPS}
+        for provider, baseline in PAIRS
+        if provider in groups
+    }
+    return {
+        "requests": {k: {kk: round(vv, 3) for kk, vv in d.items()} for k, d in split.items()},
+        "cprofile_self_s": {k: {g: round(s, 3) for g, s in d.items()} for k, d in groups.items()},
+        "cprofile_added_s": added,
+    }
 
 
-def dry_run(workdir: Path, config: list[str], extra: list[str], env: dict[str, str]) -> float:
-    started = time.monotonic()
-    result = subprocess.run(
-        [SNAKEMAKE, "-n", "-q", "rules", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores",
-         "1", *extra, "--config", *config],
-        env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"snakemake failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return elapsed
+def profile_text(result: dict[str, Any]) -> str:
+    lines = ["Requests of one bulk pass over 1,000 inputs (replayed; median of 3):"]
+    for key, t in result["requests"].items():
+        lines.append(
+            f"  {key:<34} server+transfer {t['server_s']:5.2f} s   "
+            f"client parsing {t['parse_s']:5.2f} s"
+        )
+    lines.append("Added over local files, by who spends it (cProfile self time, inflated):")
+    providers = list(result["cprofile_added_s"])
+    lines.append(f"  {'':<50}" + "".join(f"{p:>10}" for p in providers))
+    for group in profiling.GROUPS:
+        lines.append(
+            f"  {group:<50}"
+            + "".join(f"{result['cprofile_added_s'][p][group]:10.2f}" for p in providers)
+        )
+    lines.append(
+        f"  {'total':<50}"
+        + "".join(f"{sum(result['cprofile_added_s'][p].values()):10.2f}" for p in providers)
+    )
+    return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testbed", type=Path, required=True, help="a running testbed's dir")
-    parser.add_argument("-n", type=int, default=1000, help="number of inputs")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-
-    from lofar_datalake.datalake.request_counter import ENV_VAR, read_counts
-    from lofar_datalake.testbed.layout import Layout
-    from lofar_datalake.testbed.orchestrator import Testbed
-
+    args = parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
     bed = Testbed(Layout(args.testbed.resolve()))
-    env = {**os.environ, "RUCIO_CONFIG": str(bed.layout.client_config),
-           "X509_USER_PROXY": str(bed.pki.proxy)}
-    os.environ.update(env)
-    with tempfile.TemporaryDirectory(prefix="bench-resolution-") as tmp:
-        tmpdir = Path(tmp)
-        local = tmpdir / "local-inputs"
-        local.mkdir()
-        prefix = f"bench/{time.time_ns()}"
-        seed(prefix, args.n, "SITE_A_DISK", local)
-        plugin = ["--storage-datalake-rucio-config", str(bed.layout.client_config)]
-        lake_times, local_times, requests = [], [], []
-        for i in range(args.repeat):
-            counts = tmpdir / f"requests-{i}.txt"
-            lake_times.append(dry_run(tmpdir / f"lake-{i}", [f"prefix={prefix}",
-                                                             f"count={args.n}"],
-                                      plugin, {**env, ENV_VAR: str(counts)}))
-            requests.append(read_counts(counts))
-            local_times.append(dry_run(tmpdir / f"local-{i}", [
-                f"prefix={prefix}", f"count={args.n}", f"local={local}"], [], env))
-    lake, plain = statistics.median(lake_times), statistics.median(local_times)
-    auth = [len([r for r in reqs if " /auth" in r]) for reqs in requests]
-    other = [len(reqs) - a for reqs, a in zip(requests, auth, strict=True)]
-    print(f"inputs of an intermediate rule:  {args.n}")
-    print(f"dry-run, datalake plugin:        {lake:6.2f} s  (median of {args.repeat}: "
-          f"{', '.join(f'{t:.2f}' for t in lake_times)})")
-    print(f"dry-run, local files:            {plain:6.2f} s  (median of {args.repeat}: "
-          f"{', '.join(f'{t:.2f}' for t in local_times)})")
-    print(f"added by the DataLake:           {lake - plain:6.2f} s  (ratio {lake / plain:.2f})")
-    print(f"Rucio requests per run:          {max(other)} (+ {max(auth)} authentication); "
-          f"{sorted(set(requests[0]))}")
+    rucio_config = bed.layout.client_config
+    os.environ.update({"RUCIO_CONFIG": str(rucio_config), "X509_USER_PROXY": str(bed.pki.proxy)})
+
+    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+
+    try:
+        rucio = RucioAdapter()
+        rucio.client.whoami()
+    except Exception as exc:
+        raise SystemExit(
+            f"no testbed answering at {args.testbed} ({type(exc).__name__}); "
+            f"start one: lofar-datalake testbed up --dir {args.testbed}"
+        ) from None
+    rucio_venv = None
+    versions = {"project_venv": {n: metadata.version(n) for n in ("snakemake", "rucio")}}
+    if not args.no_rucio_plugin:
+        rucio_venv = args.rucio_venv
+        versions["rucio_plugin_venv"] = venvs.ensure_rucio_plugin_venv(rucio_venv)
+    chosen = variants(PROJECT_VENV, rucio_venv, rucio_config)
+
+    results: dict[str, Any] = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "versions": versions,
+        "rse": RSE,
+        "slurm_probe_disabled": not args.keep_slurm_probe,
+        "method": [
+            "wall and CPU (user+system) time of `snakemake -n` in a fresh working directory",
+            "added = median over repetitions of (provider run - local-files run of the same "
+            "repetition, same venv); every other repetition runs the variants in reverse order",
+            "requests: lines written by lofar_datalake.datalake.request_counter in both venvs; "
+            "authentication counted apart",
+        ],
+        "sizes": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-resolution-") as name:
+        tmp = Path(name)
+        extra = (
+            {}
+            if args.keep_slurm_probe
+            else {"PATH": f"{without_slurm_probe(tmp)}{os.pathsep}{os.environ.get('PATH', '')}"}
+        )
+        env = clean_env(extra)
+        prefixes: dict[int, str] = {}
+        for i, size in enumerate(sizes):
+            prefixes[size] = prefix = f"bench/{time.time_ns()}-n{size}"
+            started = time.monotonic()
+            seeding.seed(rucio, prefix, size, RSE, tmp / f"local-{size}")
+            print(
+                f"registered {size} files under {seeding.SCOPE}:{prefix} on {RSE} "
+                f"({time.monotonic() - started:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs = measure(
+                chosen,
+                size,
+                prefix,
+                tmp / f"local-{size}",
+                args.repeat,
+                warm_up=i == 0,
+                tmp=tmp,
+                env=env,
+            )
+            summary = summarize(runs, size)
+            results["sizes"][str(size)] = {"prefix": prefix, **summary}
+            print("\n" + table(summary) + "\n", flush=True)
+        if args.profile:
+            if 1000 not in prefixes:
+                prefixes[1000] = f"bench/{time.time_ns()}-n1000"
+                seeding.seed(rucio, prefixes[1000], 1000, RSE, tmp / "local-1000")
+            results["profile"] = profile(chosen, prefixes[1000], tmp / "local-1000", tmp, env)
+            print(profile_text(results["profile"]) + "\n", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {args.json}")
     return 0
 
 

@@ -46,6 +46,12 @@ def _simulate_command(args: argparse.Namespace) -> int:
     return run_simulate(args)
 
 
+def _containers_command(args: argparse.Namespace) -> int:
+    from .containers_cli import run_containers
+
+    return run_containers(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lofar-datalake",
@@ -83,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="write a simulated LOFAR observation with known truth")
     add_arguments(sim)
     sim.set_defaults(func=_simulate_command)
+
+    from .containers_cli import add_arguments as add_containers_arguments
+
+    cont = sub.add_parser("containers", help="the pipeline's container images and their recipes")
+    add_containers_arguments(cont)
+    cont.set_defaults(func=_containers_command)
     return parser
 
 

@@ -1,0 +1,139 @@
+"""Scale of the DAG: dry run of the LOFAR workflow in DataLake mode for observations with many
+subbands (issue: 244 subbands ≈ 2,000 jobs; 4 such observations), wall time and peak RSS of the
+Snakemake process, and how both grow with the number of subbands.
+
+The subband archives are registered in the local DataLake in bulk (tiny stand-in files: a dry run
+never reads them). Run: `.venv/bin/python bench/bench_scale.py [--testbed DIR] [--sizes 61,122,244]
+[--observations 1,4]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from resolution.seeding import SCOPE  # noqa: E402
+
+
+def register(rucio, names: list[str], rse: str) -> None:  # noqa: ANN001
+    """Bulk-register tiny files under `names` on `rse` (one add_replicas per 1,000)."""
+    import zlib
+
+    from rucio.rse import rsemanager  # type: ignore[import-untyped]
+
+    pfns = rsemanager.lfns2pfns(rucio.rse_info(rse), [{"scope": SCOPE, "name": n} for n in names],
+                                operation="write", scheme="file")
+    files = []
+    for name in names:
+        data = name.encode()
+        path = Path(pfns[f"{SCOPE}:{name}"].removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files.append({"scope": SCOPE, "name": name, "bytes": len(data),
+                      "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"})
+    for start in range(0, len(files), 1000):
+        rucio.add_replicas(rse, files[start:start + 1000])
+
+
+def sheet(workdir: Path, tag: str, n_obs: int, n_sb: int) -> Path:
+    rows = ["observation\trole\tsubband\tcalibrator\tpath\tdid"]
+    for k in range(n_obs):
+        cal, tgt = 800000 + 2 * k, 800001 + 2 * k
+        for sb in range(n_sb):
+            for obs, role, calref in ((cal, "calibrator", ""), (tgt, "target", f"L{cal}")):
+                name = f"scale/{tag}/L{obs}_SB{sb:03d}_uv.MS.tar"
+                rows.append(f"L{obs}\t{role}\t{sb:03d}\t{calref}\tL{obs}_SB{sb:03d}_uv.MS.tar"
+                            f"\t{SCOPE}:{name}")
+    path = workdir / "observations.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def dry_run(workdir: Path, testbed: Path, products: str) -> dict[str, float]:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config |= {"input_mode": "datalake", "observations": str(workdir / "observations.tsv")}
+    config["calibration"]["skymodel"] = str(workdir / "cal.skymodel")
+    config["datalake"]["products"] = products
+    (workdir / "cal.skymodel").write_text("")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "-n",
+           "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"),
+           "--storage-datalake-rucio-config", str(testbed / "etc" / "rucio-client.cfg"),
+           "--storage-datalake-site-rse", "SITE_A_DISK"]
+    started = time.monotonic()
+    log = workdir / "dryrun.log"
+    with open(log, "w") as handle:  # a file, not a pipe: a full pipe would stall Snakemake
+        proc = psutil.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, proc.memory_info().rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+    wall = time.monotonic() - started
+    out = log.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(out[-3000:])
+    totals = re.findall(r"^total\s+(\d+)", out, re.M)  # the "Job stats" table
+    jobs = int(totals[-1]) if totals else -1
+    return {"wall_s": wall, "peak_rss_mib": peak / 2**20, "jobs": jobs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--testbed", type=Path, default=REPO / ".testbed")
+    parser.add_argument("--sizes", default="61,122,244")
+    parser.add_argument("--observations", default="1,4")
+    parser.add_argument("--json", type=Path, default=BENCH / "results" / "scale.json")
+    args = parser.parse_args()
+    os.environ["RUCIO_CONFIG"] = str(args.testbed / "etc" / "rucio-client.cfg")
+    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+
+    rucio = RucioAdapter()
+    tag = f"{int(time.time())}"
+    results = []
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for n_obs in (int(o) for o in args.observations.split(",")):
+        for n_sb in sizes:
+            with tempfile.TemporaryDirectory(prefix="lofar-scale-") as tmp:
+                workdir = Path(tmp)
+                run_tag = f"{tag}-{n_obs}x{n_sb}"
+                path = sheet(workdir, run_tag, n_obs, n_sb)
+                names = [line.split("\t")[5].split(":", 1)[1]
+                         for line in path.read_text().splitlines()[1:]]
+                register(rucio, names, "SITE_B_DISK")
+                figures = dry_run(workdir, args.testbed, f"products/{run_tag}")
+            figures |= {"observations": n_obs, "subbands": n_sb, "inputs": len(names)}
+            results.append(figures)
+            print(f"{n_obs} obs x {n_sb:>3} subbands: {len(names):>5} inputs, "
+                  f"{figures['jobs']:>5} jobs, dry run {figures['wall_s']:6.1f} s, "
+                  f"peak RSS {figures['peak_rss_mib']:6.0f} MiB", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    one = [r for r in results if r["observations"] == 1]
+    if len(one) >= 2:
+        a, b = one[0], one[-1]
+        growth = (b["wall_s"] - a["wall_s"]) / (b["subbands"] - a["subbands"])
+        print(f"wall time grows {growth * 100:.2f} s per 100 subbands (1 observation); "
+              f"goal for 244 subbands: <= 15 s and <= 1 GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

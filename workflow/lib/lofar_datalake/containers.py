@@ -1,0 +1,196 @@
+"""The one adapter for the pipeline's container images.
+
+Each stage family (`config["containers"][family]`) has an Apptainer recipe
+`workflow/containers/<family>.def`. This module reads those recipes, lists the images a config
+names, converts a recipe to a Dockerfile for Docker/Podman sites (spython) and builds a SIF
+with Apptainer when it is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "containers"
+LABEL_PREFIX = "org.lofar-datalake."
+# Labels that describe the image rather than a tool version.
+_META_LABELS = {"family"}
+
+
+class RecipeError(RuntimeError):
+    """A recipe that cannot be read, pinned or converted as this module expects."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An Apptainer definition file: its header (`Key: value` lines) and its %sections."""
+
+    family: str
+    path: Path
+    header: dict[str, str]
+    sections: dict[str, list[str]]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        pairs = (line.split(None, 1) for line in self.sections.get("labels", []))
+        return {p[0]: p[1].strip() if len(p) > 1 else "" for p in pairs}
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Tool versions from the `org.lofar-datalake.<tool>` labels."""
+        return {
+            key.removeprefix(LABEL_PREFIX): value
+            for key, value in self.labels.items()
+            if key.startswith(LABEL_PREFIX) and key.removeprefix(LABEL_PREFIX) not in _META_LABELS
+        }
+
+    def pip_requirements(self) -> list[str]:
+        """Every requirement given to `pip install` in %post, as written."""
+        reqs: list[str] = []
+        for line in self.sections.get("post", []):
+            words = shlex.split(line)
+            for i, word in enumerate(words[:-1]):
+                if Path(word).name.startswith("pip") and words[i + 1] == "install":
+                    reqs += [w for w in words[i + 2 :] if not w.startswith("-")]
+        return reqs
+
+    def pip_pins(self) -> dict[str, str]:
+        """`name==version` requirements of %post; raises on any requirement not pinned exactly."""
+        pins: dict[str, str] = {}
+        for req in self.pip_requirements():
+            name, sep, version = req.partition("==")
+            if not sep or not re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version):
+                raise RecipeError(f"{self.path}: pip requirement {req!r} is not pinned with ==")
+            pins[name.lower()] = version
+        return pins
+
+
+def parse_recipe(path: Path) -> Recipe:
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("%"):
+            current = sections.setdefault(line[1:].split()[0].lower(), [])
+        elif current is not None:
+            if line:
+                current.append(line)
+        elif line and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            header[key.strip()] = value.strip()
+    return Recipe(path.stem, path, header, sections)
+
+
+def recipe_path(family: str, recipes_dir: Path = RECIPES_DIR) -> Path:
+    path = recipes_dir / f"{family}.def"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recipe for container family {family!r}: {path} is missing")
+    return path
+
+
+def recipes(recipes_dir: Path = RECIPES_DIR) -> dict[str, Recipe]:
+    return {p.stem: parse_recipe(p) for p in sorted(recipes_dir.glob("*.def"))}
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image named in a config, with the recipe it is built from (if there is one)."""
+
+    family: str
+    reference: str
+    digest: str | None
+    cvmfs: bool
+    recipe: str | None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def list_images(config: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image]:
+    """The images of `config["containers"]`, in the config's order."""
+    with config.open() as fh:
+        containers = (yaml.safe_load(fh) or {}).get("containers") or {}
+    images = []
+    for family, reference in containers.items():
+        path = recipes_dir / f"{family}.def"
+        recipe = parse_recipe(path) if path.is_file() else None
+        _, at, digest = str(reference).partition("@")
+        images.append(
+            Image(
+                family=family,
+                reference=str(reference),
+                digest=digest if at else None,
+                cvmfs=str(reference).startswith("/cvmfs/"),
+                recipe=str(path) if recipe else None,
+                versions=recipe.versions if recipe else {},
+            )
+        )
+    return images
+
+
+def _docker_bootstrap(recipe: Recipe) -> str:
+    """The recipe's text with a Docker header, the only bootstrap spython converts."""
+    if recipe.header.get("Bootstrap", "").lower() == "debootstrap":
+        base = f"debian:{recipe.header.get('OSVersion', 'stable')}"
+    elif recipe.header.get("Bootstrap", "").lower() == "docker":
+        base = recipe.header["From"]
+    else:
+        raise RecipeError(
+            f"{recipe.path}: cannot convert Bootstrap {recipe.header.get('Bootstrap')}"
+        )
+    body = recipe.path.read_text().split("\n%", 1)[1]
+    # spython treats any line with "bootstrap"/"from:"/"stage:" as a header line.
+    for line in body.splitlines():
+        if re.search(r"bootstrap|from:|stage:", line, re.IGNORECASE):
+            raise RecipeError(f"{recipe.path}: spython would misread the line {line.strip()!r}")
+    return f"Bootstrap: docker\nFrom: {base}\n\n%{body}"
+
+
+def _fix_dockerfile(text: str) -> str:
+    """Correct spython's Singularity-to-Docker output: it writes `LABEL key value` (legacy
+    form) and `HEALTHCHECK /bin/bash /tests.sh` (not valid; %test belongs at build time)."""
+    lines = []
+    for line in text.splitlines():
+        label = re.fullmatch(r"LABEL (\S+) (.+)", line)
+        if label and "=" not in label.group(1):
+            line = f"LABEL {label.group(1)}={shlex.quote(label.group(2))}"
+        elif line.startswith("HEALTHCHECK "):
+            line = "RUN " + line.removeprefix("HEALTHCHECK ")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def dockerfile(family: str, recipes_dir: Path = RECIPES_DIR) -> str:
+    """The family's recipe as a Dockerfile (for Docker/Podman sites)."""
+    from spython.main.parse.parsers import SingularityParser  # type: ignore[import-untyped]
+    from spython.main.parse.writers import DockerWriter  # type: ignore[import-untyped]
+
+    recipe = parse_recipe(recipe_path(family, recipes_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        converted = Path(tmp) / f"{family}.def"
+        converted.write_text(_docker_bootstrap(recipe))
+        parsed = SingularityParser(str(converted))
+        return _fix_dockerfile(DockerWriter(parsed.recipe).convert())
+
+
+def build(
+    family: str, output: Path, recipes_dir: Path = RECIPES_DIR, fakeroot: bool = False
+) -> None:
+    """`apptainer build output <family>.def`; raises if Apptainer is not installed."""
+    path = recipe_path(family, recipes_dir)
+    apptainer = shutil.which("apptainer")
+    if apptainer is None:
+        raise RuntimeError(
+            "apptainer not found on PATH: building a SIF needs Apptainer (with debootstrap) "
+            f"installed; on Docker/Podman sites use `lofar-datalake containers dockerfile {family}`"
+        )
+    cmd = [apptainer, "build", *(["--fakeroot"] if fakeroot else []), str(output), str(path)]
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        raise RuntimeError(f"apptainer build of {family} exited with {done.returncode}")

@@ -26,27 +26,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from resolution.seeding import SCOPE  # noqa: E402
-
-
-def register(rucio, names: list[str], rse: str) -> None:  # noqa: ANN001
-    """Bulk-register tiny files under `names` on `rse` (one add_replicas per 1,000)."""
-    import zlib
-
-    from rucio.rse import rsemanager  # type: ignore[import-untyped]
-
-    pfns = rsemanager.lfns2pfns(rucio.rse_info(rse), [{"scope": SCOPE, "name": n} for n in names],
-                                operation="write", scheme="file")
-    files = []
-    for name in names:
-        data = name.encode()
-        path = Path(pfns[f"{SCOPE}:{name}"].removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        files.append({"scope": SCOPE, "name": name, "bytes": len(data),
-                      "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"})
-    for start in range(0, len(files), 1000):
-        rucio.add_replicas(rse, files[start:start + 1000])
+from resolution.seeding import SCOPE, register  # noqa: E402
 
 
 def sheet(workdir: Path, tag: str, n_obs: int, n_sb: int) -> Path:
@@ -117,7 +97,8 @@ def main() -> int:
                 path = sheet(workdir, run_tag, n_obs, n_sb)
                 names = [line.split("\t")[5].split(":", 1)[1]
                          for line in path.read_text().splitlines()[1:]]
-                register(rucio, names, "SITE_B_DISK")
+                # Tiny stand-in archives: a dry run never reads them.
+                register(rucio, "SITE_B_DISK", {name: name.encode() for name in names})
                 figures = dry_run(workdir, args.testbed, f"products/{run_tag}")
             figures |= {"observations": n_obs, "subbands": n_sb, "inputs": len(names)}
             results.append(figures)

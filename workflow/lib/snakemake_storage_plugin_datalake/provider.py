@@ -29,6 +29,8 @@ from snakemake_interface_storage_plugins.storage_provider import (
 )
 
 from lofar_datalake.datalake import query as dlquery
+from lofar_datalake.datalake.journal import Journal
+from lofar_datalake.datalake.offline_copy import OfflineCopy
 from lofar_datalake.datalake.outputs import Outputs
 from lofar_datalake.datalake.resolver import FileInfo, Resolver, Template
 from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did, RucioAdapter
@@ -53,10 +55,22 @@ class StorageProvider(StorageProviderBase):
         self._rucio_lock = threading.Lock()
         self._objects: weakref.WeakSet[StorageObject] = weakref.WeakSet()
         self._producers: dict[str, str] = {}
+        self.journal = Journal(self.run_id)
+        self.offline: OfflineCopy | None = None
+        if self.cfg.local_copy is not None:
+            # Verification runs: a local copy answers in place of the DataLake.
+            try:
+                self.offline = OfflineCopy(self.cfg.local_copy, self.logger, self.journal,
+                                           link_mode=self.cfg.link_mode)
+            except DataLakeError as exc:
+                raise WorkflowError(f"datalake storage plugin: {exc}") from None
+            self.resolver = self.stager = self.outputs = self.offline  # type: ignore[assignment]
+            return
         self.resolver = Resolver(self.rucio, prefetch_limit=self.cfg.prefetch_limit)
         self.stager = Stager(self.cfg, self.resolver, self.rucio, self.logger,
-                             stage_ahead=self._workflow_inputs)
-        self.outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id)
+                             stage_ahead=self._workflow_inputs, journal=self.journal)
+        self.outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id,
+                               journal=self.journal)
 
     def rucio(self) -> RucioAdapter:
         """The Rucio client, connected on first use (not while Snakemake merely starts)."""
@@ -242,7 +256,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         provenance = {
             "created_by": "snakemake-storage-plugin-datalake",
             "snakemake_run": self.provider.run_id,
-            "snakemake_workflow": self.provider.outputs.workflow,
+            "snakemake_workflow": str(self.provider.outputs.workflow),
         }
         if rule:
             provenance["snakemake_rule"] = str(rule)
@@ -262,7 +276,12 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         template = Template.from_query(self.query)
         if template is None:
             return [self.query] if self.did is not None else []
-        names = self.provider.rucio().list_files(template.scope, template.glob)
+        offline = self.provider.offline
+        if offline is not None:
+            base = offline.root / template.scope
+            names = [str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()]
+        else:
+            names = self.provider.rucio().list_files(template.scope, template.glob)
         return [dlquery.to_query(Did(template.scope, n)) for n in names
                 if template.regex.fullmatch(n)]
 

@@ -83,3 +83,7 @@ class StorageProviderSettings(StorageProviderSettingsBase):
     prefetch_limit: int | None = field(default=10000, metadata=_meta(
         "At most this many DIDs matching one input pattern are resolved in bulk ahead of use "
         "(0: no pattern listing).", type=int))
+    local_copy: Path | None = field(default=None, metadata=_meta(
+        "A directory holding a local copy of the DataLake files (<dir>/<scope>/<name>, as "
+        "made by `lofar-datalake compare`): inputs are read from it and outputs written to "
+        "it; Rucio and FTS are not contacted.", type=Path))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checksums import adler32_of_file, same_adler32
+from .journal import Journal
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
 from .settings import ProviderConfig
 
@@ -37,6 +38,7 @@ class Outputs:
     log: logging.Logger
     run_id: str
     workflow: str = field(default_factory=lambda: _safe(Path.cwd().name))
+    journal: Journal | None = None
     created: dict[Did, _Created] = field(default_factory=dict)
     _datasets_ready: set[Did] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +82,10 @@ class Outputs:
         if meta:
             rucio.set_metadata(did, meta)
         self.log.info(f"datalake: {did} {action}")
+        if self.journal is not None:
+            self.journal.record("output", did=str(did), bytes=path.stat().st_size,
+                                adler32=checksum, rse=rse, action=action, rules=record.rules,
+                                dataset=str(record.dataset) if record.dataset else None)
         return action
 
     def _attach(self, did: Did, record: _Created) -> None:

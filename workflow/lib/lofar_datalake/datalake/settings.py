@@ -83,6 +83,7 @@ class ProviderConfig:
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     stage_ahead: bool = True
     prefetch_limit: int = 10000
+    local_copy: Path | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ProviderConfig:
@@ -125,6 +126,7 @@ class ProviderConfig:
             http_timeout=num("http_timeout", DEFAULT_HTTP_TIMEOUT, 1),
             stage_ahead=not raw.get("no_stage_ahead"),
             prefetch_limit=num("prefetch_limit", 10000, 0),
+            local_copy=path("local_copy"),
         )
 
     def site_is_expression(self) -> bool:

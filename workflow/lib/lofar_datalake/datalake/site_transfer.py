@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fts_adapter import FtsAdapter, FtsTransfer
+from .journal import Journal
 from .locality import Source
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
@@ -33,6 +34,7 @@ class SiteTransfers:
     site_rses: Callable[[], list[str]]
     sources_of: Callable[[FileInfo], list[Source]]
     log: logging.Logger
+    journal: Journal | None = None
     rules_created: list[str] = field(default_factory=list)
     replicas_registered: list[tuple[str, Did]] = field(default_factory=list)
     _rse_info: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -45,6 +47,7 @@ class SiteTransfers:
         expression = self.cfg.site_rse or ""
         dids = [i.did for i in infos]
         started = time.monotonic()
+        began, first_rule = time.time(), len(self.rules_created)
         self._add_rules(dids, expression)
         problems: dict[Did, str] = {}
         remaining = set(dids)
@@ -72,7 +75,19 @@ class SiteTransfers:
             time.sleep(RULE_POLL)
         self.log.info(f"datalake: staging by rule to {expression} done in "
                       f"{time.monotonic() - started:.1f} s ({len(problems)} failed)")
+        self._record("rule", expression, began, infos, problems,
+                     rules=self.rules_created[first_rule:])
         return {d: problems.get(d) for d in dids}
+
+    def _record(self, policy: str, destination: str, began: float, infos: Sequence[FileInfo],
+                problems: dict[Did, str], **ids: list[str]) -> None:
+        if self.journal is None:
+            return
+        moved = [i for i in infos if i.did not in problems]
+        self.journal.record("site_transfer", policy=policy, destination=destination,
+                            start=began, files=[str(i.did) for i in moved],
+                            bytes=sum(i.bytes for i in moved),
+                            failed={str(d): why for d, why in problems.items()}, **ids)
 
     def _add_rules(self, dids: list[Did], expression: str) -> None:
         """Where this account has a rule for some DIDs already (an earlier, interrupted run),
@@ -102,6 +117,7 @@ class SiteTransfers:
         queue = {i.did: [s for s in self.sources_of(i) if not s.at_site] for i in infos}
         by_did = {i.did: i for i in infos}
         fts = self._fts_for(site)
+        began, jobs = time.time(), []
         while queue:
             batch: dict[str, Did] = {}
             transfers = []
@@ -120,6 +136,7 @@ class SiteTransfers:
                 break
             done: list[dict[str, Any]] = []
             def submitted(job_id: str, n: int = len(transfers)) -> None:
+                jobs.append(job_id)
                 self.log.info(f"datalake: FTS job {job_id} at {fts.endpoint}: {n} files to "
                               f"{site}")
 
@@ -143,6 +160,9 @@ class SiteTransfers:
         for did in by_did:
             if did not in result:
                 result[did] = None if self._at_site(did) else "copied but not available at site"
+        self._record("fts", site, began, infos,
+                     {d: why for d, why in result.items() if why is not None},
+                     fts_jobs=jobs, fts_endpoint=[fts.endpoint])
         return result
 
     def _destinations(self, rse: str, dids: Sequence[Did]) -> dict[Did, str]:

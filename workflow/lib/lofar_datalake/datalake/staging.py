@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from . import localcopy, transfer_http
+from .journal import Journal
 from .localcopy import TransferFailed
 from .locality import Source, protocol_bases, sources
 from .resolver import FileInfo, Resolver
@@ -43,8 +44,10 @@ class _Request:
 class Stager:
     def __init__(self, cfg: ProviderConfig, resolver: Resolver, rucio: Callable[[], RucioAdapter],
                  log: logging.Logger,
-                 stage_ahead: Callable[[], Sequence[Did]] | None = None) -> None:
+                 stage_ahead: Callable[[], Sequence[Did]] | None = None,
+                 journal: Journal | None = None) -> None:
         self.cfg = cfg
+        self.journal = journal
         self.resolver = resolver
         self.rucio = rucio
         self.log = log
@@ -56,7 +59,8 @@ class Stager:
                                         thread_name_prefix="datalake-stage")
         self._http = threading.local()
         self._site_rses: list[str] | None = None
-        self.site = SiteTransfers(cfg, resolver, rucio, self.site_rses, self.sources_of, log)
+        self.site = SiteTransfers(cfg, resolver, rucio, self.site_rses, self.sources_of, log,
+                                  journal=journal)
         self._bases = lru_cache(maxsize=None)(self._protocol_bases)
 
     # -- requests and batches ------------------------------------------------------------------
@@ -118,6 +122,7 @@ class Stager:
             req.dest.parent.mkdir(parents=True, exist_ok=True)
             if localcopy.is_verified(req.dest, size=info.bytes, adler32=info.adler32):
                 req.future.set_result("already present and verified")
+                self._record(info, "already present and verified", None, time.time())
                 continue
             todo.append(req)
         if not todo:
@@ -184,7 +189,10 @@ class Stager:
             tried.append(f"{self.cfg.site_rse} (staging: {site_problem})")
         for source in self.sources_of(info):
             try:
-                return self._read(source, info, dest)
+                began = time.time()
+                how = self._read(source, info, dest)
+                self._record(info, how, source, began)
+                return how
             except TransferFailed as exc:
                 tried.append(f"{source.describe()}: {exc}")
                 self.log.warning(f"datalake: replica of {info.did} on {source.rse} skipped: "
@@ -192,6 +200,13 @@ class Stager:
         rses = sorted({r.rse for r in info.available_replicas()})
         raise StagingError(f"{info.did}: no usable replica (RSEs {', '.join(rses) or 'none'}); "
                            f"tried: {'; '.join(tried) or 'no readable protocol'}")
+
+    def _record(self, info: FileInfo, how: str, source: Source | None, began: float) -> None:
+        if self.journal is not None:
+            self.journal.record(
+                "input", did=str(info.did), bytes=info.bytes, adler32=info.adler32, md5=info.md5,
+                how=how, rse=source.rse if source else None, pfn=source.pfn if source else None,
+                at_site=source.at_site if source else True, start=began)
 
     def _read(self, source: Source, info: FileInfo, dest: Path) -> str:
         if source.local is not None:

@@ -1,18 +1,56 @@
 # Config and sheet validation, the table of subbands, and the input functions of the rules.
 import csv
+import os
+import time
 from pathlib import Path
 
-from snakemake.utils import validate
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
 
-validate(config, schema="../schemas/config.schema.yaml")
+SCHEMAS = Path(workflow.current_basedir).parent / "schemas"
+
+
+def schema_problems(instance, schema_file, field="key"):
+    """One line per problem, naming the key, instead of Snakemake's dump of the whole schema and
+    instance: unknown keys said as such (with the allowed ones), patterns by their description."""
+    schema = yaml.safe_load((SCHEMAS / schema_file).read_text())
+    problems = []
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(instance)
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = list(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                name = f"{where}.{key}" if where else key
+                problems.append(f"unknown {field} {name!r} (allowed: {', '.join(allowed)})")
+        elif error.validator == "pattern" and error.schema.get("description"):
+            problems.append(f"{field} {where!r}: {error.instance!r} is not "
+                            f"{error.schema['description']}")
+        else:
+            problems.append(f"{field} {where or '(top level)'!r}: {error.message}")
+    return problems
+
+
+_problems = schema_problems(config, "config.schema.yaml")
+if _problems:
+    raise WorkflowError("invalid configuration (config/config.yaml and --config):\n  "
+                        + "\n  ".join(_problems))
 
 
 def read_observations(path):
-    """Rows of the observation sheet, validated one by one (no pandas needed)."""
+    """Rows of the observation sheet, all validated before any is used (no pandas needed)."""
     with open(path, newline="") as fh:
         rows = [dict(row) for row in csv.DictReader(fh, delimiter="\t")]
-    for row in rows:
-        validate(row, schema="../schemas/observations.schema.yaml")
+    problems = []
+    for line, row in enumerate(rows, start=2):
+        for problem in schema_problems(row, "observations.schema.yaml", "column"):
+            # An unknown column is the header's problem: said once, not on every row.
+            text = problem if problem.startswith("unknown") else f"row {line}: {problem}"
+            if text not in problems:
+                problems.append(text)
+    if problems:
+        raise WorkflowError(f"invalid observation sheet {path}:\n  " + "\n  ".join(problems))
     keys = [(r["observation"], r["subband"]) for r in rows]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
@@ -33,6 +71,10 @@ for _row in OBSERVATIONS:
         )
 
 TRUTH = config.get("truth") or ""
+# Jobs of `run:` rules re-read this file in a child process: the start time travels with the
+# environment so that they see the run's, not their own.
+RUN_STARTED = float(os.environ.setdefault("LOFAR_DATALAKE_RUN_STARTED", str(time.time())))
+MANIFEST = "results/provenance.json"
 STRATEGY_DIR = Path(workflow.current_basedir).parent / "strategies"
 
 
@@ -110,8 +152,9 @@ def scratch(path):
 
 
 def all_products():
-    """Every product; in datalake mode, their copies in the DataLake as well."""
-    products = local_products()
+    """Every product and the run's provenance manifest; in datalake mode, their copies in the
+    DataLake as well."""
+    products = local_products() + [MANIFEST]
     if config["input_mode"] == "datalake":
         products += [stored_product(p.removeprefix("results/")) for p in products]
     return products
@@ -137,3 +180,28 @@ def local_products():
             f"results/{obs}/qa/{obs}_flux.png",
         ]
     return products
+
+
+def manifest_input_dids():
+    """The raw inputs as DIDs (`scope:name`), in datalake mode."""
+    if config["input_mode"] != "datalake":
+        return []
+    scope = config["datalake"]["scope"]
+    return [r["did"] if ":" in r["did"] else f"{scope}:{r['did']}" for r in OBSERVATIONS]
+
+
+def manifest_local_inputs():
+    """The raw inputs as files, in local mode."""
+    if config["input_mode"] == "datalake":
+        return []
+    return [str(Path(config["local"]["data_dir"]) / r["path"]) for r in OBSERVATIONS]
+
+
+def product_dids():
+    """Product path -> its DID in the DataLake (datalake mode)."""
+    if config["input_mode"] != "datalake":
+        return {}
+    datalake = config["datalake"]
+    return {p: f"{datalake['scope']}:{datalake['products']}/{p.removeprefix('results/')}"
+            for p in local_products() + [MANIFEST]}
+

@@ -52,6 +52,18 @@ def _containers_command(args: argparse.Namespace) -> int:
     return run_containers(args)
 
 
+def _compare_command(args: argparse.Namespace) -> int:
+    from .compare.command import main
+
+    return main(args)
+
+
+def _reproduce_command(args: argparse.Namespace) -> int:
+    from .provenance.reproduce import main
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lofar-datalake",
@@ -95,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     cont = sub.add_parser("containers", help="the pipeline's container images and their recipes")
     add_containers_arguments(cont)
     cont.set_defaults(func=_containers_command)
+
+    from .compare.command import add_arguments as add_compare_arguments
+
+    comp = sub.add_parser(
+        "compare",
+        help="run a workflow on DataLake data and on a local copy; are the products equivalent?",
+    )
+    add_compare_arguments(comp)
+    comp.set_defaults(func=_compare_command)
+
+    from .provenance.reproduce import add_arguments as add_reproduce_arguments
+
+    rep = sub.add_parser(
+        "reproduce", help="re-run a pipeline run from its provenance manifest and compare"
+    )
+    add_reproduce_arguments(rep)
+    rep.set_defaults(func=_reproduce_command)
     return parser
 
 
@@ -105,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+    except (RuntimeError, TimeoutError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

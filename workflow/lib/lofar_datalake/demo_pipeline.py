@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]  # workflow/lib/lofar_datalake -> pro
 DEMO_DIR = ROOT / "demo"
 
 
-def _simulate(data: Path) -> None:
+def simulate_demo_data(data: Path) -> None:
     if (data / "observations.tsv").exists():
         print(f"==> simulated observation already in {data}", flush=True)
         return
@@ -39,7 +39,7 @@ def _simulate(data: Path) -> None:
     print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
 
 
-def _write_config(run_dir: Path, data: Path, products: str) -> Path:
+def write_demo_config(run_dir: Path, data: Path, products: str) -> Path:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config |= {
         "input_mode": "datalake",
@@ -85,14 +85,14 @@ def run_pipeline_demo(state_dir: Path | None = None) -> int:
         print("the testbed is not fully up; run `lofar-datalake testbed up` first")
         return 1
     data = DEMO_DIR / "data"
-    _simulate(data)
+    simulate_demo_data(data)
     print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
     seed(bed, data)
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     run_dir = DEMO_DIR / stamp
     run_dir.mkdir(parents=True)
-    config = _write_config(run_dir, data, products=f"products/demo-{stamp}")
+    config = write_demo_config(run_dir, data, products=f"products/demo-{stamp}")
     command = [
         str(Path(sys.executable).with_name("snakemake")),
         "-s",

@@ -55,6 +55,7 @@ class OfflineCopy:
         self.workflow = workflow
         self.index = load_index(root)
         self._known: dict[Did, FileInfo | None] = {}
+        self._staged: dict[Did, Future[str]] = {}
 
     def path_of(self, did: Did) -> Path:
         return self.root / did.scope / did.name
@@ -91,11 +92,16 @@ class OfflineCopy:
 
     # -- stager --------------------------------------------------------------------------------
     def request(self, did: Did, dest: Path) -> Future[str]:
+        """Make `did` local now; Snakemake's retrieval then asks `stage`, which answers from
+        this result (as the Stager's batches do) instead of linking a second time."""
+        if did in self._staged:
+            return self._staged[did]
         future: Future[str] = Future()
         try:
-            future.set_result(self.stage(did, dest))
+            future.set_result(self._link(did, dest))
         except DataLakeError as exc:
             future.set_exception(exc)
+        self._staged[did] = future
         return future
 
     def flush(self) -> None:
@@ -105,6 +111,12 @@ class OfflineCopy:
         pass
 
     def stage(self, did: Did, dest: Path) -> str:
+        try:
+            return self.request(did, dest).result()
+        finally:
+            self._staged.pop(did, None)
+
+    def _link(self, did: Did, dest: Path) -> str:
         info = self.get(did)
         if info is None:
             raise DataLakeError(f"{did}: not in the local copy {self.root}")

@@ -1,0 +1,320 @@
+"""`lofar-datalake compare`: run a workflow on DataLake data and on a local copy of the same
+inputs, and decide whether the products are equivalent, with the evidence (JSON verdict, HTML
+report with figures). Works for any Snakemake workflow whose inputs are `storage.datalake(...)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..datalake.journal import read_events
+from ..datalake.rucio_adapter import DataLakeError, RucioAdapter
+from ..datalake.settings import ProviderConfig
+from . import accounting, runs
+from .local_copy import connect, make_local_copy, provider_settings
+from .runs import Run
+
+ROOT = Path(__file__).resolve().parents[4]  # the project: workflow/lib/lofar_datalake/compare
+DEFAULT_RULES = ROOT / "config" / "compare.yaml"
+# Run bookkeeping that is no product of the workflow.
+NOT_PRODUCTS = (".snakemake/", "logs/", "benchmarks/", "snakemake.log", "config.yaml")
+
+
+@dataclass
+class Comparison:
+    out: Path
+    snakemake_args: list[str]
+    profile: Path | None = None
+    rules: Path = DEFAULT_RULES
+    products: str = "results"
+    datalake_workdir: Path | None = None
+    local_copy: Path | None = None  # an existing copy to run against, used as it is
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def run_comparison(job: Comparison) -> int:
+    """0: equivalent; 1: not equivalent; 2: a run failed (the verdict says which)."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    args = [*job.snakemake_args, *(["--profile", str(job.profile)] if job.profile else [])]
+    settings = provider_settings(job.profile, job.snakemake_args)
+    datalake = runs.run_snakemake(
+        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args
+    )
+    local = Run("local copy", job.out / "local")
+    verdict: dict[str, Any] = {"equivalent": False, "notes": []}
+    copy: dict[str, Any] = {}
+    if datalake.exit_code == 0:
+        dids = sorted(
+            {e["did"] for e in read_events(datalake.workdir) if e.get("event") == "input"}
+        )
+        copy_dir = job.local_copy or job.out / "local-copy"
+        if job.local_copy is None:
+            copy = make_local_copy(dids, copy_dir, settings)
+        else:
+            copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
+            verdict["notes"].append(f"local copy given: {copy_dir} (used as it is)")
+        runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)])
+    return judge(job, datalake, local, verdict, rucio=_rucio_factory(settings), copy=copy)
+
+
+def judge(
+    job: Comparison,
+    datalake: Run,
+    local: Run,
+    verdict: dict[str, Any],
+    *,
+    rucio: Callable[[], RucioAdapter] | None,
+    copy: dict[str, Any] | None = None,
+) -> int:
+    """Compare the products of a reference run and a candidate run, write the verdict and the
+    report; the exit code of `compare`."""
+    from .equivalence import compare_trees, to_json
+    from .rules import load_rules
+
+    rules = load_rules(job.rules)
+    verdict["runs"] = {
+        "datalake": _describe(datalake, rucio),
+        "local": {**_describe(local, rucio), **({"copy": copy} if copy else {})},
+    }
+    verdict |= {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "workflow": {
+            "snakemake_args": job.snakemake_args,
+            "profile": str(job.profile) if job.profile else None,
+            **job.description,
+        },
+        "tolerances": [
+            {"pattern": r.pattern, "method": r.method, "params": r.params} for r in rules
+        ],
+        "products": [],
+    }
+    failed = [r.label for r in (datalake, local) if r.exit_code != 0]
+    if failed:
+        verdict["notes"].append(f"run failed: {', '.join(failed)}; see the logs named above")
+    else:
+        ref, cand = _products_root(datalake.workdir, job), _products_root(local.workdir, job)
+        results = compare_trees(ref, cand, rules, exclude=_bookkeeping)
+        verdict["products"] = to_json(results)
+        verdict["equivalent"] = bool(results) and all(r.equivalent for r in results)
+        if not results:
+            verdict["notes"].append(f"no products found under {ref}")
+    figures = _figures(job.out, verdict, datalake, local, job)
+    verdict["figures"] = {k: str(v) for k, v in figures.items()}
+    (job.out / "verdict.json").write_text(json.dumps(verdict, indent=1, default=str) + "\n")
+    from .html import render
+
+    render(verdict, figures, job.out / "report.html")
+    _print_summary(verdict, job.out)
+    if failed:
+        return 2
+    return 0 if verdict["equivalent"] else 1
+
+
+def _products_root(workdir: Path, job: Comparison) -> Path:
+    root = workdir / job.products
+    return root if root.is_dir() else workdir
+
+
+def _bookkeeping(path: str) -> bool:
+    return path.startswith(NOT_PRODUCTS) or path.endswith((".part", ".log"))
+
+
+def _rucio_factory(settings: dict[str, Any]) -> Callable[[], RucioAdapter] | None:
+    cfg = ProviderConfig.parse(dict(settings))
+    cache: list[RucioAdapter] = []
+
+    def factory() -> RucioAdapter:
+        if not cache:
+            cache.append(connect(cfg))
+        return cache[0]
+
+    return factory
+
+
+def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, Any]:
+    events = runs.staging_events(run.workdir, run.started) if run.started else []
+    transfers = runs.site_transfers(run.workdir, run.started) if run.started else []
+    try:
+        moved = accounting.moved_bytes(events, transfers, rucio)
+    except DataLakeError as exc:
+        moved = {"bytes": None, "bytes_source": f"Rucio records not readable: {exc}"}
+    starts = [e["start"] for e in events] + [float(t["start"]) for t in transfers]
+    ends = [e["end"] for e in events] + [float(t["time"]) for t in transfers]
+    return {
+        "label": run.label,
+        "workdir": str(run.workdir),
+        "exit_code": run.exit_code,
+        "log": str(run.log) if run.log else None,
+        "wall_s": round(run.wall_s, 2),
+        "stages": runs.stage_times(run.workdir, run.started) if run.started else {},
+        "staging": {
+            "wall_s": round(max(ends) - min(starts), 2) if starts else 0.0,
+            "files": len(events),
+            "bytes": moved.get("bytes"),
+            "bytes_source": moved.get("bytes_source"),
+            "events": _site_bars(transfers) + events,
+        },
+        "requests": {
+            "rucio": runs.rucio_requests(run) if run.started else None,
+            "fts_jobs": moved.get("fts_jobs"),
+            "rucio_rules": moved.get("rucio_rules"),
+        },
+    }
+
+
+def _site_bars(transfers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules and FTS jobs bringing files to the site, as bars of the staging timeline."""
+    bars = []
+    for t in transfers:
+        way = "Rucio rule (conveyor + FTS)" if t.get("policy") == "rule" else "FTS jobs"
+        bars.append({"did": f"{t.get('policy')} to {t.get('destination')}",
+                     "start": float(t["start"]), "end": float(t["time"]),
+                     "bytes": int(t.get("bytes") or 0),
+                     "how": f"{way}, {len(t.get('files') or [])} files"})
+    return bars
+
+
+def _figures(
+    out: Path, verdict: dict[str, Any], datalake: Run, local: Run, job: Comparison
+) -> dict[str, Path]:
+    from . import figures as fig
+
+    made: dict[str, Path] = {}
+    run_info = verdict.get("runs", {})
+    stages = {
+        r["label"]: {rule: v["wall_s"] for rule, v in r.get("stages", {}).items()}
+        for r in run_info.values()
+    }
+    if any(stages.values()):
+        made["Wall time per stage"] = out / "stage_timing.png"
+        fig.stage_timing_bars(stages, made["Wall time per stage"])
+    events = {r["label"]: r.get("staging", {}).get("events", []) for r in run_info.values()}
+    if any(events.values()):
+        made["Staging timeline"] = out / "staging_timeline.png"
+        fig.staging_timeline(events, made["Staging timeline"])
+    ref, cand = _products_root(datalake.workdir, job), _products_root(local.workdir, job)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for product in verdict.get("products", []):
+        by_method.setdefault(product["method"], []).append(product)
+    for method, name in (("fits-image", "Image difference"), ("catalogue", "Catalogue fluxes")):
+        # The first product of the kind that differs, else the first one.
+        candidates = sorted(by_method.get(method, []), key=lambda p: (p["equivalent"], p["path"]))
+        if method == "catalogue":
+            candidates = [p for p in candidates if p["path"].endswith(".fits")] or candidates
+        for product in candidates:
+            a, b = ref / product["path"], cand / product["path"]
+            if not (a.is_file() and b.is_file()):
+                continue
+            target = out / f"{name.lower().replace(' ', '_')}.png"
+            try:
+                if method == "fits-image":
+                    fig.image_difference_map(a, b, target)
+                else:
+                    fig.flux_scatter(
+                        a, b, target, float(product.get("params", {}).get("match_arcsec", 5.0))
+                    )
+            except (OSError, ValueError, KeyError) as exc:
+                verdict["notes"].append(f"figure for {product['path']} not made: {exc}")
+                break
+            made[f"{name}: {product['path']}"] = target
+            break
+    return made
+
+
+def _print_summary(verdict: dict[str, Any], out: Path) -> None:
+    products = verdict.get("products", [])
+    differing = [p for p in products if not p["equivalent"]]
+    word = "EQUIVALENT" if verdict["equivalent"] else "NOT EQUIVALENT"
+    print(f"==> {word}: {len(products) - len(differing)}/{len(products)} products agree")
+    for product in differing:
+        print(f"    differs: {product['path']} ({product['method']}): {product['summary']}")
+    for label, run in verdict.get("runs", {}).items():
+        staging = run.get("staging", {})
+        moved = staging.get("bytes")
+        print(
+            f"    {label:<9} wall {run.get('wall_s', 0):7.1f} s, staging "
+            f"{staging.get('wall_s', 0):6.1f} s, "
+            f"{(moved or 0) / 2**20:8.1f} MiB moved, Rucio requests "
+            f"{run.get('requests', {}).get('rucio')}"
+        )
+    for note in verdict.get("notes", []):
+        print(f"    note: {note}")
+    print(f"    verdict: {out / 'verdict.json'}\n    report:  {out / 'report.html'}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for both runs, the verdict and the report (default: compare-<time>)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="Snakemake profile of both runs (its storage-datalake-* settings "
+        "also serve to make the local copy)",
+    )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        default=DEFAULT_RULES,
+        help="equivalence rules and tolerances (default: config/compare.yaml)",
+    )
+    parser.add_argument(
+        "--products",
+        default="results",
+        help="directory of the products inside a run (default: results; the "
+        "whole working directory when it does not exist)",
+    )
+    parser.add_argument(
+        "--datalake-workdir",
+        type=Path,
+        default=None,
+        help="working directory of the DataLake run (default: OUT/datalake); "
+        "a finished run there is not repeated",
+    )
+    parser.add_argument(
+        "--local-copy",
+        type=Path,
+        default=None,
+        help="run against this existing local copy (<dir>/<scope>/<name> with "
+        "index.json) instead of making one",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo observation on the local DataLake (`make demo` setup)",
+    )
+    parser.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        help="after `--`: Snakemake arguments for both runs (-s, --configfile, "
+        "--cores, --storage-datalake-*, ...)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    extra: Sequence[str] = [a for a in args.snakemake_args if a != "--"]
+    out = args.out or Path(f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}")
+    job = Comparison(
+        out=out.resolve(),
+        snakemake_args=list(extra),
+        profile=args.profile,
+        rules=args.rules,
+        products=args.products,
+        datalake_workdir=args.datalake_workdir,
+        local_copy=args.local_copy,
+    )
+    if args.demo:
+        from .demo import prepare_demo
+
+        prepare_demo(job)
+    return run_comparison(job)

@@ -1,0 +1,47 @@
+"""`lofar-datalake compare --demo`: the comparison on the demo observation and the local
+DataLake (`lofar-datalake testbed up`), with the embedded default site's profile."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..demo_pipeline import DEMO_DIR, ROOT, simulate_demo_data, write_demo_config
+from ..testbed.layout import Layout, default_dir
+from ..testbed.orchestrator import Testbed
+from ..testbed.seed import seed
+
+if TYPE_CHECKING:
+    from .command import Comparison
+
+
+def prepare_demo(job: Comparison) -> None:
+    bed = Testbed(Layout(default_dir()))
+    if not bed.status():
+        raise RuntimeError("the local DataLake is not fully up; run `lofar-datalake testbed up`")
+    data = DEMO_DIR / "data"
+    simulate_demo_data(data)
+    print("==> the demo observation in the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
+    seed(bed, data)
+    job.out.mkdir(parents=True, exist_ok=True)
+    # Rucio files are immutable: each comparison stores its products under a new name.
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    config = write_demo_config(job.out, data, products=f"products/compare-{stamp}")
+    os.environ.setdefault("X509_USER_PROXY", str(bed.pki.proxy))
+    job.profile = job.profile or ROOT / "profiles" / "local"
+    job.snakemake_args = [
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(config),
+        "--storage-datalake-rucio-config",
+        str(bed.layout.client_config),
+        "--storage-datalake-ca-bundle",
+        str(bed.pki.ca_cert),
+        *job.snakemake_args,
+    ]
+    job.description = {
+        "observation": "simulated demo observation (calibrator + target beam)",
+        "data": str(data),
+    }

@@ -1,0 +1,1 @@
+"""Provenance manifests of pipeline runs, and reproducing a run from one."""

@@ -1,0 +1,150 @@
+"""`lofar-datalake reproduce <manifest>`: run the pipeline again, at another site, from a
+provenance manifest alone, and compare the new products with the original ones (fetched from
+the DataLake by the DIDs the manifest lists) under the same equivalence rules as `compare`.
+
+The manifest may be a local file or the DID of one stored with the products
+(`lofar:products/<run>/provenance.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
+from ..compare.local_copy import make_local_copy, provider_settings
+from ..compare.runs import Run, run_snakemake
+from .manifest import EMBEDDED_KEYS, SCHEMA
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be used; the message says what is wrong with it."""
+
+
+def load_manifest(source: str, out: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    path = Path(source)
+    if not path.is_file():
+        if ":" not in source:
+            raise ManifestError(f"{source}: neither a file nor a DID (scope:name)")
+        make_local_copy([source], out / "manifest-copy", settings)
+        scope, name = source.split(":", 1)
+        path = out / "manifest-copy" / scope / name
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not JSON ({exc})") from None
+    if data.get("schema") != SCHEMA:
+        raise ManifestError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+    return dict(data)
+
+
+def restore_embedded(manifest: Mapping[str, Any], target: Path) -> dict[str, str]:
+    """Write the embedded files back (checking their sha256); config key -> new path."""
+    paths: dict[str, str] = {}
+    for key, entry in manifest.get("embedded", {}).items():
+        if key not in EMBEDDED_KEYS:
+            continue
+        base = target / key
+        for name, item in entry["files"].items():
+            content = base64.b64decode(item["content_b64"])
+            if hashlib.sha256(content).hexdigest() != item["sha256"]:
+                raise ManifestError(f"embedded file {key}/{name}: sha256 does not match")
+            dest = base / name if entry["directory"] else base / Path(name).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(content)
+            paths[key] = str(base if entry["directory"] else dest)
+    return paths
+
+
+def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str) -> Path:
+    config = json.loads(json.dumps(manifest["config"]))
+    for key, path in restore_embedded(manifest, out / "inputs").items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = path
+    if config.get("input_mode") != "datalake":
+        raise ManifestError("the manifest is of a run on local files: only runs on DataLake "
+                            "inputs can be reproduced elsewhere from their manifest")
+    # Rucio files are immutable: the reproduction's products get their own names.
+    config["datalake"]["products"] = f"{config['datalake']['products']}/reproduced-{stamp}"
+    path = out / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[str, Any]) -> Path:
+    """The original products, from the DataLake, checked against the manifest's sha256."""
+    outputs = [o for o in manifest.get("outputs", []) if o.get("did")]
+    if not outputs:
+        raise ManifestError("the manifest lists no products stored in the DataLake")
+    copy = out / "original-copy"
+    make_local_copy([o["did"] for o in outputs], copy, settings)
+    root = out / "original"
+    for item in outputs:
+        scope, name = item["did"].split(":", 1)
+        source, dest = copy / scope / name, root / item["path"]
+        if hashlib.sha256(source.read_bytes()).hexdigest() != item["sha256"]:
+            raise ManifestError(f"{item['did']}: the DataLake's copy differs from the manifest")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+    return root
+
+
+def main(args: argparse.Namespace) -> int:
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    out = (args.out or Path(f"reproduce-{stamp}")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    extra = [a for a in args.snakemake_args if a != "--"]
+    settings = provider_settings(args.profile, extra)
+    manifest = load_manifest(args.manifest, out, settings)
+    original_run = manifest.get("run", {})
+    print(f"==> reproducing the run of {original_run.get('ended')} on {original_run.get('host')}"
+          f" ({len(manifest.get('inputs', []))} inputs, {len(manifest.get('outputs', []))} "
+          "products)", flush=True)
+    config = reproduction_config(manifest, out, stamp)
+    original = Run("original", fetch_originals(manifest, out, settings), exit_code=0)
+    job = Comparison(out=out, snakemake_args=["-s", str(ROOT / "Snakefile"),
+                                              "--configfile", str(config), *extra],
+                     profile=args.profile, rules=args.rules, products="results",
+                     description={"manifest": args.manifest})
+    profile_args = ["--profile", str(args.profile)] if args.profile else []
+    rerun = run_snakemake(Run("reproduction", out / "run"), [*job.snakemake_args, *profile_args])
+    notes = _input_notes(manifest, rerun.workdir)
+    return judge(job, original, rerun, {"equivalent": False, "notes": notes}, rucio=None)
+
+
+def _input_notes(manifest: Mapping[str, Any], workdir: Path) -> list[str]:
+    from ..datalake.journal import read_events
+
+    used = {e["did"]: e for e in read_events(workdir) if e.get("event") == "input"}
+    notes = []
+    for item in manifest.get("inputs", []):
+        now = used.get(item["did"])
+        if now is not None and now.get("adler32") != item.get("adler32"):
+            notes.append(f"input {item['did']}: adler32 {now.get('adler32')} now, "
+                         f"{item.get('adler32')} in the manifest")
+    return notes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="provenance.json of a run, or its DID (scope:name)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for the run, the verdict and the report "
+                             "(default: reproduce-<time>)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="Snakemake profile of the site reproducing the run")
+    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES,
+                        help="equivalence rules and tolerances (default: config/compare.yaml)")
+    parser.add_argument("snakemake_args", nargs=argparse.REMAINDER,
+                        help="after `--`: further Snakemake arguments (--storage-datalake-*, ...)")

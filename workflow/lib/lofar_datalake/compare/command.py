@@ -35,6 +35,7 @@ class Comparison:
     products: str = "results"
     datalake_workdir: Path | None = None
     local_copy: Path | None = None  # an existing copy to run against, used as it is
+    only: set[str] | None = None  # compare just these products (paths under `products`)
     description: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,7 +100,12 @@ def judge(
         verdict["notes"].append(f"run failed: {', '.join(failed)}; see the logs named above")
     else:
         ref, cand = _products_root(datalake.workdir, job), _products_root(local.workdir, job)
-        results = compare_trees(ref, cand, rules, exclude=_bookkeeping)
+        only = job.only
+
+        def exclude(path: str) -> bool:
+            return _bookkeeping(path) or (only is not None and path not in only)
+
+        results = compare_trees(ref, cand, rules, exclude=exclude)
         verdict["products"] = to_json(results)
         verdict["equivalent"] = bool(results) and all(r.equivalent for r in results)
         if not results:
@@ -238,7 +244,7 @@ def _print_summary(verdict: dict[str, Any], out: Path) -> None:
         staging = run.get("staging", {})
         moved = staging.get("bytes")
         print(
-            f"    {label:<9} wall {run.get('wall_s', 0):7.1f} s, staging "
+            f"    {run.get('label', label):<12} wall {run.get('wall_s', 0):7.1f} s, staging "
             f"{staging.get('wall_s', 0):6.1f} s, "
             f"{(moved or 0) / 2**20:8.1f} MiB moved, Rucio requests "
             f"{run.get('requests', {}).get('rucio')}"
@@ -293,16 +299,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the demo observation on the local DataLake (`make demo` setup)",
     )
-    parser.add_argument(
-        "snakemake_args",
-        nargs=argparse.REMAINDER,
-        help="after `--`: Snakemake arguments for both runs (-s, --configfile, "
-        "--cores, --storage-datalake-*, ...)",
-    )
 
 
 def main(args: argparse.Namespace) -> int:
-    extra: Sequence[str] = [a for a in args.snakemake_args if a != "--"]
+    extra: Sequence[str] = list(args.snakemake_args)
     out = args.out or Path(f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}")
     job = Comparison(
         out=out.resolve(),

@@ -105,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     out = (args.out or Path(f"reproduce-{stamp}")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    extra = [a for a in args.snakemake_args if a != "--"]
+    extra = list(args.snakemake_args)
     settings = provider_settings(args.profile, extra)
     manifest = load_manifest(args.manifest, out, settings)
     original_run = manifest.get("run", {})
@@ -117,9 +117,13 @@ def main(args: argparse.Namespace) -> int:
     job = Comparison(out=out, snakemake_args=["-s", str(ROOT / "Snakefile"),
                                               "--configfile", str(config), *extra],
                      profile=args.profile, rules=args.rules, products="results",
-                     description={"manifest": args.manifest})
+                     description={"manifest": args.manifest},
+                     # Only the products the original run stored can be compared.
+                     only={o["path"].removeprefix("results/") for o in manifest["outputs"]
+                           if o.get("did")})
     profile_args = ["--profile", str(args.profile)] if args.profile else []
-    rerun = run_snakemake(Run("reproduction", out / "run"), [*job.snakemake_args, *profile_args])
+    rerun = run_snakemake(Run("reproduction", out / "run"),
+                          [*job.snakemake_args, *profile_args])
     notes = _input_notes(manifest, rerun.workdir)
     return judge(job, original, rerun, {"equivalent": False, "notes": notes}, rucio=None)
 
@@ -146,5 +150,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Snakemake profile of the site reproducing the run")
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES,
                         help="equivalence rules and tolerances (default: config/compare.yaml)")
-    parser.add_argument("snakemake_args", nargs=argparse.REMAINDER,
-                        help="after `--`: further Snakemake arguments (--storage-datalake-*, ...)")

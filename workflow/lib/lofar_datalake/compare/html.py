@@ -1,0 +1,270 @@
+"""The comparison report: one self-contained HTML file (inline CSS, figures as base64 PNG, no
+JavaScript, nothing fetched). Every string taken from the verdict is HTML-escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222;
+       padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+.banner { padding: 1em 1.5em; border-radius: 6px; color: #fff; }
+.banner .word { font-size: 2.2em; font-weight: 700; letter-spacing: .04em; }
+.ok { background: #1e7d32; } .bad { background: #b71c1c; } .unknown { background: #616161; }
+table { border-collapse: collapse; width: 100%; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.differs td { background: #fdecea; } tr.ignored td { color: #777; }
+code, .path { font-family: ui-monospace, monospace; font-size: .92em; word-break: break-all; }
+.verdict-differs { color: #b71c1c; font-weight: 700; } .verdict-ok { color: #1e7d32; }
+details summary { cursor: pointer; color: #555; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #444; margin-top: .3em; } .muted { color: #777; }
+"""
+
+# What each figure of `lofar-datalake compare` shows, by the start of its name.
+CAPTIONS = {
+    "Wall time per stage": "Wall time of each workflow rule (all its jobs), the two runs side "
+    "by side. Staging of DataLake inputs happens before and between the rules.",
+    "Staging timeline": "When each input file was made local, per run; time since that run's "
+    "first staging started. Labels give the size and how the file was made local.",
+    "Image difference": "Reference image, candidate image and their difference (candidate − "
+    "reference) on a symmetric colour scale.",
+    "Catalogue fluxes": "Total flux of the sources matched by position in both catalogues, and "
+    "their relative difference; unmatched sources are counted in the legend.",
+}
+
+_esc = html.escape
+
+
+def _num(value: object, digits: int = 3) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:.{digits}e}"
+    return _esc(str(value))
+
+
+def _bytes(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _num(value)
+    return f"{value / 2**20:,.1f} MiB ({int(value):,} B)"
+
+
+def _get(data: object, *keys: str) -> Any:
+    """data[k1][k2]…, or None where any level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _verdict_class(product: dict[str, Any]) -> str:
+    if product.get("method") == "ignore":
+        return "ignored"
+    return "ok" if product.get("equivalent") else "differs"
+
+
+def _banner(verdict: dict[str, Any], products: list[dict[str, Any]]) -> str:
+    classes = [_verdict_class(p) for p in products]
+    counts = {k: classes.count(k) for k in ("ok", "differs", "ignored")}
+    equivalent = verdict.get("equivalent")
+    if equivalent is True:
+        word, css = "EQUIVALENT", "ok"
+    elif equivalent is False:
+        word, css = "NOT EQUIVALENT", "bad"
+    else:  # the runs failed before there was anything to compare
+        word, css = "NO VERDICT", "unknown"
+    detail = (
+        f"{len(products)} products: {counts['ok']} equivalent, {counts['differs']} differ, "
+        f"{counts['ignored']} not compared (ignored by rule)"
+    )
+    return (
+        f'<div class="banner {css}"><div class="word">{word}</div><div>{_esc(detail)}</div>'
+        f"<div>created {_esc(str(verdict.get('created', '—')))}</div></div>"
+    )
+
+
+def _metrics(metrics: object) -> str:
+    if not isinstance(metrics, dict) or not metrics:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_esc(str(k))}</td><td class=num>{_num(v, 4)}</td></tr>"
+        for k, v in metrics.items()
+    )
+    return f"<details><summary>metrics</summary><table>{rows}</table></details>"
+
+
+def _products_table(products: list[dict[str, Any]]) -> str:
+    if not products:
+        return "<p class=muted>No products were compared.</p>"
+    order = {"differs": 0, "ok": 1, "ignored": 2}
+    rows = []
+    for p in sorted(products, key=lambda p: (order[_verdict_class(p)], str(p.get("path")))):
+        kind = _verdict_class(p)
+        word = {"differs": "differs", "ok": "equivalent", "ignored": "ignored"}[kind]
+        css = "verdict-differs" if kind == "differs" else "verdict-ok"
+        rows.append(
+            f'<tr class="{kind}"><td class=path>{_esc(str(p.get("path", "?")))}</td>'
+            f"<td>{_esc(str(p.get('method', '?')))}</td><td class={css}>{word}</td>"
+            f"<td>{_esc(str(p.get('summary', '')))}{_metrics(p.get('metrics'))}</td></tr>"
+        )
+    head = "<tr><th>product</th><th>method</th><th>verdict</th><th>evidence</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _tolerance_table(tolerances: object) -> str:
+    if not isinstance(tolerances, list) or not tolerances:
+        return "<p class=muted>No tolerance rules recorded.</p>"
+    rows = []
+    for i, rule in enumerate(tolerances):
+        rule = rule if isinstance(rule, dict) else {}
+        params = rule.get("params") or {}
+        shown = (
+            ", ".join(f"{k} = {v}" for k, v in params.items())
+            if isinstance(params, dict)
+            else str(params)
+        )
+        rows.append(
+            f"<tr><td class=num>{i}</td><td class=path>{_esc(str(rule.get('pattern', '?')))}</td>"
+            f"<td>{_esc(str(rule.get('method', '?')))}</td><td>{_esc(shown)}</td></tr>"
+        )
+    head = "<tr><th>#</th><th>pattern (first match wins)</th><th>method</th><th>params</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _secs(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _num(value)
+    return f"{value:,.1f} s"
+
+
+def _stage(stage: object) -> str:
+    """One rule's wall time and its number of jobs."""
+    if not isinstance(stage, dict):
+        return _num(stage)
+    jobs = stage.get("jobs")
+    return _secs(stage.get("wall_s")) + (f" ({_num(jobs)} jobs)" if jobs is not None else "")
+
+
+# (row label, path into a run, formatter); ratio of the two runs where both are numbers.
+RUN_ROWS: list[tuple[str, tuple[str, ...], Callable[[object], str]]] = [
+    ("exit code", ("exit_code",), _num),
+    ("wall time of the run", ("wall_s",), _secs),
+    ("staging: wall time", ("staging", "wall_s"), _secs),
+    ("staging: files", ("staging", "files"), _num),
+    ("staging: bytes moved", ("staging", "bytes"), _bytes),
+    ("staging: bytes counted from", ("staging", "bytes_source"), _num),
+    ("local copy: wall time", ("copy", "wall_s"), _secs),
+    ("local copy: files", ("copy", "files"), _num),
+    ("local copy: bytes", ("copy", "bytes"), _bytes),
+    ("Rucio requests", ("requests", "rucio"), _num),
+    ("FTS requests", ("requests", "fts"), _num),
+    ("FTS jobs", ("requests", "fts_jobs"), _num),
+    ("Rucio rules", ("requests", "rucio_rules"), _num),
+]
+
+
+def _ratio(a: object, b: object) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):  # a stage: compare wall times
+        a, b = a.get("wall_s"), b.get("wall_s")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    if not numbers or not b:
+        return "—"
+    return f"{a / b:.2f}×"  # type: ignore[operator]
+
+
+def _runs_table(runs: object) -> str:
+    dl, local = _get(runs, "datalake") or {}, _get(runs, "local") or {}
+    rows = list(RUN_ROWS)
+    stages = sorted({*(_get(dl, "stages") or {}), *(_get(local, "stages") or {})})
+    rows += [(f"rule {rule}", ("stages", rule), _stage) for rule in stages]
+    body = []
+    for label, path, fmt in rows:
+        a, b = _get(dl, *path), _get(local, *path)
+        if a is None and b is None:
+            continue
+        body.append(
+            f"<tr><th>{_esc(label)}</th><td class=num>{fmt(a)}</td><td class=num>{fmt(b)}</td>"
+            f"<td class=num>{_ratio(a, b)}</td></tr>"
+        )
+    names = [_esc(str(_get(r, "label") or d)) for r, d in ((dl, "DataLake"), (local, "local copy"))]
+    head = (
+        f"<tr><th></th><th>{names[0]}</th><th>{names[1]}</th>"
+        f"<th>ratio {names[0]} / {names[1]}</th></tr>"
+    )
+    workdirs = "".join(
+        f"<li>{n}: <code>{_esc(str(_get(r, 'workdir') or '—'))}</code></li>"
+        for n, r in zip(names, (dl, local), strict=True)
+    )
+    return f"<table>{head}{''.join(body)}</table><p>Working directories:</p><ul>{workdirs}</ul>"
+
+
+def _workflow(workflow: object) -> str:
+    if not isinstance(workflow, dict) or not workflow:
+        return ""
+    items = []
+    for key, value in workflow.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        items.append(f"<li>{_esc(str(key))}: <code>{_esc(str(shown))}</code></li>")
+    return f"<h2>Workflow</h2><ul>{''.join(items)}</ul>"
+
+
+def _figures(figures: dict[str, Path]) -> str:
+    parts = []
+    for name, path in figures.items():
+        caption = next((text for start, text in CAPTIONS.items() if name.startswith(start)), "")
+        try:
+            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        except OSError as exc:
+            parts.append(f"<p class=muted>{_esc(name)}: figure not available ({_esc(str(exc))})")
+            continue
+        parts.append(
+            f'<figure><img alt="{_esc(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption><b>{_esc(name)}.</b> {_esc(caption)}</figcaption></figure>"
+        )
+    return "".join(parts) or "<p class=muted>No figures.</p>"
+
+
+def render(verdict: dict[str, Any], figures: dict[str, Path], out: Path) -> None:
+    """Write the report of one comparison to `out`."""
+    products = [p for p in verdict.get("products") or [] if isinstance(p, dict)]
+    notes = verdict.get("notes") or []
+    sections = [
+        _banner(verdict, products),
+        "<h2>Products</h2>",
+        _products_table(products),
+        "<h2>Tolerances</h2>",
+        _tolerance_table(verdict.get("tolerances")),
+        "<h2>Runs</h2>",
+        _runs_table(verdict.get("runs")),
+        _workflow(verdict.get("workflow")),
+        "<h2>Figures</h2>",
+        _figures(figures),
+    ]
+    if notes:
+        sections.append(
+            "<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(str(n))}</li>" for n in notes) + "</ul>"
+        )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>lofar-datalake compare</title>"
+        f"<style>{CSS}</style></head><body><h1>DataLake run vs local-copy run</h1>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")

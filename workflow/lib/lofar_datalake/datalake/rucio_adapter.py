@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import adler32_of_file
+from .rucio_connection import DataLakeError as DataLakeError
+from .rucio_connection import GuardedClient, new_client, wrap
+from .rucio_connection import RucioAuthError as RucioAuthError
+from .rucio_connection import RucioUnavailable as RucioUnavailable
 
 log = logging.getLogger(__name__)
 
 # Rucio's bulk endpoints accept large lists, but one request per 1,000 DIDs keeps each answer
 # (and a server-side query) of a predictable size.
 BULK_CHUNK = 1000
-
-
-class DataLakeError(RuntimeError):
-    """An operation on the DataLake failed; the message names what was tried and why."""
 
 
 class DuplicateRuleError(DataLakeError):
@@ -59,39 +59,31 @@ def chunks(items: Sequence[Any], size: int = BULK_CHUNK) -> Iterator[Sequence[An
 
 
 class RucioAdapter:
-    def __init__(self, client: Any | None = None) -> None:
-        from rucio.client import Client
-
+    def __init__(self, client: Any | None = None, timeout: float | None = None) -> None:
         from .request_counter import install_if_requested
 
         install_if_requested()
-        self.client = client if client is not None else Client()
+        # Every call goes through the guard: an unreachable server or refused credentials
+        # become a DataLakeError saying what to check, not a traceback.
+        self.client: GuardedClient = (new_client(None, None, None, timeout) if client is None
+                                      else wrap(client, timeout))
 
     @classmethod
     def connect(cls, rucio_config: Path | None = None, account: str | None = None,
                 auth_type: str | None = None, username: str | None = None,
-                password: str | None = None) -> RucioAdapter:
+                password: str | None = None, timeout: float | None = None) -> RucioAdapter:
         """A client with explicit settings; anything not given comes from the Rucio config.
         The password is handed to Rucio only, never formatted into a message."""
-        from rucio.client import Client
-        from rucio.common.exception import RucioException
-
-        from .request_counter import install_if_requested
-
         if rucio_config is not None:
             # Rucio reads its config file once per process, from this variable.
             os.environ["RUCIO_CONFIG"] = str(rucio_config)
-        install_if_requested()
+        from .request_counter import install_if_requested
+
+        install_if_requested()  # before the client makes its first (authentication) request
         creds = None
         if username is not None or password is not None:
             creds = {"username": username, "password": password}
-        try:
-            client = Client(account=account, auth_type=auth_type, creds=creds)
-        except RucioException as exc:
-            raise DataLakeError(
-                f"cannot connect to Rucio as account {account or '(from config)'}: "
-                f"{type(exc).__name__}") from None
-        return cls(client)
+        return cls(new_client(account, auth_type, creds, timeout))
 
     @property
     def account(self) -> str:
@@ -140,6 +132,15 @@ class RucioAdapter:
     def list_files(self, scope: str, pattern: str) -> list[str]:
         """Names of the files in `scope` matching a Rucio wildcard pattern (`*`)."""
         return [str(n) for n in self.client.list_dids(scope, {"name": pattern}, did_type="file")]
+
+    def collection_files(self, did: Did, sample: int = 3) -> tuple[int, list[Did]]:
+        """How many files a dataset or container holds (at any depth), and the first few."""
+        count, first = 0, []
+        for f in self.client.list_files(did.scope, did.name):
+            count += 1
+            if len(first) < sample:
+                first.append(Did(str(f["scope"]), str(f["name"])))
+        return count, first
 
     def set_metadata(self, did: Did, meta: dict[str, Any]) -> None:
         from rucio.common.exception import RucioException
@@ -204,7 +205,9 @@ class RucioAdapter:
             "register_after_upload": True,
         }
         try:
-            UploadClient(self.client, logger=log).upload([item])
+            self.client.share_settings()  # Rucio looks the RSE up with a client of its own
+            with self.client.guard(f"uploading {did} to {rse}"):
+                UploadClient(self.client.raw, logger=log).upload([item])
         except RucioException as exc:
             raise DataLakeError(f"upload of {path} as {did} to {rse} failed: {exc}") from exc
         return adler32_of_file(path)
@@ -218,7 +221,9 @@ class RucioAdapter:
         (dest_dir / did.name).parent.mkdir(parents=True, exist_ok=True)
         item = {"did": str(did), "rse": rse, "base_dir": str(dest_dir), "no_subdir": True}
         try:
-            results = DownloadClient(self.client, logger=log).download_dids([item])
+            self.client.share_settings()
+            with self.client.guard(f"downloading {did} from {rse}"):
+                results = DownloadClient(self.client.raw, logger=log).download_dids([item])
         except RucioException as exc:
             raise DataLakeError(f"download of {did} from {rse} failed: {exc}") from exc
         return Path(results[0]["dest_file_paths"][0])
@@ -256,6 +261,20 @@ class RucioAdapter:
     def list_did_rules(self, did: Did) -> list[dict[str, Any]]:
         return [dict(r) for r in self.client.list_did_rules(did.scope, did.name)]
 
+    def transfer_record(self, did: Did, rse: str) -> dict[str, Any] | None:
+        """Rucio's record of the last transfer of `did` to `rse` (bytes, FTS job id, source,
+        state), from the request history; None if there is none."""
+        from rucio.common.exception import RucioException
+
+        for lister in (self.client.list_request_history_by_did, self.client.list_request_by_did):
+            try:
+                return dict(lister(did.name, rse, scope=did.scope))
+            except (RucioUnavailable, RucioAuthError):
+                raise
+            except (DataLakeError, RucioException, StopIteration, TypeError, ValueError):
+                pass  # no record there: try the next list
+        return None
+
     def delete_rule(self, rule_id: str) -> None:
         from rucio.common.exception import RuleNotFound
 
@@ -289,3 +308,4 @@ class RucioAdapter:
                     f"rule {rule_id} not OK after {timeout:.0f} s (state {state.state}, "
                     f"{state.locks_replicating} replicating); are the conveyor daemons running?")
             time.sleep(poll)
+

@@ -1,0 +1,75 @@
+"""End to end: the demo observation processed in DataLake mode vs on a local copy of the same
+inputs, with `lofar-datalake compare --demo` (the local DataLake must be up). Writes
+benchmarks/end_to_end.json in the figures format bench/summary.py reads.
+
+The DataLake run stages the subbands to SITE_A by Rucio rules and stores the products back;
+the local-copy run reads a copy made beforehand (its making is reported, not counted) and writes
+its products into that copy. Both run the same DAG with the same profile.
+
+    .venv/bin/python bench/bench_end_to_end.py [--reps N] [--out benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("lofar-datalake"))
+GOAL = 1.15
+
+
+def one_comparison(out: Path) -> dict[str, Any]:
+    done = subprocess.run([CLI, "compare", "--demo", "--out", str(out)], cwd=ROOT, check=False)
+    verdict = json.loads((out / "verdict.json").read_text())
+    if done.returncode != 0:
+        raise SystemExit(f"compare exited {done.returncode}; see {out / 'report.html'}")
+    return verdict
+
+
+def figures(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    datalake = [v["runs"]["datalake"]["wall_s"] for v in verdicts]
+    local = [v["runs"]["local"]["wall_s"] for v in verdicts]
+    staging = [v["runs"]["datalake"]["staging"]["wall_s"] for v in verdicts]
+    copying = [v["runs"]["local"]["copy"]["wall_s"] for v in verdicts]
+    ratio = statistics.median(d / m for d, m in zip(datalake, local, strict=True))
+    n = len(verdicts)
+    return [
+        {"figure": "end-to-end wall time, DataLake mode (demo observation)",
+         "value": statistics.median(datalake), "unit": "s",
+         "baseline": statistics.median(local), "baseline_name": "local-copy mode",
+         "ratio": ratio, "ratio_means": "DataLake / local copy",
+         "goal": {"text": f"<= {GOAL}x", "max": GOAL}, "met": ratio <= GOAL,
+         "note": f"median of {n}; products equivalent in "
+                 f"{sum(v['equivalent'] for v in verdicts)}/{n}"},
+        {"figure": "of which staging by Rucio rules (conveyor + FTS) to the site",
+         "value": statistics.median(staging), "unit": "s", "baseline": None, "ratio": None,
+         "goal": None, "met": None,
+         "note": f"making the local copy took {statistics.median(copying):.1f} s (not counted)"},
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    args = parser.parse_args()
+    verdicts = [one_comparison(args.out / "end_to_end" / f"rep-{i}") for i in range(args.reps)]
+    result = {"benchmark": "end_to_end", "figures": figures(verdicts),
+              "runs": [{k: v["runs"][k]["wall_s"] for k in ("datalake", "local")}
+                       for v in verdicts]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "end_to_end.json").write_text(json.dumps(result, indent=1) + "\n")
+    for f in result["figures"]:
+        ratio = f" ratio {f['ratio']:.2f} (goal {f['goal']['text']})" if f["ratio"] else ""
+        print(f"{f['figure']}: {f['value']:.1f} {f['unit']}{ratio}; {f['note']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

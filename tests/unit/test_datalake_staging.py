@@ -88,9 +88,19 @@ def test_requests_queued_together_are_one_batch_processed_concurrently(tmp_path,
     stager, _ = _stager(infos, max_concurrent_transfers=3)
     threads = set()
     real_read = stager._read
+    # The first read waits for a second one to start: passes only if reads overlap, however
+    # busy the machine is.
+    overlap = threading.Barrier(2, timeout=30)
+    calls = []
+    lock = threading.Lock()
 
     def read(*args):
         threads.add(threading.current_thread().name)
+        with lock:
+            first_two = len(calls) < 2
+            calls.append(1)
+        if first_two:
+            overlap.wait()
         return real_read(*args)
 
     monkeypatch.setattr(stager, "_read", read)

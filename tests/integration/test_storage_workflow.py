@@ -3,11 +3,16 @@ the DataLake afterwards shows what the policy implies (rules, registered replica
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
+from lofar_datalake.datalake.journal import read_events
 from lofar_datalake.datalake.site_transfer import RULE_COMMENT
 
 pytestmark = pytest.mark.integration
@@ -106,6 +111,33 @@ def test_corrupt_replica_is_skipped_for_a_good_one(testbed, rucio, seed, unique,
     result = run_policy("download", n=2)
     assert "adler32 mismatch" in result.stderr and "skipped" in result.stderr
     assert (tmp_path / "summary.txt").read_text() == _expected_summary(good)
+
+    # Never used: the damaged file was read from SITE_C, the intact one from the site.
+    events = read_events(tmp_path)
+    used = {e["did"]: e["rse"] for e in events if e["event"] == "input"}
+    assert used == {str(good[0].did): "SITE_C_DAV", str(good[1].did): SITE}
+    # Reported, not declared: one journal entry, and a command for an operator.
+    [bad] = [e for e in events if e["event"] == "bad_replica"]
+    assert (bad["did"], bad["rse"], bad["pfn"]) == (str(good[0].did), SITE,
+                                                   f"file://{damaged[0]}")
+    assert bad["reason"].startswith("adler32 mismatch")
+    assert _replica_states(rucio, good[0].did) == {SITE: "AVAILABLE", "SITE_C_DAV": "AVAILABLE"}
+    assert Path(bad["lfn_list"]).read_text() == good[0].did.name + "\n"
+    [hint] = [line for line in result.stderr.splitlines() if "replica state update bad" in line]
+    command = shlex.split(hint[hint.index("rucio replica state update bad"):])
+    # The pipeline's account may not declare bad replicas; the testbed's root account (an
+    # operator) runs the command exactly as logged.
+    operator = {**os.environ, "RUCIO_CONFIG": str(testbed.layout.server_config)}
+    command[0] = str(Path(sys.executable).with_name(command[0]))
+    declared = subprocess.run(command, env=operator, capture_output=True, text=True, timeout=120)
+    assert declared.returncode == 0 and "cannot be declared" not in declared.stdout, declared
+    assert _replica_states(rucio, good[0].did) == {SITE: "BAD", "SITE_C_DAV": "AVAILABLE"}
+    assert _replica_states(rucio, good[1].did) == {SITE: "AVAILABLE", "SITE_C_DAV": "AVAILABLE"}
+
+
+def _replica_states(rucio, did) -> dict[str, str]:
+    [replica] = rucio.list_replicas([did])
+    return dict(replica["states"])
 
 
 def test_unknown_did_fails_before_any_job(datalake_args, run_snakemake, unique, client_env,

@@ -1,5 +1,10 @@
 """The one place that talks to FTS (through the `fts3` REST client): submit a job of many
-copies, wait for it, and report each file's outcome."""
+copies, wait for it (cancelling it when it outlives its time), and report each file's outcome.
+
+Jobs ask FTS for no retries of their own (`retry=-1`): the caller resubmits failed files with
+its own bounded backoff, so the number of attempts and the time they take do not depend on
+the FTS server's default retry policy.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ from typing import Any
 from .rucio_adapter import DataLakeError
 
 FINAL_JOB_STATES = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
+# Status queries that may fail in a row (e.g. while the FTS server restarts) before a wait
+# gives up; the job itself survives a restart of the server.
+MAX_POLL_ERRORS = 5
+NO_FTS_RETRY = -1
+
+
+class FtsTimeout(DataLakeError):
+    """A job did not reach a final state in the time it was given."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class FtsAdapter:
         # Overwrite: a destination left unregistered by an interrupted run is replaced, and the
         # target checksum check guarantees what ends up there.
         job = easy.new_job(files, verify_checksum="both" if all(t.adler32 for t in transfers)
-                           else "none", overwrite=True, reuse=False, retry=0,
+                           else "none", overwrite=True, reuse=False, retry=NO_FTS_RETRY,
                            metadata={"issuer": "snakemake-storage-plugin-datalake"})
         try:
             return str(easy.submit(self.context, job))
@@ -69,41 +82,76 @@ class FtsAdapter:
         from fts3.rest.client import easy
 
         deadline = time.monotonic() + timeout
+        errors = 0
         while True:
             try:
                 status = easy.get_job_status(self.context, job_id, list_files=True)
             except Exception as exc:
-                raise DataLakeError(f"FTS job {job_id} at {self.endpoint}: {exc}") from None
+                errors += 1
+                if errors >= MAX_POLL_ERRORS or time.monotonic() > deadline:
+                    raise DataLakeError(f"FTS job {job_id} at {self.endpoint}: {exc}") from None
+                time.sleep(poll)
+                continue
+            errors = 0
             if progress is not None:
                 progress(status)
             if status["job_state"] in FINAL_JOB_STATES:
                 return dict(status)
             if time.monotonic() > deadline:
-                raise DataLakeError(f"FTS job {job_id} at {self.endpoint} not finished after "
-                                    f"{timeout:.0f} s (state {status['job_state']})")
+                raise FtsTimeout(f"FTS job {job_id} at {self.endpoint} not finished after "
+                                 f"{timeout:.0f} s (state {status['job_state']})")
             time.sleep(poll)
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a job (best effort); its state afterwards, None if FTS did not answer."""
+        from fts3.rest.client import easy
+
+        try:
+            return str(easy.cancel(self.context, job_id))
+        except Exception:
+            return None
 
     def run(self, transfers: Sequence[FtsTransfer], timeout: float,
             progress: Callable[[dict[str, Any]], None] | None = None,
             on_submit: Callable[[str], None] | None = None) -> list[FtsOutcome]:
-        """One job for all transfers; the outcome of each (a failed file is not an error)."""
+        """One job for all transfers; the outcome of each (a failed file is not an error).
+        A job still running after `timeout` is canceled and its unfinished files failed."""
         if not transfers:
             return []
         job_id = self.submit(transfers)
         if on_submit is not None:
             on_submit(job_id)
-        status = self.wait(job_id, timeout, progress=progress)
+        late: str | None = None
+        try:
+            status = self.wait(job_id, timeout, progress=progress)
+        except FtsTimeout as exc:
+            # Not left running: a copy landing after the caller has given up would be a
+            # replica nobody registers.
+            canceled = self.cancel(job_id)
+            late = f"{exc}; {'job canceled' if canceled else 'cancelling it failed'}"
+            status = self._last_status(job_id)
         by_dest = {f.get("dest_surl"): f for f in status.get("files", [])}
         outcomes = []
         for t in transfers:
             f = by_dest.get(t.destination)
-            if f is None:
+            if f is not None and f.get("file_state") == "FINISHED":
+                outcomes.append(FtsOutcome(t, True, None))
+            elif late is not None:
+                outcomes.append(FtsOutcome(t, False, late))
+            elif f is None:
                 outcomes.append(FtsOutcome(t, False, f"not in FTS job {job_id}"))
             else:
-                ok = f.get("file_state") == "FINISHED"
-                outcomes.append(FtsOutcome(t, ok, None if ok else str(f.get("reason") or
-                                                                      f.get("file_state"))))
+                outcomes.append(FtsOutcome(t, False, str(f.get("reason") or
+                                                         f.get("file_state"))))
         return outcomes
+
+    def _last_status(self, job_id: str) -> dict[str, Any]:
+        from fts3.rest.client import easy
+
+        try:
+            return dict(easy.get_job_status(self.context, job_id, list_files=True))
+        except Exception:
+            return {}
 
 
 def _anonymous_context_class() -> type:

@@ -1,25 +1,82 @@
 """Local materialisation of a replica that is a file on this machine: copy, hardlink or symlink.
 
 Every result appears atomically: it is made under `<name>.part` and renamed once verified, so an
-interrupted run never leaves a partial file under the final name.
+interrupted run never leaves a partial file under the final name. A `.part` left by a killed run
+is replaced, never written through (it may be a symlink into a replica).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 from .checksums import CHUNK, Adler32, adler32_of_file, same_adler32
 from .settings import LinkMode
+
+# Errors that mean "the local file system has no room", whatever the replica.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class TransferFailed(Exception):
     """One attempt to obtain a replica failed; the message is the reason, without secrets."""
 
 
+class CorruptReplica(TransferFailed):
+    """The replica's bytes do not match the catalogue (size or adler32): a suspect for an operator
+    to declare bad, not a passing network problem."""
+
+
+class LocalWriteError(TransferFailed):
+    """The local staging area cannot take the file (full, read-only, ...): another replica would
+    not help, so staging stops here."""
+
+
 def part_name(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def no_space(dest: Path, size: int) -> LocalWriteError:
+    """The error for a file that does not fit: names the file, what it needs and what is free."""
+    try:
+        free = mib(shutil.disk_usage(dest.parent).free)
+    except OSError:
+        free = "unknown"
+    return LocalWriteError(f"not enough space for {dest}: needs {mib(size)}, {free} free in "
+                           f"{dest.parent} (the local storage area, --local-storage-prefix)")
+
+
+def check_space(dest: Path, size: int) -> None:
+    """Refuse before transferring a file that cannot fit: a full disk found after minutes of
+    transfer wastes them, and a concurrent writer still meets ENOSPC, handled by the writers."""
+    if shutil.disk_usage(dest.parent).free < size:
+        raise no_space(dest, size)
+
+
+def open_part(dest: Path, size: int) -> BinaryIO:
+    """A fresh, empty `.part` for `dest`. A stale one is removed first, not opened: a run killed
+    while linking leaves a symlink there, and writing through it would overwrite a replica."""
+    part = part_name(dest)
+    try:
+        part.unlink(missing_ok=True)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise local_error(exc, dest, size) from None
+    return os.fdopen(fd, "wb")
+
+
+def local_error(exc: OSError, dest: Path, size: int) -> LocalWriteError:
+    """The error for a failed local write; made after the `.part` is gone, so that the free
+    space it reports is what the file could have had."""
+    if exc.errno in NO_SPACE:
+        return no_space(dest, size)
+    return LocalWriteError(f"cannot write {part_name(dest)}: {exc.strerror or exc}")
 
 
 def commit(part: Path, dest: Path, *, size: int, adler32: str | None, got_size: int,
@@ -27,10 +84,10 @@ def commit(part: Path, dest: Path, *, size: int, adler32: str | None, got_size: 
     """Rename `part` to `dest` if it has the catalogue's size and adler32; else delete it."""
     if got_size != size:
         part.unlink(missing_ok=True)
-        raise TransferFailed(f"size mismatch: catalogue {size} bytes, got {got_size}")
+        raise CorruptReplica(f"size mismatch: catalogue {size} bytes, got {got_size}")
     if adler32 is not None and not same_adler32(adler32, got_adler32):
         part.unlink(missing_ok=True)
-        raise TransferFailed(f"adler32 mismatch: catalogue {adler32}, got {got_adler32}")
+        raise CorruptReplica(f"adler32 mismatch: catalogue {adler32}, got {got_adler32}")
     os.replace(part, dest)
 
 
@@ -46,22 +103,33 @@ def is_verified(path: Path, *, size: int, adler32: str | None) -> bool:
 
 def copy(source: Path, dest: Path, *, size: int, adler32: str | None) -> None:
     part = part_name(dest)
+    try:
+        src = open(source, "rb")
+    except OSError as exc:
+        raise TransferFailed(f"cannot read {source}: {exc.strerror or exc}") from None
     digest = Adler32()
     written = 0
     try:
-        with open(source, "rb") as src, open(part, "wb") as out:
-            while chunk := src.read(CHUNK):
+        with src, open_part(dest, size) as out:
+            while chunk := _read(src, source):
                 out.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
-    except OSError as exc:
+    except OSError as exc:  # writing, or the flush on close: a local problem
         part.unlink(missing_ok=True)
-        raise TransferFailed(f"cannot copy {source}: {exc.strerror or exc}") from None
+        raise local_error(exc, dest, size) from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
     commit(part, dest, size=size, adler32=adler32, got_size=written,
            got_adler32=digest.hexdigest())
+
+
+def _read(handle: BinaryIO, source: Path) -> bytes:
+    try:
+        return handle.read(CHUNK)
+    except OSError as exc:  # the replica's problem, unlike errors while writing
+        raise TransferFailed(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
 def link(source: Path, dest: Path, *, mode: LinkMode, size: int, adler32: str | None,
@@ -78,9 +146,9 @@ def link(source: Path, dest: Path, *, mode: LinkMode, size: int, adler32: str | 
             raise TransferFailed(f"cannot read {source}: {exc.strerror or exc}") from None
         got_sum = adler32_of_file(source) if adler32 is not None else ""
         if got != size:
-            raise TransferFailed(f"size mismatch: catalogue {size} bytes, {source} has {got}")
+            raise CorruptReplica(f"size mismatch: catalogue {size} bytes, {source} has {got}")
         if adler32 is not None and not same_adler32(adler32, got_sum):
-            raise TransferFailed(f"adler32 mismatch: catalogue {adler32}, {source} has {got_sum}")
+            raise CorruptReplica(f"adler32 mismatch: catalogue {adler32}, {source} has {got_sum}")
     part = part_name(dest)
     part.unlink(missing_ok=True)
     try:

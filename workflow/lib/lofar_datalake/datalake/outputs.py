@@ -3,13 +3,20 @@ and provenance metadata; and undoing exactly what this run did.
 
 Rucio files are immutable: an output that exists already with the same adler32 is not uploaded
 again, one with a different adler32 is an error.
+
+A failed upload registers nothing (Rucio registers a file only once its bytes are on the RSE,
+which is checked again after a failure) and keeps the product: Snakemake deletes the outputs of
+a failed job, so a hard link to it is kept under `.snakemake/datalake/unstored/<scope>/<name>`
+until a later run stores the same bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +28,7 @@ from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
 from .settings import ProviderConfig
 
 DEFAULT_DATASET = "{scope}:snakemake/{workflow}/{date}"
+UNSTORED_DIR = Path(".snakemake") / "datalake" / "unstored"
 
 
 @dataclass
@@ -70,7 +78,10 @@ class Outputs:
                     "output under a new name")
             action = "already in the DataLake with the same adler32; not uploaded again"
         else:
-            rucio.upload(path, did, rse)
+            try:
+                rucio.upload(path, did, rse)
+            except DataLakeError as exc:
+                raise self._upload_failed(did, path, rse, checksum, exc) from None
             # The upload added a rule keeping the file on the output RSE: it is this run's.
             record.rules.extend(
                 str(r["id"]) for r in rucio.list_did_rules(did)
@@ -82,11 +93,56 @@ class Outputs:
         if meta:
             rucio.set_metadata(did, meta)
         self.log.info(f"datalake: {did} {action}")
+        self._drop_kept(did, checksum)
         if self.journal is not None:
             self.journal.record("output", did=str(did), bytes=path.stat().st_size,
                                 adler32=checksum, rse=rse, action=action, rules=record.rules,
                                 dataset=str(record.dataset) if record.dataset else None)
         return action
+
+    def kept_path(self, did: Did) -> Path:
+        """Where the product of a failed upload of `did` is kept (under the working dir)."""
+        return Path.cwd() / UNSTORED_DIR / did.scope / did.name
+
+    def _upload_failed(self, did: Did, path: Path, rse: str, checksum: str,
+                       exc: DataLakeError) -> DataLakeError:
+        """Keep the product, check that Rucio holds nothing for it, say both in the error."""
+        kept = self.kept_path(did)
+        try:
+            _keep(path, kept)
+            where = f"the product is kept at {kept}"
+        except OSError as error:
+            where = f"the product could not be kept ({error}); it is at {path} until Snakemake " \
+                    "removes the failed job's outputs"
+        registered = self._registered(did)
+        if self.journal is not None:
+            self.journal.record("output_failed", did=str(did), rse=rse, adler32=checksum,
+                                reason=str(exc), kept=str(kept) if kept.exists() else None,
+                                registered=registered)
+        return DataLakeError(f"{did} not stored: {exc}. {registered}; {where}; run the workflow "
+                             f"again once {rse} accepts writes to store it")
+
+    def _registered(self, did: Did) -> str:
+        """What Rucio has for `did` after a failed upload, in words."""
+        rucio = self.rucio()
+        try:
+            if rucio.get_metadata(did) is None:
+                return "Nothing was registered in Rucio"
+            states = {rse: state for r in rucio.list_replicas([did])
+                      for rse, state in r.get("states", {}).items()}
+        except Exception as error:  # Rucio itself may be what failed
+            return f"Could not check what Rucio registered for it ({error})"
+        return f"Rucio has the file with replicas {states or 'none'}"
+
+    def _drop_kept(self, did: Did, checksum: str) -> None:
+        """A kept product is redundant once the same bytes are stored."""
+        kept = self.kept_path(did)
+        try:
+            if kept.is_file() and same_adler32(adler32_of_file(kept), checksum):
+                kept.unlink()
+                self.log.info(f"datalake: {did} stored; removed the copy kept at {kept}")
+        except OSError:
+            pass
 
     def _attach(self, did: Did, record: _Created) -> None:
         rucio = self.rucio()
@@ -127,6 +183,22 @@ class Outputs:
             rucio.delete_rule(rule_id)
             undone.append(f"rule {rule_id} deleted")
         return undone
+
+
+def _keep(path: Path, kept: Path) -> None:
+    """A hard link where possible (no extra space), else a copy; never a partial file."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    temp = kept.with_name(f".{kept.name}.{os.getpid()}.part")
+    temp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, temp)
+        except OSError:  # another file system, or no hard links there
+            shutil.copyfile(path, temp)
+        os.replace(temp, kept)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _safe(text: str) -> str:

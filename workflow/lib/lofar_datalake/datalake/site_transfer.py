@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fts_adapter import FtsAdapter, FtsTransfer
+from .fts_adapter import FtsAdapter, FtsOutcome, FtsTransfer
 from .journal import Journal
 from .locality import Source
 from .resolver import FileInfo, Resolver
@@ -24,6 +24,8 @@ from .settings import ProviderConfig
 
 RULE_COMMENT = "snakemake-storage-plugin-datalake stage-in"
 RULE_POLL = 2.0  # seconds between looks at the batch's replicas
+DEFAULT_FTS_ATTEMPTS = 3  # FTS attempts per file before policy `fts` gives up on it
+DEFAULT_FTS_BACKOFF = 5.0  # seconds before the second attempt; doubled before each next one
 
 
 @dataclass
@@ -109,61 +111,130 @@ class SiteTransfers:
 
     # -- policy `fts` --------------------------------------------------------------------------
     def by_fts(self, infos: Sequence[FileInfo]) -> dict[Did, str | None]:
-        """Copy each file from its best replica; a failed copy is retried from the next one."""
+        """Copy each file to the site with FTS, from its best replica and, if that copy fails,
+        from the next. A file no replica could be copied from is tried again after an
+        exponential backoff (`backoff`, 2 x `backoff`, ...), for at most `attempts` attempts
+        and never past the stage timeout; its reason then names each source and destination
+        of the last attempt with FTS's reason."""
         site = self.site_rses()[0]
-        dest_pfns = self._destinations(site, [i.did for i in infos])
+        by_did = {i.did: i for i in infos}
+        dest_pfns = self._destinations(site, list(by_did))
+        fts = self._fts_for(site)
+        attempts, backoff = self.fts_retry_policy()
+        deadline = time.monotonic() + self.cfg.stage_timeout
+        began, jobs = time.time(), []
+        failed: dict[Did, list[str]] = {}
+        made: dict[Did, int] = {}  # attempts made per file
+        pending, attempt = list(by_did), 0
+        while pending:
+            attempt += 1
+            failed = self._fts_attempt(fts, site, [by_did[d] for d in pending], dest_pfns,
+                                       deadline, jobs)
+            made.update({d: attempt for d in pending})
+            # Without a readable replica another attempt cannot do better.
+            pending = [d for d in pending if failed.get(d)]
+            delay = backoff * 2 ** (attempt - 1)
+            if not pending or attempt >= attempts or time.monotonic() + delay >= deadline:
+                break
+            self.log.warning(f"datalake: {len(pending)} files not copied to {site} by FTS "
+                             f"(attempt {attempt} of {attempts}); next attempt in {delay:.0f} s")
+            if self.journal is not None:
+                self.journal.record("fts_retry", destination=site, attempt=attempt,
+                                    attempts=attempts, delay=delay,
+                                    failed={str(d): failed[d] for d in pending})
+            time.sleep(delay)
+        self.resolver.refresh(list(by_did))
         result: dict[Did, str | None] = {}
+        for did in by_did:
+            if self._at_site(did):
+                result[did] = None
+            elif did in failed:
+                result[did] = self._fts_failure(fts, site, made[did], attempts, failed[did])
+            else:
+                result[did] = f"copied by FTS but not available at {site}"
+        problems = {d: why for d, why in result.items() if why is not None}
+        for did, why in problems.items():
+            self.log.warning(f"datalake: {did}: {why}")
+        self._record("fts", site, began, infos, problems, fts_jobs=jobs,
+                     fts_endpoint=[fts.endpoint], attempts={str(d): n for d, n in made.items()})
+        return result
+
+    def fts_retry_policy(self) -> tuple[int, float]:
+        """FTS attempts per file and the first backoff in seconds: the configuration's
+        `fts_attempts` and `fts_retry_backoff` where it has them, else the defaults."""
+        attempts = getattr(self.cfg, "fts_attempts", None)
+        backoff = getattr(self.cfg, "fts_retry_backoff", None)
+        return (max(1, int(DEFAULT_FTS_ATTEMPTS if attempts is None else attempts)),
+                max(0.0, float(DEFAULT_FTS_BACKOFF if backoff is None else backoff)))
+
+    def _fts_failure(self, fts: FtsAdapter, site: str, made: int, attempts: int,
+                     reasons: list[str]) -> str:
+        if not reasons:
+            return "no replica FTS could read"
+        stopped = "" if made >= attempts else (
+            f" (stage timeout of {self.cfg.stage_timeout:.0f} s reached)")
+        return (f"FTS at {fts.endpoint} did not copy it to {site} in {made} attempt"
+                f"{'s' if made > 1 else ''}{stopped}; last attempt: {'; '.join(reasons)}")
+
+    def _fts_attempt(self, fts: FtsAdapter, site: str, infos: Sequence[FileInfo],
+                     dest_pfns: dict[Did, str], deadline: float,
+                     jobs: list[str]) -> dict[Did, list[str]]:
+        """One attempt: each file from its best replica, then from the next after a failed
+        copy. Returns, for each file not copied, what was tried and what FTS said (an empty
+        list: no replica FTS could read)."""
+        by_did = {i.did: i for i in infos}
         tried: dict[Did, list[str]] = {i.did: [] for i in infos}
         queue = {i.did: [s for s in self.sources_of(i) if not s.at_site] for i in infos}
-        by_did = {i.did: i for i in infos}
-        fts = self._fts_for(site)
-        began, jobs = time.time(), []
         while queue:
-            batch: dict[str, Did] = {}
+            batch: dict[str, tuple[Did, Source]] = {}
             transfers = []
             for did, candidates in list(queue.items()):
                 if not candidates:
-                    result[did] = "; ".join(tried[did]) or "no replica FTS could read"
                     del queue[did]
                     continue
                 source = candidates.pop(0)
                 info = by_did[did]
                 transfer = FtsTransfer(source.pfn, dest_pfns[did], info.bytes, info.adler32)
                 transfers.append(transfer)
-                batch[transfer.destination] = did
-                tried[did].append(f"{source.rse} via FTS")
+                batch[transfer.destination] = (did, source)
             if not transfers:
                 break
-            done: list[dict[str, Any]] = []
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for did, source in batch.values():
+                    tried[did].append(f"{source.rse}: not submitted, stage timeout of "
+                                      f"{self.cfg.stage_timeout:.0f} s reached")
+                break
+
             def submitted(job_id: str, n: int = len(transfers)) -> None:
                 jobs.append(job_id)
                 self.log.info(f"datalake: FTS job {job_id} at {fts.endpoint}: {n} files to "
                               f"{site}")
 
-            for outcome in fts.run(transfers, self.cfg.stage_timeout, on_submit=submitted):
-                did = batch[outcome.transfer.destination]
+            try:
+                outcomes = fts.run(transfers, remaining, on_submit=submitted)
+            except DataLakeError as exc:  # FTS refused the job or did not answer
+                outcomes = [FtsOutcome(t, False, str(exc)) for t in transfers]
+            done: list[dict[str, Any]] = []
+            for outcome in outcomes:
+                did, source = batch[outcome.transfer.destination]
                 if outcome.ok:
                     info = by_did[did]
                     done.append({"scope": did.scope, "name": did.name, "bytes": info.bytes,
                                  "adler32": info.adler32, "pfn": outcome.transfer.destination})
                     del queue[did]
+                    del tried[did]
                 else:
-                    tried[did][-1] += f": {outcome.reason}"
-                    self.log.warning(f"datalake: FTS copy of {did} from "
-                                     f"{outcome.transfer.source} failed: {outcome.reason}")
+                    what = (f"{source.rse} {outcome.transfer.source} -> "
+                            f"{outcome.transfer.destination}: {outcome.reason}")
+                    tried[did].append(what)
+                    self.log.warning(f"datalake: FTS copy of {did} failed: {what}")
             if done:
                 self.rucio().add_replicas(site, done)
                 self.replicas_registered.extend((site, Did(f["scope"], f["name"])) for f in done)
                 self.log.info(f"datalake: {len(done)} files copied by FTS to {site} and "
                               "registered")
-        self.resolver.refresh(list(by_did))
-        for did in by_did:
-            if did not in result:
-                result[did] = None if self._at_site(did) else "copied but not available at site"
-        self._record("fts", site, began, infos,
-                     {d: why for d, why in result.items() if why is not None},
-                     fts_jobs=jobs, fts_endpoint=[fts.endpoint])
-        return result
+        return tried
 
     def _destinations(self, rse: str, dids: Sequence[Did]) -> dict[Did, str]:
         from rucio.rse import rsemanager

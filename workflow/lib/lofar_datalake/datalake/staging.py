@@ -4,12 +4,16 @@ Snakemake asks for inputs one by one; requests arriving together form a batch. A
 brings missing files to the site's RSE as the policy says (one rule or FTS job for the batch
 and, with stage-ahead, for every input the workflow still needs), then makes each file
 available locally from the best replica with up to `max_concurrent_transfers` reads at once.
-A replica that fails (corrupt, unreachable) is skipped for the next one.
+A replica that fails (corrupt, unreachable) is skipped for the next one; a corrupt one is also
+reported (journal and a ready-made `rucio replica state update bad` command) for an operator to
+declare bad, never declared here. A full local disk stops staging of that file at once: no other
+replica would fit either.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +26,7 @@ import requests
 
 from . import localcopy, transfer_http
 from .journal import Journal
-from .localcopy import TransferFailed
+from .localcopy import CorruptReplica, LocalWriteError, TransferFailed
 from .locality import Source, protocol_bases, sources
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
@@ -62,6 +66,7 @@ class Stager:
         self.site = SiteTransfers(cfg, resolver, rucio, self.site_rses, self.sources_of, log,
                                   journal=journal)
         self._bases = lru_cache(maxsize=None)(self._protocol_bases)
+        self._suspects: set[tuple[Did, str]] = set()
 
     # -- requests and batches ------------------------------------------------------------------
     def request(self, did: Did, dest: Path) -> Future[str]:
@@ -139,6 +144,8 @@ class Stager:
             try:
                 how = self._materialise(info, req.dest, site_problems.get(req.did))
             except BaseException as exc:
+                # Logged here too: Snakemake may report another error for the same file first.
+                self.log.error(f"datalake: {exc}")
                 req.future.set_exception(exc)
                 return
             with progress_lock:
@@ -193,10 +200,14 @@ class Stager:
                 how = self._read(source, info, dest)
                 self._record(info, how, source, began)
                 return how
+            except LocalWriteError as exc:
+                raise StagingError(f"{info.did}: {exc}") from None
             except TransferFailed as exc:
                 tried.append(f"{source.describe()}: {exc}")
                 self.log.warning(f"datalake: replica of {info.did} on {source.rse} skipped: "
                                  f"{exc}")
+                if isinstance(exc, CorruptReplica):
+                    self._suspect(info, source, str(exc))
         rses = sorted({r.rse for r in info.available_replicas()})
         raise StagingError(f"{info.did}: no usable replica (RSEs {', '.join(rses) or 'none'}); "
                            f"tried: {'; '.join(tried) or 'no readable protocol'}")
@@ -208,14 +219,46 @@ class Stager:
                 how=how, rse=source.rse if source else None, pfn=source.pfn if source else None,
                 at_site=source.at_site if source else True, start=began)
 
+    def _suspect(self, info: FileInfo, source: Source, reason: str) -> None:
+        """Report a replica whose bytes differ from the catalogue: a journal event, its name in a
+        list file per scope and RSE next to the journal, and the command that declares the
+        listed replicas bad. The LFN-list form is used because Rucio cannot map PFNs of names
+        containing '/' back to DIDs. Declaring stays an operator's decision."""
+        with self._lock:
+            if (info.did, source.rse) in self._suspects:
+                return
+            self._suspects.add((info.did, source.rse))
+        why = "size or adler32 differs from the catalogue (seen by the datalake storage plugin"
+        also = ""
+        if self.journal is None:  # no run directory to keep a list in: name the one replica
+            target = ["--reason", why + ")", source.pfn]
+        else:
+            listing = (self.journal.path.parent / f"bad-replicas-{self.journal.run_id}-"
+                       f"{info.did.scope}-{source.rse}.txt").resolve()
+            with self._lock, open(listing, "a") as handle:
+                handle.write(info.did.name + "\n")
+            self.journal.record("bad_replica", did=str(info.did), rse=source.rse,
+                                pfn=source.pfn, reason=reason, lfn_list=str(listing))
+            target = ["--reason", f"{why}, run {self.journal.run_id})", "--lfn", "--scope",
+                      info.did.scope, "--rse", source.rse, str(listing)]
+            also = f" (covers every suspect on {source.rse} listed in {listing.name})"
+        command = shlex.join(["rucio", "replica", "state", "update", "bad", *target])
+        self.log.warning(f"datalake: suspicious replica of {info.did} on {source.rse} "
+                         f"({source.pfn}) not used; an operator can declare it bad{also} with: "
+                         f"{command}")
+
     def _read(self, source: Source, info: FileInfo, dest: Path) -> str:
         if source.local is not None:
             if source.at_site:
+                # A link needs no room; should it fall back to a copy, a full disk is still
+                # reported by the copy itself.
                 how = localcopy.link(source.local, dest, mode=self.cfg.link_mode,
                                      size=info.bytes, adler32=info.adler32, verify=True)
                 return f"{how} from {source.rse}"
+            localcopy.check_space(dest, info.bytes)
             localcopy.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
             return f"copy from {source.rse}"
+        localcopy.check_space(dest, info.bytes)
         transfer_http.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
                             verify=self.cfg.tls(), timeout=self.cfg.http_timeout,
                             session=self._session())

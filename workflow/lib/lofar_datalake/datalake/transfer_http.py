@@ -6,45 +6,105 @@ Rucio's own WebDAV protocol disables certificate checks, so replicas are fetched
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
 from .checksums import Adler32
-from .localcopy import TransferFailed, commit, part_name
+from .localcopy import TransferFailed, commit, local_error, open_part, part_name
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15.0
+ATTEMPTS = 3  # a reset or timed-out connection is tried again, after BACKOFF, 2 x BACKOFF
+BACKOFF = 0.5
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
+
+
+class TransientFailure(TransferFailed):
+    """The connection was reset or timed out: the same replica may well work a moment later."""
 
 
 def fetch(url: str, dest: Path, *, size: int, adler32: str | None, verify: str | bool,
           timeout: float, session: requests.Session | None = None) -> None:
-    """Download `url` to `dest`; on any failure nothing is left under `dest` or its .part."""
+    """`fetch_once`, again after a short pause when the connection was reset or timed out
+    (a busy server); refused connections, TLS and checksum failures are not retried."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return fetch_once(url, dest, size=size, adler32=adler32, verify=verify,
+                              timeout=timeout, session=session)
+        except TransientFailure:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(BACKOFF * 2 ** (attempt - 1))
+
+
+def fetch_once(url: str, dest: Path, *, size: int, adler32: str | None, verify: str | bool,
+               timeout: float, session: requests.Session | None = None) -> None:
+    """Download `url` to `dest`; on any failure nothing is left under `dest` or its .part.
+    A body shorter than the server announced is a broken transfer (TransferFailed); a complete
+    body that differs from the catalogue is a corrupt replica (CorruptReplica)."""
     http = session or requests.Session()
     part = part_name(dest)
     digest = Adler32()
     written = 0
+    announced: int | None = None
     try:
         with http.get(url, stream=True, verify=verify, timeout=(CONNECT_TIMEOUT, timeout)
                       ) as response:
             if response.status_code != 200:
-                raise TransferFailed(f"HTTP {response.status_code} {response.reason}")
-            with open(part, "wb") as handle:
+                raise TransferFailed(f"HTTP {response.status_code} {response.reason} from "
+                                     f"{_origin(url)}")
+            length = response.headers.get("Content-Length")
+            announced = int(length) if length and length.isdigit() else None
+            with open_part(dest, size) as handle:
                 for chunk in response.iter_content(CHUNK):
                     handle.write(chunk)
                     digest.update(chunk)
                     written += len(chunk)
     except requests.exceptions.SSLError as exc:
         part.unlink(missing_ok=True)
-        raise TransferFailed(f"TLS verification failed: {_short(exc)}") from None
+        raise TransferFailed(f"TLS verification failed for {_origin(url)}: {_short(exc)}"
+                             ) from None
     except requests.RequestException as exc:
         part.unlink(missing_ok=True)
-        raise TransferFailed(f"{type(exc).__name__}: {_short(exc)}") from None
+        reason = _network_reason(exc, url, timeout)
+        errors = requests.exceptions
+        transient = isinstance(exc, errors.ConnectTimeout | errors.ChunkedEncodingError
+                               ) or "reset" in str(exc).lower()
+        raise (TransientFailure if transient else TransferFailed)(reason) from None
+    except OSError as exc:  # writing the .part (requests' own errors are caught above)
+        part.unlink(missing_ok=True)
+        raise local_error(exc, dest, size) from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+    if announced is not None and written != announced:
+        part.unlink(missing_ok=True)
+        raise TransferFailed(f"connection to {_origin(url)} closed after {written} of "
+                             f"{announced} bytes")
     commit(part, dest, size=size, adler32=adler32, got_size=written,
            got_adler32=digest.hexdigest())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _network_reason(exc: requests.RequestException, url: str, timeout: float) -> str:
+    """One line an operator can act on: which server, and what went wrong."""
+    where = _origin(url)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"cannot reach {where}: no connection within {CONNECT_TIMEOUT:.0f} s"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"{where} sent nothing for {timeout:.0f} s"
+    found = _ERRNO.search(str(exc))
+    if isinstance(exc, requests.exceptions.ConnectionError) and found:
+        return f"cannot reach {where}: {found.group(1).strip()}"
+    return f"{type(exc).__name__} from {where}: {_short(exc)}"
 
 
 def _short(exc: Exception) -> str:

@@ -24,6 +24,9 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+LISTEN_BACKLOG = 256
+
+
 def _local_path(root: Path, path_info: str) -> Path | None:
     """Map a request path into the served directory; None if it would escape it."""
     relative = unquote(path_info).lstrip("/")
@@ -65,14 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=8)
+    # Enough workers and queue for 64 parallel https readers: the TLS handshake happens on the
+    # accepting thread, and a backlog of 5 reset connections under that load.
+    parser.add_argument("--threads", type=int, default=64)
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost"):
         parser.error("the testbed serves loopback only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.root.mkdir(parents=True, exist_ok=True)
 
-    server = wsgi.Server((args.host, args.port), build_app(args.root), numthreads=args.threads)
+    server = wsgi.Server((args.host, args.port), build_app(args.root), numthreads=args.threads,
+                         request_queue_size=LISTEN_BACKLOG)
     server.ssl_adapter = BuiltinSSLAdapter(str(args.cert), str(args.key))
 
     def stop(_signum: int, _frame: object) -> None:

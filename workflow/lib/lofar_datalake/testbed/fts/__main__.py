@@ -19,6 +19,9 @@ from .store import Store
 from .worker import Engine
 
 LOOPBACK = ("127.0.0.1", "localhost")
+# Cheroot's default listen backlog (5) overflows when many clients connect at once (each `fts3`
+# client call opens a new connection), and the kernel then resets some of them.
+LISTEN_BACKLOG = 256
 
 
 class _Request(cheroot_server.HTTPRequest):
@@ -76,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ca_bundle = str(args.ca_bundle) if args.ca_bundle else None
     engine = Engine(store, max_active=args.max_active, ca_bundle=ca_bundle)
     server = wsgi.Server(
-        ("127.0.0.1", args.port), App(store, engine, vo=args.vo), numthreads=args.threads
+        ("127.0.0.1", args.port),
+        App(store, engine, vo=args.vo),
+        numthreads=args.threads,
+        request_queue_size=LISTEN_BACKLOG,
     )
     server.ConnectionClass = _Connection
 

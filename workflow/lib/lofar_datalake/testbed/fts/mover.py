@@ -6,6 +6,7 @@ place only once size and checksum are right; remote ones are deleted again on fa
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -105,6 +106,19 @@ def _open_local(url: str) -> tuple[Iterator[bytes], int | None]:
     return _local_chunks(handle, url), size
 
 
+def _make_parent(path: Path, url: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # A file where a directory must be: ENOTDIR, not the "File exists" mkdir reports.
+        raise TransferError(
+            "DESTINATION",
+            errno.ENOTDIR,
+            f"Failed to create the parent directory of {url}: {os.strerror(errno.ENOTDIR)}",
+            recoverable=False,
+        ) from None
+
+
 def _write_local(req: CopyRequest, stream: Stream, on_write: Callable[[], None]) -> None:
     path = _path(req.destination, "DESTINATION")
     if path.is_dir():
@@ -115,7 +129,7 @@ def _write_local(req: CopyRequest, stream: Stream, on_write: Callable[[], None])
         raise exists_error()
     temp = temporary_path(path, req.tag)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path, req.destination)
         on_write()
         with open(temp, "wb") as out:
             for chunk in stream:
@@ -135,7 +149,10 @@ def _write_local(req: CopyRequest, stream: Stream, on_write: Callable[[], None])
     except OSError as exc:
         raise _os_error("DESTINATION", exc, f"Failed to write {req.destination}") from None
     finally:
-        temp.unlink(missing_ok=True)
+        # Best effort: where the directory cannot be made (a file in the way, ENOTDIR) there is
+        # no temporary file either, and the reason to report is the one above.
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
 
 
 def copy(

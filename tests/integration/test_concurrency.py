@@ -1,0 +1,193 @@
+"""Load on the real DataLake: one job with 1,000 DataLake inputs read over https with 64
+transfers at a time, and the FTS service with 200 jobs queued at once (and crashing while they
+wait). Small files keep both fast; what is exercised is the number of things in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import fts3.rest.client.easy as fts3
+import pytest
+
+from lofar_datalake.datalake.fts_adapter import FINAL_JOB_STATES, FtsAdapter, FtsTransfer
+from lofar_datalake.datalake.journal import read_events
+from lofar_datalake.datalake.request_counter import ENV_VAR, read_counts
+
+pytestmark = pytest.mark.integration
+
+N_INPUTS = 1000
+MAX_TRANSFERS = 64
+N_JOBS = 200
+
+# One job reading all inputs: Snakemake retrieves a job's storage inputs together, so all
+# 1,000 reach the provider as one batch.
+SNAKEFILE = """
+import sys
+N = int(config["count"])
+CHECK = (
+    "import sys, zlib, os\\n"
+    "for p in sys.argv[1:]:\\n"
+    "    d = open(p, 'rb').read()\\n"
+    "    print(os.path.basename(p), len(d), f'{zlib.adler32(d) & 0xFFFFFFFF:08x}')"
+)
+
+rule gather:
+    input:
+        [storage.datalake(f"datalake://lofar/{config['prefix']}/f{i:04d}.dat") for i in range(N)]
+    output:
+        "summary.txt"
+    params:
+        py=sys.executable,
+        code=CHECK,
+    shell:
+        "{params.py} -c {params.code:q} {input} > {output}"
+"""
+
+
+def _max_in_flight(events: list[dict[str, Any]]) -> int:
+    """Most reads running at the same moment, from each input's start and recording time."""
+    edges = sorted([(float(e["start"]), 1) for e in events]
+                   + [(float(e["time"]), -1) for e in events])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.timeout(600)
+def test_1000_inputs_over_https_with_64_transfers_at_once(
+        seed, unique, datalake_args, run_snakemake, client_env, tmp_path):
+    files = seed([f"{unique}/f{i:04d}.dat" for i in range(N_INPUTS)], "SITE_C_DAV", size=64)
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(SNAKEFILE)
+    counts = tmp_path / "requests.txt"
+    args = [*datalake_args, "--storage-datalake-stage-policy", "download",
+            "--storage-datalake-max-concurrent-transfers", str(MAX_TRANSFERS),
+            "--config", f"prefix={unique}", f"count={N_INPUTS}"]
+    result = run_snakemake(tmp_path, snakefile, args, {**client_env, ENV_VAR: str(counts)},
+                           timeout=500)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    expected = "".join(f"{Path(f.did.name).name} {len(f.data)} "
+                       f"{zlib.adler32(f.data) & 0xFFFFFFFF:08x}\n" for f in files)
+    assert (tmp_path / "summary.txt").read_text() == expected
+    assert result.stderr.count("via https from SITE_C_DAV") == N_INPUTS
+    assert "skipped" not in result.stderr and "Traceback" not in result.stderr
+    assert f"making {N_INPUTS} files local (policy download, up to {MAX_TRANSFERS} at once)" \
+        in result.stderr, "all inputs in one batch"
+
+    reads = [e for e in read_events(tmp_path) if e["event"] == "input"]
+    assert len(reads) == N_INPUTS
+    in_flight = _max_in_flight(reads)
+    print(f"{in_flight} reads in flight at most")
+    assert MAX_TRANSFERS // 2 <= in_flight <= MAX_TRANSFERS
+    # Resolved in bulk: a handful of Rucio requests for 1,000 inputs, not one per file.
+    rucio_requests = [r for r in read_counts(counts) if " /auth" not in r]
+    assert len(rucio_requests) <= 6, rucio_requests
+
+
+def _statuses(context: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for start in range(0, len(job_ids), 50):  # keeps each request line short
+        for status in fts3.get_jobs_statuses(context, job_ids[start:start + 50],
+                                             list_files=True):
+            out[status["job_id"]] = status
+    return out
+
+
+def _states_in_store(testbed: Any, job_ids: list[str]) -> dict[str, str]:
+    """Job states straight from the database of the (stopped) service."""
+    db = sqlite3.connect(testbed.layout.fts_dir / "fts.sqlite")
+    try:
+        marks = ",".join("?" * len(job_ids))
+        rows = db.execute(f"SELECT job_id, job_state FROM jobs WHERE job_id IN ({marks})",
+                          job_ids)
+        return dict(rows.fetchall())
+    finally:
+        db.close()
+
+
+def _small_transfers(directory: Path, count: int) -> list[FtsTransfer]:
+    transfers = []
+    for i in range(count):
+        data = os.urandom(512) + str(i).encode()
+        path = directory / "src" / f"f{i:03d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        transfers.append(FtsTransfer(path.as_uri(), (directory / "dst" / path.name).as_uri(),
+                                     len(data), f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"))
+    return transfers
+
+
+@pytest.mark.timeout(300)
+def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
+    [service] = [p for p in testbed.services() if p.name == "fts"]
+    [dav] = [p for p in testbed.services() if p.name == "webdav-SITE_C_DAV"]
+    slots = int(service.argv[list(service.argv).index("--max-active") + 1])
+    endpoint = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
+    fts = FtsAdapter(endpoint)
+
+    # Every copy slot is taken by a read from a frozen storage, so the 200 jobs really queue.
+    blob = testbed.layout.rse_dir("SITE_C_DAV") / "tests" / tmp_path.name / "blocker.bin"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(os.urandom(4096))
+    url = f"https://127.0.0.1:{testbed.layout.ports()['dav_SITE_C_DAV']}/tests/" \
+          f"{tmp_path.name}/blocker.bin"
+    blockers = [FtsTransfer(url, (tmp_path / "held" / f"{i}.bin").as_uri(), 4096,
+                            f"{zlib.adler32(blob.read_bytes()) & 0xFFFFFFFF:08x}")
+                for i in range(slots)]
+    frozen = dav.process()
+    assert frozen is not None
+    frozen.suspend()
+    try:
+        held = [fts.submit([t]) for t in blockers]
+        _wait_until(lambda: all(s["job_state"] == "ACTIVE"
+                                for s in _statuses(fts.context, held).values()), 60)
+        transfers = _small_transfers(tmp_path, N_JOBS)
+        with ThreadPoolExecutor(16) as pool:  # many clients submitting at the same time
+            job_ids = list(pool.map(lambda t: fts.submit([t]), transfers))
+        assert len(set(job_ids)) == N_JOBS
+        # The service crashes with all of them queued.
+        running = service.process()
+        assert running is not None
+        os.killpg(running.pid, signal.SIGKILL)
+        running.wait(10)
+        assert set(_states_in_store(testbed, job_ids).values()) == {"SUBMITTED"}
+    finally:
+        frozen.resume()
+    testbed.up()
+
+    final = _wait_until(lambda: _all_final(fts.context, held + job_ids), 240)
+    states = {job_id: status["job_state"] for job_id, status in final.items()}
+    assert set(states.values()) == {"FINISHED"}, json.dumps(states)[:2000]
+    for t in transfers:
+        data = (tmp_path / "src" / Path(t.source).name).read_bytes()
+        assert (tmp_path / "dst" / Path(t.source).name).read_bytes() == data
+    assert len(list((tmp_path / "held").iterdir())) == slots, "interrupted copies were redone"
+    assert not list(tmp_path.glob("*/.*.part")), "no partial copies left behind"
+    blob.unlink()
+
+
+def _all_final(context: Any, job_ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    statuses = _statuses(context, job_ids)
+    done = all(s["job_state"] in FINAL_JOB_STATES for s in statuses.values())
+    return statuses if done and len(statuses) == len(job_ids) else None
+
+
+def _wait_until(condition: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"not done within {timeout:.0f} s")

@@ -65,7 +65,7 @@ def test_tls_verification_is_on_unless_explicitly_disabled():
     ({"ca_bundle": "/nonexistent/ca.pem"}, "ca-bundle"),
     ({"mounts": "SITE_A_DISK"}, "mounts"),
     ({"mounts": "SITE_A_DISK=relative/dir"}, "absolute"),
-    ({"output_rules": "two:SITE_A"}, "output rules"),
+    ({"output_rules": "two:SITE_A"}, "output-rules"),
     ({"output_rules": "0:SITE_A"}, "copies >= 1"),
     ({"output_metadata": "novalue"}, "KEY=VALUE"),
 ])

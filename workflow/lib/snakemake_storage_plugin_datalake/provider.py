@@ -37,6 +37,8 @@ from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did, RucioAdapt
 from lofar_datalake.datalake.settings import ProviderConfig, SettingsError
 from lofar_datalake.datalake.staging import Stager
 
+from .settings import StorageProviderSettings, describe
+
 # How long a retrieval waits for its siblings (other inputs Snakemake retrieves in the same
 # round) to queue up, so that they are staged as one batch.
 BATCH_WINDOW = 0.05
@@ -44,12 +46,14 @@ BATCH_WINDOW = 0.05
 
 class StorageProvider(StorageProviderBase):
     def __post_init__(self) -> None:
-        raw = {f.name: getattr(self.settings, f.name) for f in fields(self.settings)
-               } if self.settings is not None else {}
+        settings = self.settings
+        raw = settings.values() if isinstance(settings, StorageProviderSettings) else {
+            f.name: getattr(settings, f.name) for f in fields(settings)
+        } if settings is not None else {}
         try:
             self.cfg = ProviderConfig.parse(raw)
-        except SettingsError as exc:
-            raise WorkflowError(f"datalake storage plugin settings: {exc}") from None
+        except SettingsError as exc:  # settings made without the command line (the API)
+            raise WorkflowError(describe(exc)) from None
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self._rucio: RucioAdapter | None = None
         self._rucio_lock = threading.Lock()
@@ -79,7 +83,8 @@ class StorageProvider(StorageProviderBase):
                 cfg = self.cfg
                 try:
                     self._rucio = RucioAdapter.connect(cfg.rucio_config, cfg.account,
-                                                       cfg.auth_type, cfg.username, cfg.password)
+                                                       cfg.auth_type, cfg.username, cfg.password,
+                                                       timeout=cfg.rucio_timeout)
                 except DataLakeError as exc:
                     raise WorkflowError(str(exc)) from None
             return self._rucio
@@ -165,6 +170,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         self.provider.resolver.register(self.did)
 
     # -- identity ------------------------------------------------------------------------------
+    def local_footprint(self) -> int:
+        # Snakemake checks free space after the batch was staged: a file in place needs none.
+        path = self.local_path()
+        return 0 if path.is_symlink() or path.exists() else self.size()
+
     def local_suffix(self) -> str:
         # `scope/name`; for a template the wildcards stay in, as Snakemake expects.
         return self.query[len(dlquery.SCHEME):]
@@ -179,7 +189,10 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
 
     def _info(self) -> FileInfo | None:
         try:
-            return self.provider.resolver.get(self._did())
+            info = self.provider.resolver.get(self._did())
+            if info is not None and self.provider.offline is None:
+                self.provider.resolver.require_file(info)
+            return info
         except DataLakeError as exc:
             raise WorkflowError(str(exc)) from None
 
@@ -194,6 +207,8 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
             key = str(prefix / f"{did.scope}/{did.name}")
             if key in cache.exists_in_storage:
                 continue
+            if info is not None and info.did_type != "FILE":
+                continue  # left to exists(), which says what the DID is instead
             exists = info is not None and info.exists
             cache.exists_in_storage[key] = exists
             if info is not None and exists:
@@ -233,7 +248,11 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         # event loop; the base class then only picks up this file's result.
         await asyncio.sleep(BATCH_WINDOW)
         await asyncio.get_running_loop().run_in_executor(None, stager.flush)
-        await asyncio.wait([asyncio.wrap_future(future)])
+        # Awaited (not just waited for): an asyncio future whose exception nobody takes is
+        # printed with a traceback when it is collected. The outcome itself reaches Snakemake
+        # through retrieve_object, which the base class calls next.
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(future)
         return await super().managed_retrieve()
 
     def retrieve_object(self) -> None:
@@ -282,6 +301,9 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
             names = [str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()]
         else:
             names = self.provider.rucio().list_files(template.scope, template.glob)
-        return [dlquery.to_query(Did(template.scope, n)) for n in names
-                if template.regex.fullmatch(n)]
+        # A name that would not be a valid query (e.g. with characters a shell or a file system
+        # would interpret) never becomes a wildcard value.
+        queries = (dlquery.to_query(Did(template.scope, n)) for n in names
+                   if template.regex.fullmatch(n))
+        return [q for q in queries if dlquery.validation_error(q) is None]
 

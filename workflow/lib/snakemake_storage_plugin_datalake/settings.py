@@ -4,17 +4,24 @@ env_var (the secrets must come from there)."""
 
 # No `from __future__ import annotations`: Snakemake reads the field types at run time to convert
 # command line strings.
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from snakemake_interface_common.exceptions import ApiError
 from snakemake_interface_storage_plugins.settings import StorageProviderSettingsBase
 
 from lofar_datalake.datalake.settings import (
     DEFAULT_HTTP_TIMEOUT,
     DEFAULT_MAX_TRANSFERS,
+    DEFAULT_RUCIO_TIMEOUT,
     DEFAULT_RULE_LIFETIME,
     DEFAULT_STAGE_TIMEOUT,
+    ProviderConfig,
+    SettingsError,
 )
+
+PREFIX = "--storage-datalake-"
+SECRETS = ("password", "fts_token")
 
 
 def _meta(help: str, env_var: bool = False, **extra: object) -> dict[str, object]:
@@ -34,7 +41,8 @@ class StorageProviderSettings(StorageProviderSettingsBase):
     username: str | None = field(default=None, metadata=_meta(
         "User name for userpass authentication (default: from the Rucio configuration)."))
     password: str | None = field(default=None, repr=False, metadata=_meta(
-        "Password for userpass authentication; only from the environment variable.",
+        "Password for userpass authentication; only from the environment variable. Jobs "
+        "Snakemake starts get it by inheriting the environment, never on a command line.",
         env_var=True))
     site_rse: str | None = field(default=None, metadata=_meta(
         "The RSE (or RSE expression) of the site the jobs run at: replicas there are used in "
@@ -49,7 +57,8 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "FTS server for the fts policy (default: the site RSE's `fts` attribute)."))
     fts_token: str | None = field(default=None, repr=False, metadata=_meta(
         "Bearer token for FTS (default: X.509 proxy over https, anonymous over http); only from "
-        "the environment variable.", env_var=True))
+        "the environment variable, which jobs Snakemake starts inherit (it is never put on a "
+        "command line).", env_var=True))
     max_concurrent_transfers: int | None = field(default=DEFAULT_MAX_TRANSFERS, metadata=_meta(
         "How many files are read or copied at the same time.", type=int))
     output_rse: str | None = field(default=None, metadata=_meta(
@@ -77,6 +86,10 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "Seconds to wait for a rule or FTS job staging inputs.", type=int))
     http_timeout: int | None = field(default=DEFAULT_HTTP_TIMEOUT, metadata=_meta(
         "Seconds without data after which an https read is abandoned.", type=int))
+    rucio_timeout: int | None = field(default=DEFAULT_RUCIO_TIMEOUT, metadata=_meta(
+        "Seconds to wait for each answer of the Rucio server; a server that does not answer in "
+        "time (or cannot be reached) fails the run with an error naming the server, instead of "
+        "hanging (Rucio's own default is 600).", type=int))
     no_stage_ahead: bool = field(default=False, metadata=_meta(
         "Stage only the inputs of the jobs about to run, not all inputs of the workflow that "
         "are not at the site yet, when the first input is staged."))
@@ -87,3 +100,33 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "A directory holding a local copy of the DataLake files (<dir>/<scope>/<name>, as "
         "made by `lofar-datalake compare`): inputs are read from it and outputs written to "
         "it; Rucio and FTS are not contacted.", type=Path))
+
+    def __post_init__(self) -> None:
+        # Snakemake hands the env-var settings of a spawned job (a `run:` or `script:` job,
+        # a cluster job) to it as `export NAME='value' && python -m snakemake ...`: a command
+        # line anyone on the machine can read with ps. The secrets are kept off the fields it
+        # reads; the job inherits them from the environment they came from.
+        self._secrets: dict[str, str | None] = {name: getattr(self, name) for name in SECRETS}
+        for name in SECRETS:
+            setattr(self, name, None)
+        # Checked as soon as Snakemake has read its command line and profile, before the
+        # Snakefile: a bad value stops the run with one line naming the option. ApiError is what
+        # Snakemake prints as "Error: <message>" without a traceback.
+        try:
+            self.config()
+        except SettingsError as exc:
+            raise ApiError(describe(exc)) from None
+
+    def values(self) -> dict[str, object]:
+        """Every setting by name, the secrets included."""
+        values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({k: v for k, v in self._secrets.items() if v is not None})
+        return values
+
+    def config(self) -> ProviderConfig:
+        """The settings as the provider's typed configuration (SettingsError if invalid)."""
+        return ProviderConfig.parse(self.values())
+
+
+def describe(exc: SettingsError) -> str:
+    return f"datalake storage plugin: {PREFIX}{exc.setting}: {exc.reason}"

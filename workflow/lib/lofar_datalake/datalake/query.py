@@ -2,7 +2,8 @@
 
 Names may contain `/`. Only Rucio's allowed characters are accepted, and nothing that a file
 system would reinterpret (`..`, `.`, empty segments, absolute names): the name also becomes the
-local path of the staged copy.
+local path of the staged copy, and Snakemake puts that path unquoted into shell commands, so a
+space, `;`, `$` or a backtick must never get through.
 """
 
 from __future__ import annotations
@@ -41,20 +42,21 @@ def validation_error(query: str) -> str | None:
         return "the name is empty; expected datalake://<scope>/<name>"
     if len(scope) > SCOPE_MAX:
         return f"the scope is longer than {SCOPE_MAX} characters"
-    if not _SCOPE_RE.fullmatch(scope):
-        return f"the scope {scope!r} may only contain A-Z a-z 0-9 . _ -"
+    if not _SCOPE_RE.fullmatch(scope) or set(scope) == {"."}:
+        return f"the scope {scope!r} may only contain A-Z a-z 0-9 . _ - (and is not '.' or '..')"
     if name.startswith("/"):
         return "the name is absolute (starts with '/')"
     if len(name) > NAME_MAX:
         return f"the name is longer than {NAME_MAX} characters"
     bad = sorted({c for c in name if not _NAME_RE.fullmatch(c)})
     if bad:
-        return f"the name contains {''.join(bad)!r}; allowed are A-Z a-z 0-9 / . _ -"
+        return (f"the name contains {' '.join(repr(c) for c in bad)}, not allowed in a DID name "
+                "(only A-Z a-z 0-9 / . _ -)")
     for segment in name.split("/"):
         if segment == "":
             return "the name has an empty path segment ('//' or a trailing '/')"
         if segment in (".", ".."):
-            return f"the name has a {segment!r} path segment"
+            return f"the name has a {segment!r} path segment (no relative paths)"
     return None
 
 

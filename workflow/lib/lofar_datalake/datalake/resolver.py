@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .query import SCHEME, has_wildcards
-from .rucio_adapter import Did, RucioAdapter
+from .query import SCHEME, has_wildcards, to_query
+from .rucio_adapter import DataLakeError, Did, RucioAdapter
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,21 @@ class Resolver:
         """Resolve again, e.g. after replicas were added by staging."""
         with self._lock:
             self._resolve(list(dict.fromkeys(dids)))
+
+    def require_file(self, info: FileInfo) -> None:
+        """Raise with what the DID is, if it is a dataset or container: a query names one file,
+        and silently treating a collection as a missing file would hide the mistake."""
+        if info.did_type == "FILE":
+            return
+        kind = info.did_type.lower()
+        count, first = self.rucio.collection_files(info.did)
+        if not first:
+            raise DataLakeError(f"{info.did} is a {kind} (with no files), not a file")
+        names = ", ".join(to_query(d) for d in first) + (", ..." if count > len(first) else "")
+        raise DataLakeError(
+            f"{info.did} is a {kind} of {count} file{'s' if count != 1 else ''}, not a file: a "
+            f"datalake:// query names one file; name the files instead ({names}), e.g. with a "
+            "wildcard over their names")
 
     def known(self) -> dict[Did, FileInfo | None]:
         with self._lock:

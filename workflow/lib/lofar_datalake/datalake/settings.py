@@ -21,10 +21,18 @@ DEFAULT_RULE_LIFETIME = 7 * 24 * 3600
 DEFAULT_MAX_TRANSFERS = 4
 DEFAULT_STAGE_TIMEOUT = 3600
 DEFAULT_HTTP_TIMEOUT = 60
+# Rucio's client waits 600 s for an answer by default: far too long for a workflow to notice that
+# the server is gone; a bulk pass over 10,000 DIDs takes ~10 s on a busy server.
+DEFAULT_RUCIO_TIMEOUT = 120
 
 
 class SettingsError(ValueError):
     """A setting has a value the provider cannot use; the message names the setting."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        self.setting = setting.replace("_", "-")  # as in --storage-datalake-<setting>
+        self.reason = reason
+        super().__init__(f"{self.setting}: {reason}")
 
 
 class StagePolicy(enum.StrEnum):
@@ -81,6 +89,7 @@ class ProviderConfig:
     tls_verify: bool = True
     stage_timeout: float = DEFAULT_STAGE_TIMEOUT
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    rucio_timeout: float = DEFAULT_RUCIO_TIMEOUT
     stage_ahead: bool = True
     prefetch_limit: int = 10000
     local_copy: Path | None = None
@@ -90,9 +99,12 @@ class ProviderConfig:
         """From the plugin's settings (names as there, values as Snakemake passes them)."""
         def num(name: str, default: int, minimum: int) -> int:
             value = raw.get(name)
-            value = default if value is None else int(value)
+            try:
+                value = default if value is None else int(value)
+            except (TypeError, ValueError):
+                raise SettingsError(name, f"{value!r} is not an integer") from None
             if value < minimum:
-                raise SettingsError(f"{name.replace('_', '-')}: must be at least {minimum}")
+                raise SettingsError(name, f"must be at least {minimum}")
             return value
 
         def path(name: str) -> Path | None:
@@ -105,9 +117,12 @@ class ProviderConfig:
 
         ca_bundle = path("ca_bundle")
         if ca_bundle is not None and not ca_bundle.is_file():
-            raise SettingsError(f"ca-bundle: {ca_bundle} is not a file")
+            raise SettingsError("ca_bundle", f"{ca_bundle} is not a file (PEM CA certificates)")
+        rucio_config = path("rucio_config")
+        if rucio_config is not None and not rucio_config.is_file():
+            raise SettingsError("rucio_config", f"{rucio_config} is not a file")
         return cls(
-            rucio_config=path("rucio_config"), account=text("account"),
+            rucio_config=rucio_config, account=text("account"),
             auth_type=text("auth_type"), username=text("username"), password=raw.get("password"),
             site_rse=text("site_rse"),
             stage_policy=parse_enum(StagePolicy, "stage-policy", text("stage_policy"),
@@ -121,10 +136,12 @@ class ProviderConfig:
             mounts=parse_mounts(text("mounts")),
             link_mode=parse_enum(LinkMode, "link-mode", text("link_mode"),
                                  LinkMode.SYMLINK),  # type: ignore[arg-type]
-            ca_bundle=ca_bundle, tls_verify=not raw.get("insecure_no_tls_verify"),
+            ca_bundle=ca_bundle,
+            tls_verify=not parse_flag("insecure_no_tls_verify", raw.get("insecure_no_tls_verify")),
             stage_timeout=num("stage_timeout", DEFAULT_STAGE_TIMEOUT, 1),
             http_timeout=num("http_timeout", DEFAULT_HTTP_TIMEOUT, 1),
-            stage_ahead=not raw.get("no_stage_ahead"),
+            rucio_timeout=num("rucio_timeout", DEFAULT_RUCIO_TIMEOUT, 1),
+            stage_ahead=not parse_flag("no_stage_ahead", raw.get("no_stage_ahead")),
             prefetch_limit=num("prefetch_limit", 10000, 0),
             local_copy=path("local_copy"),
         )
@@ -145,10 +162,10 @@ def parse_mounts(text: str | None) -> tuple[Mount, ...]:
     for item in _items(text, ","):
         key, sep, local = item.rpartition("=")
         if not sep or not key or not local:
-            raise SettingsError(f"mounts: {item!r} is not KEY=/local/dir")
+            raise SettingsError("mounts", f"{item!r} is not RSE_OR_PFN_PREFIX=/local/dir")
         path = Path(os.path.expanduser(local))
         if not path.is_absolute():
-            raise SettingsError(f"mounts: {local!r} is not an absolute path")
+            raise SettingsError("mounts", f"{local!r} is not an absolute path")
         mounts.append(Mount(key, path))
     return tuple(mounts)
 
@@ -158,15 +175,17 @@ def parse_output_rules(text: str | None) -> tuple[OutputRule, ...]:
     for item in _items(text, ";"):
         parts = item.split(":")
         if len(parts) not in (2, 3):
-            raise SettingsError(f"output rules: {item!r} is not COPIES:RSE_EXPRESSION[:LIFETIME]")
+            raise SettingsError("output_rules",
+                                f"{item!r} is not COPIES:RSE_EXPRESSION[:LIFETIME]")
         try:
             copies = int(parts[0])
             lifetime = int(parts[2]) if len(parts) == 3 and parts[2] else None
         except ValueError as exc:
-            raise SettingsError(f"output rules: {item!r}: copies and lifetime are integers"
-                                ) from exc
+            raise SettingsError("output_rules",
+                                f"{item!r}: copies and lifetime are integers") from exc
         if copies < 1 or not parts[1]:
-            raise SettingsError(f"output rules: {item!r}: need copies >= 1 and an RSE expression")
+            raise SettingsError("output_rules",
+                                f"{item!r}: need copies >= 1 and an RSE expression")
         rules.append(OutputRule(copies, parts[1], lifetime))
     return tuple(rules)
 
@@ -176,9 +195,22 @@ def parse_metadata(text: str | None) -> tuple[tuple[str, str], ...]:
     for item in _items(text, ","):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SettingsError(f"output metadata: {item!r} is not KEY=VALUE")
+            raise SettingsError("output_metadata", f"{item!r} is not KEY=VALUE")
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
+
+
+def parse_flag(name: str, value: object) -> bool:
+    """A boolean setting. Strict: the string "false" must not switch on what it names (such as
+    insecure TLS), and anything unclear is an error rather than a guess."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0", ""):
+        return False
+    raise SettingsError(name, f"{value!r} is not true or false")
 
 
 def parse_enum(kind: type[enum.StrEnum], name: str, value: str | None,
@@ -189,7 +221,7 @@ def parse_enum(kind: type[enum.StrEnum], name: str, value: str | None,
         return kind(value.strip().lower())
     except ValueError as exc:
         choices = ", ".join(m.value for m in kind)
-        raise SettingsError(f"{name}: {value!r} is not one of {choices}") from exc
+        raise SettingsError(name, f"{value!r} is not one of {choices}") from exc
 
 
 def _items(text: str | None, sep: str) -> list[str]:

@@ -1,0 +1,80 @@
+"""Rucio accounts made by tests through the testbed's root account, client configurations for
+them, and a search for a secret in everything a run leaves behind."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from lofar_datalake.testbed.layout import SITES
+
+# Runs in its own process: Rucio reads one config per process, and the root account's token
+# must never land in the pipeline account's token file. The password comes through stdin, so it
+# is in no process's arguments.
+_ADD_ACCOUNT = """
+import sys
+from rucio.client import Client
+account, rses = sys.argv[1], sys.argv[2:]
+password = sys.stdin.read()
+client = Client()
+client.add_account(account, "USER", f"{account}@localhost")
+client.add_account_attribute(account, "admin", "True")
+client.add_identity(account, account, "USERPASS", f"{account}@localhost", default=True,
+                    password=password)
+for rse in rses:
+    client.set_local_account_limit(account, rse, 10 * 1024**3)
+"""
+
+
+def add_userpass_account(testbed, account: str, password: str) -> None:
+    """A new account with a userpass identity, the admin attribute (to register replicas, as the
+    pipeline account has) and a quota on every RSE."""
+    env = {**os.environ, "RUCIO_CONFIG": str(testbed.layout.server_config)}
+    done = subprocess.run([sys.executable, "-c", _ADD_ACCOUNT, account,
+                           *(s.rse for s in SITES)], input=password, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def client_config(testbed, directory: Path, account: str, auth_type: str = "userpass") -> Path:
+    """A client configuration for `account` without any password in it (it comes from the
+    environment) and with a token file of its own, so that no cached token stands in for the
+    credentials under test."""
+    base = configparser.ConfigParser(interpolation=None)
+    base.read(testbed.layout.client_config)
+    host = base["client"]["rucio_host"]
+    config = configparser.ConfigParser(interpolation=None)
+    config["client"] = {
+        "rucio_host": host, "auth_host": host, "auth_type": auth_type, "username": account,
+        "account": account, "request_retries": "2",
+        "auth_token_file_path": str(directory / f"token-{account}"),
+    }
+    config["policy"] = {"lfn2pfn_algorithm_default": "hash"}
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"rucio-{account}-{auth_type}.cfg"
+    with open(path, "w") as handle:
+        config.write(handle)
+    path.chmod(0o600)
+    return path
+
+
+def files_containing(secret: str, roots: Iterable[Path]) -> list[Path]:
+    """Every file under `roots` (recursively, symlinks not followed) whose bytes hold `secret`."""
+    needle = secret.encode()
+    found = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = Path(directory) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                try:
+                    if needle in path.read_bytes():
+                        found.append(path)
+                except OSError:
+                    continue
+    return found

@@ -1,0 +1,169 @@
+"""Planted secrets never leak: a userpass password for an account made for this test, a wrong
+password, and an FTS token are given to Snakemake the documented way (environment variables),
+and a successful run and two failing runs are made. Then every artefact is searched for them:
+stdout and stderr, everything under the test's directories (the working directory with
+Snakemake's logs and metadata and the provider's journal, the client configuration), the
+testbed's service logs and FTS job store, the metadata of the stored output, the FTS jobs, and
+the argument lists of all processes sampled while the runs went on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import stat
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+import requests
+from rucio_accounts import add_userpass_account, client_config, files_containing
+
+from lofar_datalake.datalake.journal import read_events
+from lofar_datalake.datalake.rucio_adapter import Did
+
+pytestmark = pytest.mark.integration
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW = """
+rule all:
+    input: storage.datalake(f"datalake://lofar/{config['out']}/summary.txt")
+
+# A `run:` job: Snakemake starts a process of its own for it, passing the storage settings.
+rule check:
+    input: storage.datalake(f"datalake://lofar/{config['prefix']}/SB{{sb}}.dat")
+    output: "checked/{sb}.txt"
+    run:
+        import time, zlib
+        data = open(input[0], "rb").read()
+        time.sleep(1)  # long enough to be seen by the process sampler
+        open(output[0], "w").write(f"{len(data)} {zlib.adler32(data):08x}\\n")
+
+rule publish:
+    input: "checked/000.txt"
+    output: storage.datalake(f"datalake://lofar/{config['out']}/summary.txt")
+    shell: "cat {input} > {output}"
+"""
+
+
+def _fts_token(marker: str) -> str:
+    """A JWT-shaped bearer token: the testbed's FTS reads its subject, so a job submitted with it
+    shows that the token was used; the planted marker is its signature."""
+    def part(obj: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'sub': 'planted-subject'})}.{marker}"
+
+
+class ProcessArgs:
+    """`ps -ww -eo args` sampled every 0.1 s while the runs go on."""
+
+    def __init__(self) -> None:
+        self.lines: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            # -ww: full argument lists; without it ps may cut them at the terminal width.
+            ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True)
+            self.lines.update(ps.stdout.splitlines())
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> ProcessArgs:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture()
+def planted(testbed) -> dict[str, str]:
+    account = f"sec{secrets.token_hex(5)}"
+    values = {
+        "account": account,
+        "password": f"S3cr3t-planted-{secrets.token_hex(12)}",
+        "wrong": f"S3cr3t-planted-wrong-{secrets.token_hex(12)}",
+        "fts": f"S3cr3t-planted-fts-{secrets.token_hex(12)}",
+    }
+    add_userpass_account(testbed, account, values["password"])
+    return values
+
+
+def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, client_env,
+                                               planted, tmp_path):
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(WORKFLOW)
+    config = client_config(testbed, tmp_path / "etc", planted["account"])
+    out = Did("lofar", f"{unique}/out/summary.txt")
+    env = {**client_env, "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD": planted["password"],
+           "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN": _fts_token(planted["fts"])}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    def run(prefix: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        args = [SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), "--cores", "2",
+                "--storage-datalake-rucio-config", str(config),
+                "--storage-datalake-ca-bundle", str(testbed.pki.ca_cert),
+                "--storage-datalake-site-rse", "SITE_A_DISK",
+                "--storage-datalake-stage-policy", "fts",
+                "--storage-datalake-output-rse", "SITE_A_DISK",
+                "--storage-datalake-output-metadata", "campaign=secrets-test",
+                "--config", f"prefix={prefix}", f"out={unique}/out"]
+        return subprocess.run(args, cwd=workdir, env={**env, **extra_env},
+                              capture_output=True, text=True, timeout=600)
+
+    first = seed([f"{unique}/a/SB000.dat"], "SITE_B_DISK")
+    seed([f"{unique}/b/SB000.dat"], "SITE_B_DISK", size=300)
+    with ProcessArgs() as ps:
+        ok = run(f"{unique}/a")
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        # Fails at the output: a different summary under the same (immutable) name.
+        immutable = run(f"{unique}/b")
+        assert immutable.returncode != 0 and "immutable" in immutable.stderr
+        # Without the cached token: Rucio uses a valid one instead of checking the password.
+        for token in (tmp_path / "etc").glob("token-*"):
+            token.unlink()
+        wrong = run(f"{unique}/a", SNAKEMAKE_STORAGE_DATALAKE_PASSWORD=planted["wrong"])
+        assert wrong.returncode != 0
+        assert f"did not authenticate account {planted['account']} (auth type userpass)" in (
+            wrong.stderr)
+
+    # The runs really used the planted credentials: the account wrote the output, and FTS
+    # copied the inputs for a caller holding the token.
+    meta = rucio.client.get_metadata(out.scope, out.name)
+    assert meta["account"] == planted["account"]
+    line = first[0].data
+    assert meta["bytes"] == len(f"{len(line)} {zlib.adler32(line):08x}\n")
+    jobs = [j for e in read_events(workdir) if e["event"] == "site_transfer"
+            for j in e.get("fts_jobs", [])]
+    assert len(jobs) >= 2, "the successful and the failing run staged their input by FTS"
+    fts = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
+    fts_jobs = [requests.get(f"{fts}/jobs/{j}", timeout=30).text for j in jobs]
+    assert all(json.loads(j)["user_dn"] == "token:planted-subject" for j in fts_jobs)
+
+    outputs = [r.stdout + r.stderr for r in (ok, immutable, wrong)]
+    stored = [json.dumps(rucio.client.get_metadata(out.scope, out.name, plugin=p), default=str)
+              for p in ("DID_COLUMN", "JSON")]
+    # The sampler saw the runs, including the process Snakemake starts for the `run:` job.
+    assert any(planted["account"] in line for line in ps.lines)
+    assert any("--target-jobs" in line and planted["account"] in line for line in ps.lines)
+    for name in ("password", "wrong", "fts"):
+        secret = planted[name]
+        assert not [o for o in outputs if secret in o], name
+        assert files_containing(secret, [tmp_path]) == [], name
+        # The services' side too: Rucio, FTS and WebDAV logs, FTS's job store.
+        assert files_containing(secret, [testbed.layout.logs, testbed.layout.fts_dir]) == []
+        assert not [s for s in stored if secret in s], name
+        assert not [j for j in fts_jobs if secret in j], name
+        assert not [a for a in ps.lines if secret in a], name
+
+    journals = list((workdir / ".snakemake" / "datalake").glob("journal-*.jsonl"))
+    assert len(journals) >= 2
+    assert all(stat.S_IMODE(j.stat().st_mode) == 0o600 for j in journals)

@@ -11,6 +11,8 @@ from snakemake_interface_common.exceptions import ApiError
 from snakemake_interface_storage_plugins.settings import StorageProviderSettingsBase
 
 from lofar_datalake.datalake.settings import (
+    DEFAULT_FTS_ATTEMPTS,
+    DEFAULT_FTS_BACKOFF,
     DEFAULT_HTTP_TIMEOUT,
     DEFAULT_MAX_TRANSFERS,
     DEFAULT_RUCIO_TIMEOUT,
@@ -90,6 +92,12 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "Seconds to wait for each answer of the Rucio server; a server that does not answer in "
         "time (or cannot be reached) fails the run with an error naming the server, instead of "
         "hanging (Rucio's own default is 600).", type=int))
+    fts_attempts: int | None = field(default=DEFAULT_FTS_ATTEMPTS, metadata=_meta(
+        "Policy fts: FTS jobs per file before staging gives up on it (FTS's own retries are "
+        "off, so this is the bound).", type=int))
+    fts_retry_backoff: int | None = field(default=DEFAULT_FTS_BACKOFF, metadata=_meta(
+        "Policy fts: seconds before the second attempt of a failed copy, doubled before each "
+        "next one; no attempt starts after the stage timeout.", type=int))
     no_stage_ahead: bool = field(default=False, metadata=_meta(
         "Stage only the inputs of the jobs about to run, not all inputs of the workflow that "
         "are not at the site yet, when the first input is staged."))

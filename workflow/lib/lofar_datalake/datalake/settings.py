@@ -24,6 +24,8 @@ DEFAULT_HTTP_TIMEOUT = 60
 # Rucio's client waits 600 s for an answer by default: far too long for a workflow to notice that
 # the server is gone; a bulk pass over 10,000 DIDs takes ~10 s on a busy server.
 DEFAULT_RUCIO_TIMEOUT = 120
+DEFAULT_FTS_ATTEMPTS = 3  # FTS jobs per file before policy `fts` gives up on it
+DEFAULT_FTS_BACKOFF = 5  # seconds before the second attempt; doubled before each next one
 
 
 class SettingsError(ValueError):
@@ -90,6 +92,8 @@ class ProviderConfig:
     stage_timeout: float = DEFAULT_STAGE_TIMEOUT
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     rucio_timeout: float = DEFAULT_RUCIO_TIMEOUT
+    fts_attempts: int = DEFAULT_FTS_ATTEMPTS
+    fts_retry_backoff: float = DEFAULT_FTS_BACKOFF
     stage_ahead: bool = True
     prefetch_limit: int = 10000
     local_copy: Path | None = None
@@ -141,6 +145,8 @@ class ProviderConfig:
             stage_timeout=num("stage_timeout", DEFAULT_STAGE_TIMEOUT, 1),
             http_timeout=num("http_timeout", DEFAULT_HTTP_TIMEOUT, 1),
             rucio_timeout=num("rucio_timeout", DEFAULT_RUCIO_TIMEOUT, 1),
+            fts_attempts=num("fts_attempts", DEFAULT_FTS_ATTEMPTS, 1),
+            fts_retry_backoff=num("fts_retry_backoff", DEFAULT_FTS_BACKOFF, 0),
             stage_ahead=not parse_flag("no_stage_ahead", raw.get("no_stage_ahead")),
             prefetch_limit=num("prefetch_limit", 10000, 0),
             local_copy=path("local_copy"),

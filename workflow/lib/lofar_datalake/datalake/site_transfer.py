@@ -20,12 +20,12 @@ from .journal import Journal
 from .locality import Source
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
+from .settings import DEFAULT_FTS_ATTEMPTS as DEFAULT_FTS_ATTEMPTS
+from .settings import DEFAULT_FTS_BACKOFF as DEFAULT_FTS_BACKOFF
 from .settings import ProviderConfig
 
 RULE_COMMENT = "snakemake-storage-plugin-datalake stage-in"
 RULE_POLL = 2.0  # seconds between looks at the batch's replicas
-DEFAULT_FTS_ATTEMPTS = 3  # FTS attempts per file before policy `fts` gives up on it
-DEFAULT_FTS_BACKOFF = 5.0  # seconds before the second attempt; doubled before each next one
 
 
 @dataclass
@@ -160,12 +160,8 @@ class SiteTransfers:
         return result
 
     def fts_retry_policy(self) -> tuple[int, float]:
-        """FTS attempts per file and the first backoff in seconds: the configuration's
-        `fts_attempts` and `fts_retry_backoff` where it has them, else the defaults."""
-        attempts = getattr(self.cfg, "fts_attempts", None)
-        backoff = getattr(self.cfg, "fts_retry_backoff", None)
-        return (max(1, int(DEFAULT_FTS_ATTEMPTS if attempts is None else attempts)),
-                max(0.0, float(DEFAULT_FTS_BACKOFF if backoff is None else backoff)))
+        """FTS attempts per file and the first backoff in seconds."""
+        return max(1, self.cfg.fts_attempts), max(0.0, float(self.cfg.fts_retry_backoff))
 
     def _fts_failure(self, fts: FtsAdapter, site: str, made: int, attempts: int,
                      reasons: list[str]) -> str:

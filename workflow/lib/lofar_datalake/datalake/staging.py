@@ -13,6 +13,7 @@ replica would fit either.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import threading
 import time
@@ -235,7 +236,8 @@ class Stager:
         else:
             listing = (self.journal.path.parent / f"bad-replicas-{self.journal.run_id}-"
                        f"{info.did.scope}-{source.rse}.txt").resolve()
-            with self._lock, open(listing, "a") as handle:
+            fd = os.open(listing, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with self._lock, os.fdopen(fd, "a") as handle:
                 handle.write(info.did.name + "\n")
             self.journal.record("bad_replica", did=str(info.did), rse=source.rse,
                                 pfn=source.pfn, reason=reason, lfn_list=str(listing))

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,dev
 
-.PHONY: install demo test test-unit lint bench testbed-up testbed-down testbed-status clean
+.PHONY: install demo compare test test-unit lint bench testbed-up testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: install
 	$(BIN)/lofar-datalake testbed up
 	$(BIN)/lofar-datalake demo
 
+# The demo observation on DataLake data vs on a local copy: verdict.json and report.html.
+compare: install
+	$(BIN)/lofar-datalake testbed up
+	$(BIN)/lofar-datalake compare --demo
+
 test: install
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra tests
@@ -33,10 +38,19 @@ lint: install
 	$(BIN)/ruff check workflow/lib tests bench
 	$(BIN)/snakemake --lint
 
-# Benchmarks (not tests): figures and ratios against baselines measured in the same run.
+# Benchmarks (not tests): figures and ratios against baselines measured in the same run, as JSON
+# in benchmarks/, then one table of all (benchmarks/summary.md). Sized to stay under 20 minutes
+# on 2 cores; scale up with e.g. make bench STAGING_ARGS="--file-mib 64 --repeat 5"
+# SCALE_ARGS="--sizes 61,122,244 --observations 1,4" (also RESOLUTION_ARGS, COMPUTE_ARGS,
+# END_TO_END_ARGS="--reps 3").
 bench: install
 	$(BIN)/lofar-datalake testbed up
-	$(BIN)/python bench/bench_resolution.py --profile
+	$(BIN)/python bench/bench_resolution.py --profile --repeat 3 --json benchmarks/resolution.json $(RESOLUTION_ARGS)
+	$(BIN)/python bench/bench_scale.py --sizes 61,244 --observations 1 --json benchmarks/scale.json $(SCALE_ARGS)
+	$(BIN)/python bench/bench_staging.py all --file-mib 16 $(STAGING_ARGS)
+	$(BIN)/python bench/bench_end_to_end.py $(END_TO_END_ARGS)
+	$(BIN)/python bench/bench_compute.py --run-dir benchmarks/end_to_end/rep-0/local $(COMPUTE_ARGS)
+	$(BIN)/python bench/summary.py
 
 testbed-up: install
 	$(BIN)/lofar-datalake testbed up

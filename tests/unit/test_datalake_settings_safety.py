@@ -49,7 +49,7 @@ def _every_other_setting(tmp_path: Path) -> dict[str, object]:
         "output_rse": "SITE_A", "output_dataset": "lofar:ds", "output_rules": "1:SITE_B",
         "output_metadata": "a=b", "mounts": "SITE_A=/mnt/a", "link_mode": "copy",
         "ca_bundle": ca, "stage_timeout": 10, "http_timeout": 10, "rucio_timeout": 10,
-        "fts_attempts": 2, "fts_retry_backoff": 1,
+        "fts_attempts": 2, "fts_retry_backoff": 1, "verify_site_replicas": "size",
         "no_stage_ahead": True, "prefetch_limit": 5, "local_copy": tmp_path,
         "max_requests_per_second": 1.0,
     }

@@ -92,6 +92,10 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "Seconds to wait for each answer of the Rucio server; a server that does not answer in "
         "time (or cannot be reached) fails the run with an error naming the server, instead of "
         "hanging (Rucio's own default is 600).", type=int))
+    verify_site_replicas: str | None = field(default="adler32", metadata=_meta(
+        "How a replica at the site is checked before it is linked: 'adler32' reads it whole "
+        "(catches silent corruption), 'size' only compares its size (a link then costs "
+        "nothing; for storage the site trusts). Copies are always checksummed."))
     fts_attempts: int | None = field(default=DEFAULT_FTS_ATTEMPTS, metadata=_meta(
         "Policy fts: FTS jobs per file before staging gives up on it (FTS's own retries are "
         "off, so this is the bound).", type=int))

@@ -11,9 +11,11 @@ CHUNK = 4 * 1024 * 1024
 def adler32_of_file(path: Path) -> str:
     """Eight lowercase hex digits, zero-padded: Rucio's canonical form."""
     value = 1
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            value = zlib.adler32(chunk, value)
+    buffer = bytearray(CHUNK)  # one buffer for the whole file: no allocation per chunk
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            value = zlib.adler32(view[:n], value)
     return f"{value & 0xFFFFFFFF:08x}"
 
 

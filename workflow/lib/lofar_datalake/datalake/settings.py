@@ -43,6 +43,11 @@ class StagePolicy(enum.StrEnum):
     DOWNLOAD = "download"  # read the best remote replica directly into the local copy
 
 
+class SiteVerify(enum.StrEnum):
+    ADLER32 = "adler32"  # read the whole replica before linking it: catches silent corruption
+    SIZE = "size"  # one stat: links cost nothing, for storage the site trusts
+
+
 class LinkMode(enum.StrEnum):
     SYMLINK = "symlink"
     HARDLINK = "hardlink"
@@ -93,6 +98,7 @@ class ProviderConfig:
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     rucio_timeout: float = DEFAULT_RUCIO_TIMEOUT
     fts_attempts: int = DEFAULT_FTS_ATTEMPTS
+    verify_site_replicas: SiteVerify = SiteVerify.ADLER32
     fts_retry_backoff: float = DEFAULT_FTS_BACKOFF
     stage_ahead: bool = True
     prefetch_limit: int = 10000
@@ -146,6 +152,9 @@ class ProviderConfig:
             http_timeout=num("http_timeout", DEFAULT_HTTP_TIMEOUT, 1),
             rucio_timeout=num("rucio_timeout", DEFAULT_RUCIO_TIMEOUT, 1),
             fts_attempts=num("fts_attempts", DEFAULT_FTS_ATTEMPTS, 1),
+            verify_site_replicas=parse_enum(SiteVerify, "verify-site-replicas",
+                                            text("verify_site_replicas"),
+                                            SiteVerify.ADLER32),  # type: ignore[arg-type]
             fts_retry_backoff=num("fts_retry_backoff", DEFAULT_FTS_BACKOFF, 0),
             stage_ahead=not parse_flag("no_stage_ahead", raw.get("no_stage_ahead")),
             prefetch_limit=num("prefetch_limit", 10000, 0),

@@ -31,7 +31,7 @@ from .localcopy import CorruptReplica, LocalWriteError, TransferFailed
 from .locality import Source, protocol_bases, sources
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
-from .settings import ProviderConfig, StagePolicy
+from .settings import ProviderConfig, SiteVerify, StagePolicy
 from .site_transfer import SiteTransfers
 
 
@@ -255,7 +255,8 @@ class Stager:
                 # A link needs no room; should it fall back to a copy, a full disk is still
                 # reported by the copy itself.
                 how = localcopy.link(source.local, dest, mode=self.cfg.link_mode,
-                                     size=info.bytes, adler32=info.adler32, verify=True)
+                                     size=info.bytes, adler32=info.adler32,
+                                     verify=self.cfg.verify_site_replicas is SiteVerify.ADLER32)
                 return f"{how} from {source.rse}"
             localcopy.check_space(dest, info.bytes)
             localcopy.copy(source.local, dest, size=info.bytes, adler32=info.adler32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,7 +26,11 @@ GOAL = 1.15
 
 
 def one_comparison(out: Path) -> dict[str, Any]:
-    done = subprocess.run([CLI, "compare", "--demo", "--out", str(out)], cwd=ROOT, check=False)
+    shutil.rmtree(out, ignore_errors=True)
+    # A new observation each time: its subbands are on SITE_B/SITE_C only, so the DataLake run
+    # really stages them to SITE_A.
+    done = subprocess.run([CLI, "compare", "--demo", "--fresh-observation", "--out", str(out)],
+                          cwd=ROOT, check=False)
     verdict = json.loads((out / "verdict.json").read_text())
     if done.returncode != 0:
         raise SystemExit(f"compare exited {done.returncode}; see {out / 'report.html'}")

@@ -295,6 +295,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "index.json) instead of making one",
     )
     parser.add_argument(
+        "--fresh-observation",
+        action="store_true",
+        help="with --demo: simulate a new observation under new IDs, so that its inputs are "
+        "not at the site yet and are staged for real",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="the demo observation on the local DataLake (`make demo` setup)",
@@ -316,5 +322,5 @@ def main(args: argparse.Namespace) -> int:
     if args.demo:
         from .demo import prepare_demo
 
-        prepare_demo(job)
+        prepare_demo(job, fresh=args.fresh_observation)
     return run_comparison(job)

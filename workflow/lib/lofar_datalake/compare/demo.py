@@ -16,12 +16,23 @@ if TYPE_CHECKING:
     from .command import Comparison
 
 
-def prepare_demo(job: Comparison) -> None:
+def prepare_demo(job: Comparison, fresh: bool = False) -> None:
+    """The demo observation (or, `fresh`, a new one under new observation IDs, so that none of
+    its files is at the site yet) in the DataLake, and both runs' arguments."""
     bed = Testbed(Layout(default_dir()))
     if not bed.status():
         raise RuntimeError("the local DataLake is not fully up; run `lofar-datalake testbed up`")
-    data = DEMO_DIR / "data"
-    simulate_demo_data(data)
+    if fresh:
+        from ..simulate.observation import SimulationParams, simulate
+
+        obsid = 800000 + int(time.time()) % 100000 * 2
+        data = job.out / "data"
+        print(f"==> simulating a new observation L{obsid}/L{obsid + 1} into {data}", flush=True)
+        simulate(SimulationParams(seed=1, sky_seed=1, calibrator_obsid=obsid,
+                                  target_obsid=obsid + 1), data)
+    else:
+        data = DEMO_DIR / "data"
+        simulate_demo_data(data)
     print("==> the demo observation in the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
     seed(bed, data)
     job.out.mkdir(parents=True, exist_ok=True)

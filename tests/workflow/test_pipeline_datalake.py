@@ -20,10 +20,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lofar_datalake.datalake.journal import read_events
 from lofar_datalake.datalake.rucio_adapter import Did
+from lofar_datalake.demo_pipeline import testbed_args, write_demo_config
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake.testbed.seed import seed
 
@@ -34,18 +34,6 @@ CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 PARAMS = SimulationParams(seed=3, sky_seed=3, calibrator_obsid=710000, target_obsid=710001)
 TARGET, CALIBRATOR = f"L{PARAMS.target_obsid}", f"L{PARAMS.calibrator_obsid}"
 PLANTED = f"planted-fts-token-{time.time_ns()}"
-
-
-def _config(root: Path, data: Path, products: str) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config |= {"input_mode": "datalake", "observations": str(data / "observations.tsv"),
-               "truth": str(data / "truth")}
-    config["local"]["data_dir"] = str(data)
-    config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
-    config["datalake"]["products"] = products
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -65,14 +53,13 @@ def compared(testbed_session, tmp_path_factory):
            "RUCIO_CONFIG": str(bed.layout.client_config),
            # A secret the run is given but must never write anywhere.
            "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN": PLANTED}
-    testbed_args = ["--storage-datalake-rucio-config", str(bed.layout.client_config),
-                    "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
+    args = testbed_args(bed)
     out = root / "compare"
     done = _cli("compare", "--out", str(out), "--profile", str(REPO / "profiles" / "local"),
                 "--", "-s", str(REPO / "Snakefile"), "--configfile",
-                str(_config(root, data, products)), *testbed_args, env=env)
+                str(write_demo_config(root, data, products)), *args, env=env)
     yield {"root": root, "out": out, "done": done, "placed": placed, "products": products,
-           "env": env, "args": testbed_args}
+           "env": env, "args": args}
     for run in ("datalake", "local"):
         shutil.rmtree(out / run / "work", ignore_errors=True)
 

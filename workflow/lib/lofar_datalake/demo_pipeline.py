@@ -39,6 +39,12 @@ def simulate_demo_data(data: Path) -> None:
     print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
 
 
+def testbed_args(bed: Testbed) -> list[str]:
+    """Snakemake arguments that point the storage plugin at the local DataLake `bed`."""
+    return ["--storage-datalake-rucio-config", str(bed.layout.client_config),
+            "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
+
+
 def write_demo_config(run_dir: Path, data: Path, products: str) -> Path:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config |= {
@@ -103,10 +109,7 @@ def run_pipeline_demo(state_dir: Path | None = None) -> int:
         str(ROOT / "profiles" / "local"),
         "--configfile",
         str(config),
-        "--storage-datalake-rucio-config",
-        str(bed.layout.client_config),
-        "--storage-datalake-ca-bundle",
-        str(bed.pki.ca_cert),
+        *testbed_args(bed),
     ]
     print("==> running the workflow at SITE_A in DataLake mode:", flush=True)
     print("    " + " ".join(command), flush=True)

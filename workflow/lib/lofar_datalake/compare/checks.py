@@ -6,7 +6,6 @@ other error, into a not-equivalent result with the message as its summary.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datalake.checksums import sha256_of_file
 from .catalogues import check_catalogue
 from .images import check_fits_image
 from .outcome import Metrics, Outcome, load, relative_diff, within
@@ -22,16 +22,9 @@ from .outcome import Metrics, Outcome, load, relative_diff, within
 Check = Callable[[Path, Path, dict[str, Any]], Outcome]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_bytes(ref: Path, cand: Path, params: dict[str, Any]) -> Outcome:
-    sums = load("reference", "file", _sha256, ref), load("candidate", "file", _sha256, cand)
+    sums = (load("reference", "file", sha256_of_file, ref),
+            load("candidate", "file", sha256_of_file, cand))
     sizes = ref.stat().st_size, cand.stat().st_size
     metrics: Metrics = {
         "sha256_reference": sums[0],

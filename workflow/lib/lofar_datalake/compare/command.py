@@ -17,7 +17,7 @@ from ..datalake.journal import read_events
 from ..datalake.rucio_adapter import DataLakeError, RucioAdapter
 from ..datalake.settings import ProviderConfig
 from . import accounting, runs
-from .local_copy import connect, make_local_copy, provider_settings
+from .local_copy import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
 
 ROOT = Path(__file__).resolve().parents[4]  # the project: workflow/lib/lofar_datalake/compare
@@ -61,7 +61,8 @@ def run_comparison(job: Comparison) -> int:
             copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
             verdict["notes"].append(f"local copy given: {copy_dir} (used as it is)")
         runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)])
-    return judge(job, datalake, local, verdict, rucio=_rucio_factory(settings), copy=copy)
+    rucio = lazy_rucio(ProviderConfig.parse(dict(settings)))
+    return judge(job, datalake, local, verdict, rucio=rucio, copy=copy)
 
 
 def judge(
@@ -129,18 +130,6 @@ def _products_root(workdir: Path, job: Comparison) -> Path:
 
 def _bookkeeping(path: str) -> bool:
     return path.startswith(NOT_PRODUCTS) or path.endswith((".part", ".log"))
-
-
-def _rucio_factory(settings: dict[str, Any]) -> Callable[[], RucioAdapter] | None:
-    cfg = ProviderConfig.parse(dict(settings))
-    cache: list[RucioAdapter] = []
-
-    def factory() -> RucioAdapter:
-        if not cache:
-            cache.append(connect(cfg))
-        return cache[0]
-
-    return factory
 
 
 def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, Any]:

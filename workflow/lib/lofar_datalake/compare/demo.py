@@ -7,7 +7,13 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from ..demo_pipeline import DEMO_DIR, ROOT, simulate_demo_data, write_demo_config
+from ..demo_pipeline import (
+    DEMO_DIR,
+    ROOT,
+    simulate_demo_data,
+    testbed_args,
+    write_demo_config,
+)
 from ..testbed.layout import Layout, default_dir
 from ..testbed.orchestrator import Testbed
 from ..testbed.seed import seed
@@ -46,10 +52,7 @@ def prepare_demo(job: Comparison, fresh: bool = False) -> None:
         str(ROOT / "Snakefile"),
         "--configfile",
         str(config),
-        "--storage-datalake-rucio-config",
-        str(bed.layout.client_config),
-        "--storage-datalake-ca-bundle",
-        str(bed.pki.ca_cert),
+        *testbed_args(bed),
         *job.snakemake_args,
     ]
     job.description = {

@@ -5,10 +5,11 @@ index.json — the layout `--storage-datalake-local-copy` reads."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,11 @@ def connect(cfg: ProviderConfig) -> RucioAdapter:
     )
 
 
+def lazy_rucio(cfg: ProviderConfig) -> Callable[[], RucioAdapter]:
+    """A Rucio client made on first use and kept (a comparison may need none)."""
+    return functools.cache(lambda: connect(cfg))
+
+
 def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Download `dids` into `root`; files already there with the catalogue's checksum stay."""
     cfg = replace(
@@ -71,13 +77,7 @@ def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]
         link_mode=LinkMode.COPY,
         local_copy=None,
     )
-    adapter: list[RucioAdapter] = []
-
-    def rucio() -> RucioAdapter:
-        if not adapter:
-            adapter.append(connect(cfg))
-        return adapter[0]
-
+    rucio = lazy_rucio(cfg)
     resolver = Resolver(rucio)
     stager = Stager(cfg, resolver, rucio, log, stage_ahead=None)
     parsed = [Did(*d.split(":", 1)) for d in dids]

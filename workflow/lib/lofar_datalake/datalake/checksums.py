@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -17,6 +18,15 @@ def adler32_of_file(path: Path) -> str:
         while n := handle.readinto(buffer):
             value = zlib.adler32(view[:n], value)
     return f"{value & 0xFFFFFFFF:08x}"
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256, for products compared or recorded byte for byte."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def normalise_adler32(value: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import os
 import socket
@@ -19,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..datalake.checksums import adler32_of_file
+from ..datalake.checksums import adler32_of_file, sha256_of_file
 from ..datalake.journal import read_events
 
 SCHEMA = "lofar-datalake/provenance/1"
@@ -31,16 +30,8 @@ STORAGE_SETTINGS = ("site_rse", "stage_policy", "output_rse", "output_rules", "l
                     "max_concurrent_transfers", "rule_lifetime", "local_copy")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(4 * 2**20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_file(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": sha256_of(path),
+    return {"bytes": path.stat().st_size, "sha256": sha256_of_file(path),
             "adler32": adler32_of_file(path)}
 
 

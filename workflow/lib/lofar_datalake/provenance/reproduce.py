@@ -23,6 +23,7 @@ import yaml
 from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
 from ..compare.local_copy import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
+from ..datalake.checksums import sha256_of_file
 from .manifest import EMBEDDED_KEYS, SCHEMA
 
 
@@ -94,7 +95,7 @@ def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[st
     for item in outputs:
         scope, name = item["did"].split(":", 1)
         source, dest = copy / scope / name, root / item["path"]
-        if hashlib.sha256(source.read_bytes()).hexdigest() != item["sha256"]:
+        if sha256_of_file(source) != item["sha256"]:
             raise ManifestError(f"{item['did']}: the DataLake's copy differs from the manifest")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)

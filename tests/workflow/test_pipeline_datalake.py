@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from lofar_datalake import demo_pipeline
 from lofar_datalake.datalake.journal import read_events
 from lofar_datalake.datalake.rucio_adapter import Did
-from lofar_datalake.demo_pipeline import testbed_args, write_demo_config
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake.testbed.seed import seed
 
@@ -53,11 +53,11 @@ def compared(testbed_session, tmp_path_factory):
            "RUCIO_CONFIG": str(bed.layout.client_config),
            # A secret the run is given but must never write anywhere.
            "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN": PLANTED}
-    args = testbed_args(bed)
+    args = demo_pipeline.testbed_args(bed)
     out = root / "compare"
     done = _cli("compare", "--out", str(out), "--profile", str(REPO / "profiles" / "local"),
                 "--", "-s", str(REPO / "Snakefile"), "--configfile",
-                str(write_demo_config(root, data, products)), *args, env=env)
+                str(demo_pipeline.write_demo_config(root, data, products)), *args, env=env)
     yield {"root": root, "out": out, "done": done, "placed": placed, "products": products,
            "env": env, "args": args}
     for run in ("datalake", "local"):

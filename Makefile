@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,dev
 
-.PHONY: install demo compare test test-unit lint bench testbed-up testbed-down testbed-status clean
+.PHONY: install demo compare images test test-unit lint bench testbed-up testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ demo: install
 compare: install
 	$(BIN)/lofar-datalake testbed up
 	$(BIN)/lofar-datalake compare --demo
+
+# The stage images of workflow/containers/*.def as sandbox directories under IMAGES_DIR (as
+# root: Apptainer's build, or debootstrap + chroot where Apptainer is missing); prints the
+# `containers:` block for config/config.yaml. ~3 min for all four.
+IMAGES_DIR ?= images
+images: install
+	$(BIN)/lofar-datalake containers build-all --dir $(IMAGES_DIR)
 
 test: install
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests

@@ -7,9 +7,11 @@ set -euo pipefail
 
 PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean)
 # --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and
-# iproute2/util-linux for the private network namespace it runs in.
+# iproute2/util-linux for the private network namespace it runs in; debootstrap to build the
+# stage images (and the HTCondor pool's root); podman + runc to run the images in place of
+# Apptainer, which no reachable registry offers (tests/launchers/apptainer).
 if [ "${1:-}" = "--tests" ]; then
-    PACKAGES+=(slurm-wlm munge iproute2 util-linux)
+    PACKAGES+=(slurm-wlm munge iproute2 util-linux debootstrap podman runc)
 fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do

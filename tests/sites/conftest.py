@@ -1,11 +1,100 @@
-"""Site tests run the workflow through a real batch system with a site profile (minutes)."""
+"""Site tests run the workflow through a real batch system with a site profile (minutes), and
+in real containers: stage images built from workflow/containers/*.def (debootstrap + chroot,
+lofar_datalake.container_sandbox), run by Snakemake's own Apptainer code through the test
+launcher tests/launchers/apptainer (Podman), because Apptainer cannot be installed here."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
+
+from lofar_datalake import container_sandbox, containers
+
+LAUNCHERS = Path(__file__).resolve().parents[1] / "launchers"
+# Images are rebuilt when their recipe changes (its digest is in the name); a fresh machine
+# (CI) builds all four, ~2-3 min with one debootstrap shared by all.
+IMAGE_CACHE = Path(os.environ.get("LOFAR_DATALAKE_IMAGE_CACHE", "/var/cache/lofar-datalake"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sites: runs the workflow through a batch system with a site profile"
     )
+
+
+def require(programs: tuple[str, ...], why: str) -> None:
+    """Skip without root or programs, but fail in CI, where install-system-deps provides them."""
+    missing = [p for p in programs if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
+    problem = "needs root" if os.geteuid() != 0 else ""
+    if missing:
+        problem = f"needs {', '.join(missing)} (scripts/install-system-deps.sh --tests)"
+    if not problem:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{why} {problem}")
+    pytest.skip(f"{why} {problem}")
+
+
+def _build_missing_images(log: Path) -> dict[str, Path]:
+    images = {}
+    with log.open("a") as fh:
+        for family, recipe in containers.recipes().items():
+            path = IMAGE_CACHE / "images" / containers.image_name(recipe)
+            if not container_sandbox.read_labels(path):
+                shutil.rmtree(path, ignore_errors=True)
+                say = lambda m: print(m, file=fh, flush=True)  # noqa: E731
+                containers.build(family, path, cache=IMAGE_CACHE / "debootstrap", say=say)
+            images[family] = path
+    return images
+
+
+_BUILD: dict[str, Future[dict[str, Path]]] = {}
+
+
+def _can_build() -> bool:
+    return os.geteuid() == 0 and all(
+        shutil.which(p) or Path("/usr/sbin", p).exists() for p in ("debootstrap", "podman")
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start building the images while the tests before the site tests run: the build (~3
+    min on a new machine) is mostly downloads and unpacking, which share the 2 cores well."""
+    wanted = any("stage_images" in getattr(item, "fixturenames", ()) for item in items)
+    if wanted and _can_build() and "images" not in _BUILD:
+        log = IMAGE_CACHE / "image-build.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-build")
+        _BUILD["images"] = pool.submit(_build_missing_images, log)
+        pool.shutdown(wait=False)
+
+
+@pytest.fixture(scope="session")
+def stage_images() -> Iterator[dict[str, Path]]:
+    """Every stage family's image as a sandbox directory, built from its recipe."""
+    require(("debootstrap", "chroot", "podman", "runc"), "building and running stage images")
+    build = _BUILD.get("images")
+    log = IMAGE_CACHE / "image-build.log"
+    try:
+        images = build.result() if build else _build_missing_images(log)
+    except Exception as exc:
+        tail = log.read_text()[-3000:] if log.is_file() else ""
+        pytest.fail(f"building the stage images failed: {exc}\n{tail}")
+    yield images
+
+
+@pytest.fixture
+def launcher_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment in which `apptainer` is the Podman test launcher, logging every exec of
+    this test."""
+    log = tmp_path_factory.mktemp("launcher") / "exec.jsonl"
+    return {
+        "PATH": f"{LAUNCHERS}:{os.environ['PATH']}",
+        "APPTAINER_TEST_LAUNCHER_LOG": str(log),
+        "CONTAINERS_CONF": str(LAUNCHERS / "containers.conf"),
+    }

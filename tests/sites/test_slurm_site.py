@@ -1,14 +1,19 @@
-"""The workflow through Slurm with a profile derived from the site template profiles/slurm-site.
+"""The workflow through Slurm, in containers, with a profile derived from the site template
+profiles/slurm-site.
 
 A one-node Slurm cluster (Debian's slurm-wlm + munge, `lofar_datalake.testbed.slurm`) runs in a
-private network namespace; Snakemake's Slurm executor submits every pipeline job to it. The
-observation is the small simulated one of the local workflow test, in local input mode. The
-template's Apptainer keys are dropped here (Apptainer is tested separately), and so are its
-DataLake storage keys. The module takes about 4-5 minutes on 2 cores.
+private network namespace; Snakemake's Slurm executor submits every pipeline job to it, and
+each job runs its rule in the stage image its `container:` names, through Snakemake's own
+Apptainer code: the template's `software-deployment-method: apptainer` is kept, `apptainer`
+being the Podman test launcher (tests/launchers) and the images sandboxes built from
+workflow/containers/*.def (tests/sites/conftest.py). The observation is the small simulated one
+of the local workflow test, in local input mode; the template's DataLake storage keys are
+dropped. The module takes about 4-5 minutes on 2 cores, plus the image builds on a new machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +51,10 @@ PARAMS = SimulationParams(seed=1, sky_seed=1)
 # Programs the cluster and its clients need (Debian: slurm-wlm, munge, util-linux, iproute2).
 REQUIRED = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "nsenter", "ip")
 APPTAINER_KEYS = ("software-deployment-method", "apptainer-prefix", "apptainer-args")
+# The template binds /cvmfs, which this machine lacks (a missing bind source is an error);
+# the test binds the observation's directory read-only instead, as a site binds its storage.
+# Never an empty string: Snakemake 9.27 then drops the value from the jobs' command line and
+# the next argument becomes the apptainer arguments.
 
 
 def _missing_programs() -> list[str]:
@@ -131,9 +140,9 @@ def cluster() -> Iterator[SlurmCluster]:
     assert not SYSTEM_CONF.is_symlink(), f"{SYSTEM_CONF} link left behind"
 
 
-def site_profile(template: Path, directory: Path) -> Path:
-    """The template with what this machine lacks (Apptainer, the DataLake) removed, the test
-    partition set and status checks tuned for seconds-long jobs."""
+def site_profile(template: Path, directory: Path, apptainer_args: str = "--bind /tmp") -> Path:
+    """The template with the DataLake keys removed, the site's binds and the test partition
+    set, and status checks tuned for seconds-long jobs."""
     profile: dict[str, Any] = yaml.safe_load(template.read_text())
     # What any Slurm site needs; without these the template would mislead every site copying it.
     assert profile.get("executor") == "slurm", "template must select the Slurm executor"
@@ -142,10 +151,12 @@ def site_profile(template: Path, directory: Path) -> Path:
     assert isinstance(resources, dict) and resources.get("slurm_partition"), (
         "template must set default-resources with slurm_partition"
     )
+    assert profile.get("software-deployment-method") == "apptainer", "template runs containers"
+    assert set(APPTAINER_KEYS) <= set(profile), "template must say where images and binds are"
     for key in list(profile):
-        storage = key.startswith("storage-datalake-") or key == "default-storage-provider"
-        if key in APPTAINER_KEYS or storage:
+        if key.startswith("storage-datalake-") or key == "default-storage-provider":
             del profile[key]
+    profile["apptainer-args"] = apptainer_args
     profile["default-resources"] = {**resources, "slurm_partition": PARTITION}
     profile |= {
         # The executor checks I s after a check that saw a job finish and adds 10 s to every
@@ -161,13 +172,15 @@ def site_profile(template: Path, directory: Path) -> Path:
     return directory
 
 
-def write_config(workdir: Path) -> Path:
-    """The pipeline's test configuration (as in tests/workflow/test_pipeline_local.py)."""
+def write_config(workdir: Path, images: dict[str, Path]) -> Path:
+    """The pipeline's test configuration (as in tests/workflow/test_pipeline_local.py), with
+    the stage images built here."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config |= {
         "input_mode": "local",
         "observations": "data/observations.tsv",
         "truth": "data/truth",
+        "containers": {family: str(path) for family, path in images.items()},
     }
     config["local"]["data_dir"] = "data"
     config["calibration"]["skymodel"] = "data/calibrator.skymodel"
@@ -204,9 +217,16 @@ def expected_products(workdir: Path) -> list[Path]:
 
 def test_template_has_what_a_slurm_site_needs(tmp_path: Path) -> None:
     profile = yaml.safe_load((site_profile(TEMPLATE, tmp_path) / "config.yaml").read_text())
-    assert not set(APPTAINER_KEYS) & set(profile)
+    assert profile["software-deployment-method"] == "apptainer"
     assert not [k for k in profile if k.startswith("storage-datalake-")]
     assert profile["default-resources"]["slurm_partition"] == PARTITION
+
+
+def _job_logs(workdir: Path, chars: int = 1500) -> str:
+    """The end of every Slurm job's own log and of every rule's log, to see why a job failed."""
+    logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    logs += sorted((workdir / "logs").rglob("*.log"))
+    return "\n".join(f"--- {p.relative_to(workdir)}:\n{p.read_text()[-chars:]}" for p in logs)
 
 
 @pytest.fixture(scope="module")
@@ -217,12 +237,17 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.mark.sites
-def test_pipeline_runs_through_slurm(
-    cluster: SlurmCluster, workdir: Path, record_property: Any
+def test_pipeline_runs_through_slurm_in_containers(
+    cluster: SlurmCluster,
+    workdir: Path,
+    stage_images: dict[str, Path],
+    launcher_env: dict[str, str],
+    record_property: Any,
 ) -> None:
     simulate(PARAMS, workdir / "data")
-    config = write_config(workdir)
-    profile = site_profile(TEMPLATE, workdir / "profile")
+    config = write_config(workdir, stage_images)
+    data = workdir / "data"
+    profile = site_profile(TEMPLATE, workdir / "profile", f"--bind {data}:{data}:ro")
     cmd = [
         *cluster.exec_prefix(),
         # SIGTERM first: Snakemake then cancels its Slurm jobs before exiting.
@@ -237,7 +262,7 @@ def test_pipeline_runs_through_slurm(
         text=True,
         timeout=SNAKEMAKE_TIMEOUT_S + 60,
         # The session points SLURM_CONF at an unreachable dummy; this run needs the cluster's.
-        env={**os.environ, **cluster.env()},
+        env={**os.environ, **cluster.env(), **launcher_env},
     )
     elapsed = time.monotonic() - started
     record_property("snakemake_slurm_seconds", round(elapsed, 1))
@@ -245,7 +270,9 @@ def test_pipeline_runs_through_slurm(
     log = done.stdout + done.stderr
     assert done.returncode == 0, (
         f"snakemake exited {done.returncode} after {elapsed:.0f} s:\n{log[-5000:]}\n"
-        f"slurmctld.log:\n{(cluster.root / 'slurmctld.log').read_text()[-2000:]}"
+        f"slurmctld.log:\n{(cluster.root / 'slurmctld.log').read_text()[-2000:]}\n"
+        f"job logs:\n{_job_logs(workdir)}\n"
+        f"containers:\n{Path(launcher_env['APPTAINER_TEST_LAUNCHER_LOG']).read_text()[-3000:]}"
     )
 
     for product in expected_products(workdir):
@@ -277,3 +304,11 @@ def test_pipeline_runs_through_slurm(
     assert sorted(r["JobId"] for r in records) == sorted(submitted), records
     assert [r for r in records if r["JobState"] != "COMPLETED"] == []
     assert {r["Name"] for r in records} == {run_id.group(1)}
+
+    # Every Slurm job ran its rule in a container of the image its rule names, and the tools
+    # were the image's (the host has DP3 in the project's venv, not in /opt/venv).
+    runs = [json.loads(line) for line in Path(launcher_env["APPTAINER_TEST_LAUNCHER_LOG"]).open()]
+    assert len(runs) == len(submitted) and all(r["returncode"] == 0 for r in runs), runs
+    assert {r["image"] for r in runs} == {str(p) for p in stage_images.values()}
+    for log_file in (workdir / "logs" / "flag").glob("*.log"):
+        assert "$ /opt/venv/bin/DP3.py " in log_file.read_text(), log_file

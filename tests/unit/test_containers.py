@@ -164,3 +164,65 @@ def test_dockerfile_refuses_lines_spython_would_misread(tmp_path: Path) -> None:
     )
     with pytest.raises(containers.RecipeError, match="spython would misread"):
         containers.dockerfile("odd", recipes_dir=tmp_path)
+
+
+def _container_schema() -> dict:
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return schema["$defs"]["container"]
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "docker://ghcr.io/lofar-datalake/dp3:6.6.0@sha256:" + "ab" * 32,
+        "/cvmfs/softdrive.nl/lofar/dp3.sif",
+        "/var/cache/lofar-datalake/images/dp3_6.6.0",
+        "/data/images/wsclean-3.1.sif",
+        "/data/images/pybdsf_1.14.1/",
+    ],
+)
+def test_schema_accepts_immutable_image_references(reference: str) -> None:
+    import jsonschema
+
+    jsonschema.validate(reference, _container_schema())
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "docker://ghcr.io/lofar-datalake/dp3:6.6.0",  # a tag can move
+        "docker://ghcr.io/lofar-datalake/dp3:latest@sha256:" + "ab" * 32,
+        "/data/images/dp3.sif",  # no version in the name
+        "/data/images/dp3_latest",
+        "/data/v6.6/images/dp3",  # the version names a directory, not the image
+        "images/dp3_6.6.0",  # relative: depends on the working directory
+    ],
+)
+def test_schema_rejects_moving_image_references(reference: str) -> None:
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(reference, _container_schema())
+
+
+def test_provenance_records_image_digests_and_versions(tmp_path: Path) -> None:
+    from lofar_datalake.provenance.tools import image_records
+
+    sandbox = tmp_path / "dp3_6.6.0-abc"
+    (sandbox / ".singularity.d").mkdir(parents=True)
+    labels = {
+        "org.lofar-datalake.family": "dp3",
+        "org.lofar-datalake.dp3": "6.6.0",
+        "org.lofar-datalake.recipe-sha256": "ab" * 32,
+        "org.lofar-datalake.rootfs-sha256": "sha256:" + "cd" * 32,
+    }
+    (sandbox / ".singularity.d" / "labels.json").write_text(json.dumps(labels))
+    docker = "docker://ghcr.io/x/wsclean:3.1@sha256:" + "ef" * 32
+    records = image_records({"dp3": str(sandbox), "wsclean": docker, "pybdsf": "/cvmfs/x_1.2"})
+    assert records["dp3"] == {
+        "reference": str(sandbox), "digest": "sha256:" + "cd" * 32, "versions": {"dp3": "6.6.0"}
+    }  # fmt: skip
+    assert records["wsclean"]["digest"] == "sha256:" + "ef" * 32
+    assert records["pybdsf"] == {"reference": "/cvmfs/x_1.2", "digest": None, "versions": {}}

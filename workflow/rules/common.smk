@@ -1,6 +1,7 @@
 # Config and sheet validation, the table of subbands, and the input functions of the rules.
 import csv
 import os
+import shutil
 import time
 from pathlib import Path
 

@@ -10,7 +10,7 @@ with logged(sm.log[0]) as log:
     stages.flag(
         Path(sm.input[0]),
         Path(sm.output[0]),
-        Path(sm.params.strategy),
+        Path(sm.input.strategy),
         dict(sm.params.preflag),
         sm.threads,
         log,

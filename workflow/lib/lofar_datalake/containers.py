@@ -8,13 +8,16 @@ with Apptainer when it is installed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -94,6 +97,19 @@ def recipe_path(family: str, recipes_dir: Path = RECIPES_DIR) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no recipe for container family {family!r}: {path} is missing")
     return path
+
+
+def image_name(recipe: Recipe) -> str:
+    """`<family>_<tool version>-<recipe digest>`: a versioned name, as the config schema asks
+    of image paths, that changes whenever the recipe does."""
+    versions = recipe.versions
+    version = (
+        versions.get(recipe.family)
+        or versions.get(recipe.family.removeprefix("py"))
+        or versions["python"]
+    )
+    digest = hashlib.sha256(recipe.path.read_bytes()).hexdigest()[:12]
+    return f"{recipe.family}_{version}-{digest}"
 
 
 def recipes(recipes_dir: Path = RECIPES_DIR) -> dict[str, Recipe]:
@@ -180,17 +196,36 @@ def dockerfile(family: str, recipes_dir: Path = RECIPES_DIR) -> str:
 
 
 def build(
-    family: str, output: Path, recipes_dir: Path = RECIPES_DIR, fakeroot: bool = False
-) -> None:
-    """`apptainer build output <family>.def`; raises if Apptainer is not installed."""
+    family: str,
+    output: Path,
+    recipes_dir: Path = RECIPES_DIR,
+    fakeroot: bool = False,
+    cache: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Build the family's image at `output`: a SIF (`*.sif`, needs Apptainer) or a sandbox
+    directory (anything else; Apptainer's `build --sandbox` when installed, else debootstrap
+    and chroot, see container_sandbox). Returns the labels of a sandbox (versions, digests)."""
+    from . import container_sandbox
+
     path = recipe_path(family, recipes_dir)
     apptainer = shutil.which("apptainer")
+    sandbox = output.suffix != ".sif"
+    if apptainer is None and sandbox:
+        recipe = parse_recipe(path)
+        recipe.pip_pins()  # refuses a recipe with unpinned pip requirements before any work
+        options: dict[str, Any] = {"cache": cache} if cache else {}
+        return container_sandbox.build_sandbox(
+            recipe, output, **options, **({"say": say} if say else {})
+        )
     if apptainer is None:
         raise RuntimeError(
             "apptainer not found on PATH: building a SIF needs Apptainer (with debootstrap) "
-            f"installed; on Docker/Podman sites use `lofar-datalake containers dockerfile {family}`"
+            f"installed; without it, build a sandbox directory (an --output not ending in .sif) "
+            f"or, on Docker/Podman sites, use `lofar-datalake containers dockerfile {family}`"
         )
-    cmd = [apptainer, "build", *(["--fakeroot"] if fakeroot else []), str(output), str(path)]
-    done = subprocess.run(cmd)
+    flags = [*(["--fakeroot"] if fakeroot else []), *(["--sandbox"] if sandbox else [])]
+    done = subprocess.run([apptainer, "build", *flags, str(output), str(path)])
     if done.returncode != 0:
         raise RuntimeError(f"apptainer build of {family} exited with {done.returncode}")
+    return container_sandbox.read_labels(output) if sandbox else {}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import containers
+from . import container_sandbox, containers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +19,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     df = sub.add_parser("dockerfile", help="the family's recipe as a Dockerfile (Docker/Podman)")
     df.add_argument("family")
     df.add_argument("--output", type=Path, default=None, help="write here instead of stdout")
-    bd = sub.add_parser("build", help="build the family's SIF with apptainer")
+    bd = sub.add_parser(
+        "build",
+        help="build the family's image: a SIF (*.sif, with Apptainer) or a sandbox directory "
+        "(with Apptainer, or without it by debootstrap + chroot as root)",
+    )
     bd.add_argument("family")
-    bd.add_argument("--output", type=Path, required=True, help="the .sif to write")
+    bd.add_argument("--output", type=Path, required=True, help="the .sif or directory to write")
     bd.add_argument("--fakeroot", action="store_true", help="pass --fakeroot to apptainer build")
+    bd.add_argument(
+        "--cache", type=Path, default=None,
+        help="where the Debian base of sandbox builds is kept "
+        "(default /var/cache/lofar-datalake/debootstrap)",
+    )  # fmt: skip
+    every = sub.add_parser(
+        "build-all",
+        help="build every family's sandbox image into DIR under a versioned name and print "
+        "the `containers:` block for config.yaml",
+    )
+    every.add_argument("--dir", type=Path, required=True, help="where the images go")
+    every.add_argument("--cache", type=Path, default=None, help="as for build")
+    ins = sub.add_parser("inspect", help="labels of a sandbox image: tool versions and digests")
+    ins.add_argument("image", type=Path)
 
 
 def _table(images: list[containers.Image]) -> str:
@@ -44,6 +63,24 @@ def _table(images: list[containers.Image]) -> str:
     )
 
 
+def _build_all(directory: Path, cache: Path | None) -> int:
+    """Builds what is missing; an image already there under its versioned name is kept."""
+    built = {}
+    for family, recipe in containers.recipes().items():
+        path = (directory / containers.image_name(recipe)).absolute()
+        if not container_sandbox.read_labels(path):
+            try:
+                containers.build(family, path, cache=cache)
+            except (RuntimeError, containers.RecipeError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        built[family] = str(path)
+    print("containers:")
+    for family, path in built.items():
+        print(f'  {family}: "{path}"')
+    return 0
+
+
 def run_containers(args: argparse.Namespace) -> int:
     if args.containers_action == "list":
         images = containers.list_images(args.config)
@@ -54,6 +91,22 @@ def run_containers(args: argparse.Namespace) -> int:
             print(text, end="")
         else:
             args.output.write_text(text)
+    elif args.containers_action == "build-all":
+        return _build_all(args.dir, args.cache)
+    elif args.containers_action == "inspect":
+        labels = container_sandbox.read_labels(args.image)
+        if not labels:
+            print(f"error: {args.image} is not a sandbox image with labels", file=sys.stderr)
+            return 1
+        print(json.dumps(labels, indent=2))
     else:
-        containers.build(args.family, args.output, fakeroot=args.fakeroot)
+        try:
+            labels = containers.build(
+                args.family, args.output, fakeroot=args.fakeroot, cache=args.cache
+            )
+        except (RuntimeError, containers.RecipeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if labels:
+            print(json.dumps(labels, indent=2))
     return 0

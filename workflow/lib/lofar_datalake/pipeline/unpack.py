@@ -8,6 +8,18 @@ import tempfile
 from pathlib import Path
 
 
+def _safe_members(archive: Path, tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's members, refusing anything but plain files and directories inside it."""
+    members = tar.getmembers()
+    for m in members:
+        parts = Path(m.name).parts
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in parts:
+            raise ValueError(f"{archive}: refusing member {m.name!r} (only files and "
+                             "directories inside the Measurement Set are extracted)")
+        m.mode &= 0o755  # no set-id or world-writable bits from an archive
+    return members
+
+
 def unpack_ms(archive: Path, dest: Path) -> Path:
     """Extract the single Measurement Set in `archive` to `dest` (the MS directory itself).
 
@@ -23,8 +35,14 @@ def unpack_ms(archive: Path, dest: Path) -> Path:
         if not top.endswith(".MS"):
             raise ValueError(f"{archive}: {top} is not a Measurement Set")
         dest.parent.mkdir(parents=True, exist_ok=True)
+        members = _safe_members(archive, tar)
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-            tar.extractall(tmp, filter="data")
+            # Extraction filters exist from Python 3.11.4 on; the stage images' Debian 3.11.2
+            # lacks them, and _safe_members already refuses what the "data" filter would.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, members=members, filter="data")
+            else:
+                tar.extractall(tmp, members=members)  # noqa: S202 (members checked above)
             if dest.exists():
                 shutil.rmtree(dest)
             Path(tmp, top).rename(dest)

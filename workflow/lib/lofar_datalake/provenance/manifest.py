@@ -20,6 +20,7 @@ from typing import Any
 
 from ..datalake.checksums import adler32_of_file, sha256_of_file
 from ..datalake.journal import read_events
+from .tools import image_records
 
 SCHEMA = "lofar-datalake/provenance/1"
 # Files named by these config keys travel inside the manifest (each file at most EMBED_LIMIT).
@@ -136,6 +137,7 @@ def build(*, config: Mapping[str, Any], workdir: Path, input_dids: list[str],
         "software": {
             "containers": dict(containers),
             "containers_used": container_deployment,
+            "images": image_records(containers),
             "versions": dict(tools),
         },
         "config": scrub(json.loads(json.dumps(config, default=str))),

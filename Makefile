@@ -34,7 +34,13 @@ IMAGES_DIR ?= images
 images: install
 	$(BIN)/lofar-datalake containers build-all --dir $(IMAGES_DIR)
 
-test: install
+# The HTCondor executor only for the tests (its bindings warn on every Snakemake start on a
+# machine that is not an HTCondor submit host; the tests set CONDOR_CONFIG).
+$(VENV)/.htcondor-stamp: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[htcondor]'
+	touch $@
+
+test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra tests
 

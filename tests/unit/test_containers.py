@@ -226,3 +226,14 @@ def test_provenance_records_image_digests_and_versions(tmp_path: Path) -> None:
     }  # fmt: skip
     assert records["wsclean"]["digest"] == "sha256:" + "ef" * 32
     assert records["pybdsf"] == {"reference": "/cvmfs/x_1.2", "digest": None, "versions": {}}
+
+
+def test_list_reads_the_digest_of_a_sandbox_image(tmp_path: Path) -> None:
+    sandbox = tmp_path / "dp3_6.6.0-abc"
+    (sandbox / ".singularity.d").mkdir(parents=True)
+    labels = {"org.lofar-datalake.rootfs-sha256": "sha256:" + "cd" * 32}
+    (sandbox / ".singularity.d" / "labels.json").write_text(json.dumps(labels))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"containers:\n  dp3: {sandbox}\n  python: /missing_1.0\n")
+    dp3, python = containers.list_images(config)
+    assert dp3.digest == "sha256:" + "cd" * 32 and python.digest is None

@@ -137,11 +137,16 @@ def list_images(config: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image]:
         path = recipes_dir / f"{family}.def"
         recipe = parse_recipe(path) if path.is_file() else None
         _, at, digest = str(reference).partition("@")
+        if not at and str(reference).startswith("/"):
+            # A sandbox built here records its tree digest among its labels.
+            from .container_sandbox import DIGEST_LABEL, read_labels
+
+            digest = read_labels(Path(str(reference))).get(DIGEST_LABEL, "")
         images.append(
             Image(
                 family=family,
                 reference=str(reference),
-                digest=digest if at else None,
+                digest=digest or None,
                 cvmfs=str(reference).startswith("/cvmfs/"),
                 recipe=str(path) if recipe else None,
                 versions=recipe.versions if recipe else {},

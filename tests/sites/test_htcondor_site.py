@@ -26,15 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import test_slurm_site as slurm_site  # the Slurm site test's helpers (same test directory)
+import site_run  # shared by the site tests (same test directory)
 import yaml
 
-from lofar_datalake.pipeline import crossmatch
-from lofar_datalake.pipeline.catalogue import read_catalogue
-from lofar_datalake.pipeline.qa import image_frequency
-from lofar_datalake.simulate import truth
 from lofar_datalake.simulate.observation import simulate
 from lofar_datalake.testbed import htcondor_chroot
 from lofar_datalake.testbed.htcondor import HTCondorPool
@@ -42,9 +37,9 @@ from lofar_datalake.testbed.processes import tail
 
 pytestmark = pytest.mark.timeout(900)
 
-REPO = slurm_site.REPO
-SNAKEMAKE = slurm_site.SNAKEMAKE
-PARAMS = slurm_site.PARAMS
+REPO = site_run.REPO
+SNAKEMAKE = site_run.SNAKEMAKE
+PARAMS = site_run.PARAMS
 TEMPLATE = REPO / "profiles" / "htcondor-site" / "config.yaml"
 WRAPPER = REPO / "profiles" / "htcondor-site" / "job-wrapper.sh"
 # A healthy run takes ~2 min; a status check that never sees jobs finish must not hang the suite.
@@ -134,7 +129,7 @@ def site_profile(template: Path, directory: Path) -> Path:
     for key in (*wanted, "htcondor_transfer_output_files"):
         assert resources.get(key), f"template must set default-resources: {key}"
     for key in list(profile):
-        if key in slurm_site.APPTAINER_KEYS or key in STORAGE_KEYS:
+        if key in site_run.APPTAINER_KEYS or key in STORAGE_KEYS:
             del profile[key]
         elif key.startswith("storage-datalake-"):
             del profile[key]
@@ -158,25 +153,9 @@ def site_profile(template: Path, directory: Path) -> Path:
     return directory
 
 
-def write_config(workdir: Path) -> Path:
-    """The Slurm site test's configuration of the simulated observation (local input mode),
-    without its container images: this test runs the tools of the shared software."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config |= {
-        "input_mode": "local",
-        "observations": "data/observations.tsv",
-        "truth": "data/truth",
-    }
-    config["local"]["data_dir"] = "data"
-    config["calibration"]["skymodel"] = "data/calibrator.skymodel"
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def test_template_has_what_an_htcondor_site_needs(tmp_path: Path) -> None:
     profile = yaml.safe_load((site_profile(TEMPLATE, tmp_path) / "config.yaml").read_text())
-    assert not set(slurm_site.APPTAINER_KEYS) & set(profile)
+    assert not set(site_run.APPTAINER_KEYS) & set(profile)
     assert not [k for k in profile if k.startswith("storage-datalake-") or k in STORAGE_KEYS]
     assert profile["default-resources"]["job_wrapper"] == str(WRAPPER)
     assert os.access(WRAPPER, os.X_OK), "the job wrapper must be executable"
@@ -188,7 +167,7 @@ def test_pipeline_runs_through_htcondor(pool: HTCondorPool, record_property: Any
     started = time.monotonic()
     simulate(PARAMS, workdir / "data")
     TIMINGS["simulate_seconds"] = time.monotonic() - started
-    config = write_config(workdir)
+    config = site_run.write_config(workdir)
     profile = site_profile(TEMPLATE, workdir / "profile")
     pool.give(workdir)
     cmd = [
@@ -211,28 +190,11 @@ def test_pipeline_runs_through_htcondor(pool: HTCondorPool, record_property: Any
         f"{_job_output(workdir)}\n{pool.logs()}"
     )
 
-    for product in slurm_site.expected_products(workdir):
-        assert product.is_file() and product.stat().st_size > 0, product
-
-    # The catalogue finds the simulated sources (the Slurm site test's check).
-    obs = f"L{PARAMS.target_obsid}"
-    cat = read_catalogue(workdir / f"results/{obs}/catalogue/{obs}.srl.csv")
-    matches = crossmatch.crossmatch(
-        truth.read_target_sources(workdir / "data" / "truth"),
-        np.asarray(cat["RA"]), np.asarray(cat["DEC"]), np.asarray(cat["Total_flux"]),
-        image_frequency(workdir / f"results/{obs}/image/{obs}-image.fits"), radius_arcsec=10.0,
-    )  # fmt: skip
-    for m in matches:
-        assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m
+    site_run.check_products_and_sources(workdir)
 
     # HTCondor's own records: one completed job (exit code 0) per pipeline job Snakemake
-    # submitted. Jobs Snakemake runs itself (local rules) never reach HTCondor.
-    steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", log)
-    assert steps, log[-3000:]
-    total = int(steps[-1][1])
-    local = len(re.findall(r"^localrule \w+:", log, flags=re.MULTILINE))
-    submitted = re.findall(r"submitted to HTCondor Cluster ID (\d+)", log)
-    assert len(submitted) == total - local > 0, (total, local, submitted)
+    # submitted.
+    submitted = site_run.submitted_jobs(log, r"submitted to HTCondor Cluster ID (\d+)")
     pool.wait_idle()
     records = pool.finished_jobs(["TransferInput", "Cmd"])
     assert sorted(str(r["ClusterId"]) for r in records) == sorted(submitted), records

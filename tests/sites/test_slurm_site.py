@@ -18,39 +18,34 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import pytest
+import site_run  # shared by the site tests (same test directory)
 import yaml
 
-from lofar_datalake.pipeline import crossmatch
-from lofar_datalake.pipeline.catalogue import read_catalogue
-from lofar_datalake.pipeline.qa import image_frequency
-from lofar_datalake.simulate import truth
-from lofar_datalake.simulate.observation import SimulationParams, simulate
+from lofar_datalake.simulate.observation import simulate
 from lofar_datalake.testbed.slurm import SYSTEM_CONF, SlurmCluster
 
 pytestmark = pytest.mark.timeout(1200)
 
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+REPO = site_run.REPO
+SNAKEMAKE = site_run.SNAKEMAKE
 TEMPLATE = REPO / "profiles" / "slurm-site" / "config.yaml"
 PARTITION = "debug"  # the test cluster's only partition
 # A healthy run takes ~2 min; a status command that never sees jobs finish must not hang the
 # suite, so Snakemake is stopped (and cancels its Slurm jobs) well before pytest's timeout.
 SNAKEMAKE_TIMEOUT_S = 600
-PARAMS = SimulationParams(seed=1, sky_seed=1)
+PARAMS = site_run.PARAMS
 
 # Programs the cluster and its clients need (Debian: slurm-wlm, munge, util-linux, iproute2).
 REQUIRED = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "nsenter", "ip")
-APPTAINER_KEYS = ("software-deployment-method", "apptainer-prefix", "apptainer-args")
+APPTAINER_KEYS = site_run.APPTAINER_KEYS
 # The template binds /cvmfs, which this machine lacks (a missing bind source is an error);
 # the test binds the observation's directory read-only instead, as a site binds its storage.
 # Never an empty string: Snakemake 9.27 then drops the value from the jobs' command line and
@@ -172,49 +167,6 @@ def site_profile(template: Path, directory: Path, apptainer_args: str = "--bind 
     return directory
 
 
-def write_config(workdir: Path, images: dict[str, Path]) -> Path:
-    """The pipeline's test configuration (as in tests/workflow/test_pipeline_local.py), with
-    the stage images built here."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config |= {
-        "input_mode": "local",
-        "observations": "data/observations.tsv",
-        "truth": "data/truth",
-        "containers": {family: str(path) for family, path in images.items()},
-    }
-    config["local"]["data_dir"] = "data"
-    config["calibration"]["skymodel"] = "data/calibrator.skymodel"
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def expected_products(workdir: Path) -> list[Path]:
-    """The products of rule `all` for the simulated sheet."""
-    rows = (workdir / "data" / "observations.tsv").read_text().splitlines()
-    header = rows[0].split("\t")
-    products = []
-    for row in rows[1:]:
-        r = dict(zip(header, row.split("\t"), strict=True))
-        obs, sb = r["observation"], r["subband"]
-        products.append(f"results/{obs}/qa/{obs}_SB{sb}_flags.png")
-        if r["role"] == "calibrator":
-            products += [
-                f"results/{obs}/qa/{obs}_SB{sb}_gains.png",
-                f"results/{obs}/calibration/{obs}_SB{sb}.h5",
-            ]
-    obs = f"L{PARAMS.target_obsid}"
-    products += [
-        f"results/{obs}/image/{obs}-image.fits",
-        f"results/{obs}/catalogue/{obs}.srl.fits",
-        f"results/{obs}/catalogue/{obs}.srl.csv",
-        f"results/{obs}/catalogue/{obs}.skymodel",
-        f"results/{obs}/qa/{obs}_sources.png",
-        f"results/{obs}/qa/{obs}_flux.png",
-    ]
-    return [workdir / p for p in products]
-
-
 def test_template_has_what_a_slurm_site_needs(tmp_path: Path) -> None:
     profile = yaml.safe_load((site_profile(TEMPLATE, tmp_path) / "config.yaml").read_text())
     assert profile["software-deployment-method"] == "apptainer"
@@ -245,7 +197,7 @@ def test_pipeline_runs_through_slurm_in_containers(
     record_property: Any,
 ) -> None:
     simulate(PARAMS, workdir / "data")
-    config = write_config(workdir, stage_images)
+    config = site_run.write_config(workdir, stage_images)
     data = workdir / "data"
     profile = site_profile(TEMPLATE, workdir / "profile", f"--bind {data}:{data}:ro")
     cmd = [
@@ -275,30 +227,13 @@ def test_pipeline_runs_through_slurm_in_containers(
         f"containers:\n{Path(launcher_env['APPTAINER_TEST_LAUNCHER_LOG']).read_text()[-3000:]}"
     )
 
-    for product in expected_products(workdir):
-        assert product.is_file() and product.stat().st_size > 0, product
-
-    # The catalogue finds the simulated sources (a light version of the local test's check).
-    obs = f"L{PARAMS.target_obsid}"
-    cat = read_catalogue(workdir / f"results/{obs}/catalogue/{obs}.srl.csv")
-    matches = crossmatch.crossmatch(
-        truth.read_target_sources(workdir / "data" / "truth"),
-        np.asarray(cat["RA"]), np.asarray(cat["DEC"]), np.asarray(cat["Total_flux"]),
-        image_frequency(workdir / f"results/{obs}/image/{obs}-image.fits"), radius_arcsec=10.0,
-    )  # fmt: skip
-    for m in matches:
-        assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m
+    site_run.check_products_and_sources(workdir)
 
     # Slurm's own records: one COMPLETED job per pipeline job Snakemake submitted, named by
-    # the run's UUID. Jobs Snakemake runs itself (the target rule) never reach Slurm.
+    # the run's UUID.
     run_id = re.search(r"SLURM run ID: (\S+)", log)
     assert run_id, log[-3000:]
-    steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", log)
-    assert steps, log[-3000:]
-    total = int(steps[-1][1])
-    local = len(re.findall(r"^localrule \w+:", log, flags=re.MULTILINE))
-    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
-    assert len(submitted) == total - local > 0, (total, local, submitted)
+    submitted = site_run.submitted_jobs(log, r"has been submitted with SLURM jobid (\d+)")
     cluster.wait_idle()
     records = cluster.finished_jobs()
     assert sorted(r["JobId"] for r in records) == sorted(submitted), records

@@ -52,13 +52,14 @@ def adler(data: bytes) -> str:
     return f"ADLER32:{zlib.adler32(data):08x}"
 
 
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+def wait_for(condition, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """The first true value of `condition()`, polled every `interval` s; fails after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 

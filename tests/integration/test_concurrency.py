@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import fts3.rest.client.easy as fts3
 import pytest
+from fts_support import wait_for
 
 from lofar_datalake.datalake.fts_adapter import FINAL_JOB_STATES, FtsAdapter, FtsTransfer
 from lofar_datalake.datalake.journal import read_events
@@ -152,8 +152,9 @@ def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
     frozen.suspend()
     try:
         held = [fts.submit([t]) for t in blockers]
-        _wait_until(lambda: all(s["job_state"] == "ACTIVE"
-                                for s in _statuses(fts.context, held).values()), 60)
+        wait_for(lambda: all(s["job_state"] == "ACTIVE"
+                             for s in _statuses(fts.context, held).values()),
+                 60, "the blocking jobs to be ACTIVE", interval=0.5)
         transfers = _small_transfers(tmp_path, N_JOBS)
         with ThreadPoolExecutor(16) as pool:  # many clients submitting at the same time
             job_ids = list(pool.map(lambda t: fts.submit([t]), transfers))
@@ -168,7 +169,8 @@ def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
         frozen.resume()
     testbed.up()
 
-    final = _wait_until(lambda: _all_final(fts.context, held + job_ids), 240)
+    final = wait_for(lambda: _all_final(fts.context, held + job_ids), 240, "every job to end",
+                     interval=0.5)
     states = {job_id: status["job_state"] for job_id, status in final.items()}
     assert set(states.values()) == {"FINISHED"}, json.dumps(states)[:2000]
     for t in transfers:
@@ -183,13 +185,3 @@ def _all_final(context: Any, job_ids: list[str]) -> dict[str, dict[str, Any]] | 
     statuses = _statuses(context, job_ids)
     done = all(s["job_state"] in FINAL_JOB_STATES for s in statuses.values())
     return statuses if done and len(statuses) == len(job_ids) else None
-
-
-def _wait_until(condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"not done within {timeout:.0f} s")

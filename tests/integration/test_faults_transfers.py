@@ -11,7 +11,6 @@ import json
 import logging
 import subprocess
 import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import fts3.rest.client.easy as fts3
 import pytest
+from fts_support import wait_for
 
 from lofar_datalake.datalake.journal import Journal, read_events
 from lofar_datalake.datalake.resolver import Resolver
@@ -93,14 +93,6 @@ def _events(workdir: Path, kind: str) -> list[dict[str, Any]]:
     return [e for e in read_events(workdir) if e["event"] == kind]
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _fts_jobs(testbed, job_ids: list[str]) -> list[dict[str, Any]]:
@@ -117,8 +109,8 @@ def test_fts_copy_failing_twice_is_retried_with_backoff_and_succeeds(
     proc = _snakemake(tmp_path, _args(testbed, unique), client_env)
     try:
         # The fault is repaired during the backoff after the second failed attempt.
-        _wait_for(lambda: any(e["attempt"] == 2 for e in _events(tmp_path, "fts_retry")),
-                  timeout=120, what="a second failed FTS attempt")
+        wait_for(lambda: any(e["attempt"] == 2 for e in _events(tmp_path, "fts_retry")),
+                 timeout=120, what="a second failed FTS attempt", interval=0.2)
         blocker.unlink()
     finally:
         code, err = _finish(proc)

@@ -12,8 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import site_run  # shared by the site tests (same test directory)
 
-from lofar_datalake import container_sandbox, containers
+from lofar_datalake import containers
 
 LAUNCHERS = Path(__file__).resolve().parents[1] / "launchers"
 # Images are rebuilt when their recipe changes (its digest is in the name); a fresh machine
@@ -27,39 +28,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def require(programs: tuple[str, ...], why: str) -> None:
-    """Skip without root or programs, but fail in CI, where install-system-deps provides them."""
-    missing = [p for p in programs if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
-    problem = "needs root" if os.geteuid() != 0 else ""
-    if missing:
-        problem = f"needs {', '.join(missing)} (scripts/install-system-deps.sh --tests)"
-    if not problem:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why} {problem}")
-    pytest.skip(f"{why} {problem}")
+IMAGE_PROGRAMS = ("debootstrap", "chroot", "podman", "runc")
 
 
 def _build_missing_images(log: Path) -> dict[str, Path]:
-    images = {}
     with log.open("a") as fh:
-        for family, recipe in containers.recipes().items():
-            path = IMAGE_CACHE / "images" / containers.image_name(recipe)
-            if not container_sandbox.read_labels(path):
-                shutil.rmtree(path, ignore_errors=True)
-                say = lambda m: print(m, file=fh, flush=True)  # noqa: E731
-                containers.build(family, path, cache=IMAGE_CACHE / "debootstrap", say=say)
-            images[family] = path
-    return images
+        return containers.build_all(
+            IMAGE_CACHE / "images",
+            cache=IMAGE_CACHE / "debootstrap",
+            say=lambda message: print(message, file=fh, flush=True),
+        )
 
 
 _BUILD: dict[str, Future[dict[str, Path]]] = {}
 
 
 def _can_build() -> bool:
-    return os.geteuid() == 0 and all(
-        shutil.which(p) or Path("/usr/sbin", p).exists() for p in ("debootstrap", "podman")
-    )
+    return os.geteuid() == 0 and all(shutil.which(p) for p in IMAGE_PROGRAMS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,7 +62,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def stage_images() -> Iterator[dict[str, Path]]:
     """Every stage family's image as a sandbox directory, built from its recipe."""
-    require(("debootstrap", "chroot", "podman", "runc"), "building and running stage images")
+    site_run.require(IMAGE_PROGRAMS, "building and running stage images")
     build = _BUILD.get("images")
     log = IMAGE_CACHE / "image-build.log"
     try:

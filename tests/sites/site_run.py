@@ -4,11 +4,14 @@ run (not a test module: pytest would collect functions named test*)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from lofar_datalake.pipeline import crossmatch
@@ -21,6 +24,19 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PARAMS = SimulationParams(seed=1, sky_seed=1)
 APPTAINER_KEYS = ("software-deployment-method", "apptainer-prefix", "apptainer-args")
+
+
+def require(programs: tuple[str, ...], why: str) -> None:
+    """Skip without root; without the programs skip too, but fail in CI (`CI=true`), where
+    scripts/install-system-deps.sh --tests provides them."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{why} needs root")
+    missing = [p for p in programs if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
+    if missing:
+        msg = f"{why} needs {', '.join(missing)} (scripts/install-system-deps.sh --tests)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
 
 
 def write_config(workdir: Path, images: dict[str, Path] | None = None) -> Path:

@@ -52,24 +52,8 @@ APPTAINER_KEYS = site_run.APPTAINER_KEYS
 # the next argument becomes the apptainer arguments.
 
 
-def _missing_programs() -> list[str]:
-    return [p for p in REQUIRED if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
-
-
 def _require_slurm() -> None:
-    """Fail in CI (where scripts/install-system-deps.sh provides Slurm); skip elsewhere."""
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    if os.geteuid() != 0:
-        pytest.skip("the one-node Slurm cluster needs root (slurmd, network namespaces)")
-    missing = _missing_programs()
-    if missing:
-        msg = (
-            f"Slurm site test needs {', '.join(missing)}: install Debian's slurm-wlm and munge "
-            "(scripts/install-system-deps.sh)"
-        )
-        if in_ci:
-            pytest.fail(msg)
-        pytest.skip(msg)
+    site_run.require(REQUIRED, "the one-node Slurm cluster (Debian's slurm-wlm and munge)")
     if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
         pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
     if SYSTEM_CONF.exists():

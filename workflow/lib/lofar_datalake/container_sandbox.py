@@ -41,7 +41,8 @@ class BuildError(RuntimeError):
     """A sandbox build that cannot start or whose %post/%test failed."""
 
 
-def _say(message: str) -> None:
+def print_progress(message: str) -> None:
+    """Progress of a build, on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -54,7 +55,7 @@ def _check_can_build(recipe: Recipe) -> None:
         raise BuildError("debootstrap not found: apt-get install debootstrap")
 
 
-def base_rootfs(os_version: str, mirror: str, cache: Path, say: Say = _say) -> Path:
+def base_rootfs(os_version: str, mirror: str, cache: Path, say: Say = print_progress) -> Path:
     """A minimal Debian `os_version` rootfs, debootstrapped once per release and mirror."""
     key = hashlib.sha256(mirror.encode()).hexdigest()[:12]
     base = cache / f"{os_version}-minbase-{key}"
@@ -176,7 +177,7 @@ def read_labels(image: Path) -> dict[str, str]:
 
 
 def build_sandbox(
-    recipe: Recipe, output: Path, cache: Path = DEFAULT_CACHE, say: Say = _say
+    recipe: Recipe, output: Path, cache: Path = DEFAULT_CACHE, say: Say = print_progress
 ) -> dict[str, str]:
     """Build `recipe` into the sandbox directory `output`; returns the image's labels (tool
     versions, recipe and rootfs digests). `output` appears only once the build passed %test."""

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -219,9 +218,11 @@ def build(
     if apptainer is None and sandbox:
         recipe = parse_recipe(path)
         recipe.pip_pins()  # refuses a recipe with unpinned pip requirements before any work
-        options: dict[str, Any] = {"cache": cache} if cache else {}
         return container_sandbox.build_sandbox(
-            recipe, output, **options, **({"say": say} if say else {})
+            recipe,
+            output,
+            cache or container_sandbox.DEFAULT_CACHE,
+            say or container_sandbox.print_progress,
         )
     if apptainer is None:
         raise RuntimeError(
@@ -234,3 +235,19 @@ def build(
     if done.returncode != 0:
         raise RuntimeError(f"apptainer build of {family} exited with {done.returncode}")
     return container_sandbox.read_labels(output) if sandbox else {}
+
+
+def build_all(
+    directory: Path, cache: Path | None = None, say: Callable[[str], None] | None = None
+) -> dict[str, Path]:
+    """Every family's sandbox image in `directory` under its versioned name (`image_name`);
+    only the missing ones are built, an image already there is kept."""
+    from .container_sandbox import read_labels
+
+    images = {}
+    for family, recipe in recipes().items():
+        path = (directory / image_name(recipe)).absolute()
+        if not read_labels(path):
+            build(family, path, cache=cache, say=say)
+        images[family] = path
+    return images

@@ -64,17 +64,11 @@ def _table(images: list[containers.Image]) -> str:
 
 
 def _build_all(directory: Path, cache: Path | None) -> int:
-    """Builds what is missing; an image already there under its versioned name is kept."""
-    built = {}
-    for family, recipe in containers.recipes().items():
-        path = (directory / containers.image_name(recipe)).absolute()
-        if not container_sandbox.read_labels(path):
-            try:
-                containers.build(family, path, cache=cache)
-            except (RuntimeError, containers.RecipeError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-        built[family] = str(path)
+    try:
+        built = containers.build_all(directory, cache)
+    except (RuntimeError, containers.RecipeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print("containers:")
     for family, path in built.items():
         print(f'  {family}: "{path}"')

@@ -12,8 +12,12 @@ def _testbed_command(args: argparse.Namespace) -> int:
 
     bed = testbed(args.dir)
     if args.action == "up":
-        bed.up()
+        from .testbed.sites import parse_kinds
+
+        bed.up(parse_kinds(args.sites or ""))
         return 0
+    if args.action == "exec":
+        return _testbed_exec(bed, args)
     if args.action == "status":
         return 0 if bed.status() else 1
     if args.action == "down":
@@ -24,10 +28,31 @@ def _testbed_command(args: argparse.Namespace) -> int:
 
         if args.path is None:
             raise FileNotFoundError("testbed seed needs the directory holding the archives")
-        seed(bed, args.path, rses=args.rses.split(","))
+        seed(bed, Path(args.path), rses=args.rses.split(","))
         return 0
     print(bed.env())
     return 0
+
+
+def _testbed_exec(bed: object, args: argparse.Namespace) -> int:
+    """Run a command on a testbed site's access point: `testbed exec slurm -- sbatch ...`."""
+    import os
+    import subprocess
+
+    from .testbed.sites import compute_site, parse_kinds, started_kinds
+
+    layout = bed.layout  # type: ignore[attr-defined]
+    kinds = parse_kinds(str(args.path or ""))
+    if len(kinds) != 1 or not args.snakemake_args:
+        raise ValueError("usage: lofar-datalake testbed exec slurm|htcondor [--cwd DIR] -- CMD ...")
+    if kinds[0] not in started_kinds(layout):
+        raise RuntimeError(
+            f"site {kinds[0]} is not up: lofar-datalake testbed up --sites {kinds[0]}"
+        )
+    site = compute_site(layout, kinds[0])
+    cwd = (args.cwd or Path.cwd()).resolve()
+    env = {**os.environ, **site.env()}
+    return subprocess.run([*site.exec_prefix(cwd), *args.snakemake_args], env=env).returncode
 
 
 def _demo_command(args: argparse.Namespace) -> int:
@@ -72,8 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tb = sub.add_parser("testbed", help="the local DataLake: Rucio, PostgreSQL, WebDAV, FTS")
-    tb.add_argument("action", choices=["up", "status", "down", "env", "seed"])
-    tb.add_argument("path", nargs="?", type=Path, help="seed: directory with L*_SB*_uv.MS.tar")
+    tb.add_argument("action", choices=["up", "status", "down", "env", "seed", "exec"])
+    tb.add_argument(
+        "path",
+        nargs="?",
+        help="seed: directory with L*_SB*_uv.MS.tar; exec: the site (slurm or htcondor)",
+    )
+    tb.add_argument(
+        "--sites",
+        default=None,
+        help="up: also start these compute sites, comma-separated (slurm, htcondor); they "
+        "stay up with the testbed until `down`",
+    )
+    tb.add_argument("--cwd", type=Path, default=None, help="exec: directory to run the command in")
     tb.add_argument(
         "--rses",
         default="SITE_B_DISK,SITE_C_DAV",

@@ -30,6 +30,11 @@ SITES: tuple[Site, ...] = (
     Site("SITE_A_DISK", "SITE_A", prefer_https=False),
     Site("SITE_B_DISK", "SITE_B", prefer_https=False),
     Site("SITE_C_DAV", "SITE_C", prefer_https=True),
+    # The storage of the testbed's volunteered compute sites (`testbed up --sites ...`): the
+    # Slurm cluster's RSE sits on its shared file system; the HTCondor pool's workers share no
+    # file system with anything, so they reach their RSE over WebDAV.
+    Site("SITE_SLURM_DISK", "SITE_SLURM", prefer_https=False),
+    Site("SITE_HTCONDOR_DAV", "SITE_HTCONDOR", prefer_https=True),
 )
 
 
@@ -91,6 +96,10 @@ class Layout:
 
     def rse_dir(self, rse: str) -> Path:
         return self.root / "rse" / rse
+
+    def site_dir(self, kind: str) -> Path:
+        """State of a compute site (`slurm`, `htcondor`) started with the testbed."""
+        return self.root / "sites" / kind
 
     def make_dirs(self) -> None:
         for path in (self.root, self.etc, self.logs, self.run, self.fts_dir):

@@ -10,12 +10,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from . import components, postgres
+from . import components, postgres, sites
 from .layout import LOOPBACK, SITES, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
@@ -85,7 +86,8 @@ class Testbed:
         sql = f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})"  # noqa: S608 (integers only)
         postgres.psql(self.layout.pgdata, sql)
 
-    def up(self) -> None:
+    def up(self, site_kinds: Sequence[str] = ()) -> None:
+        """The DataLake, then the compute sites asked for now or started by an earlier `up`."""
         started = time.monotonic()
         layout = self.layout
         layout.make_dirs()
@@ -95,16 +97,19 @@ class Testbed:
         ports = self._ports()
         write_configs(layout, db_url, ports)
         # Both bootstrap steps are idempotent; they run until one `up` has completed them.
-        if not layout.load_state().get("catalog"):
+        if not layout.load_state().get("schema", layout.load_state().get("catalog")):
             print("  creating the Rucio schema", flush=True)
             self._bootstrap("schema")
         server, *others = self.services()
         self._ensure(server)
         state = layout.load_state()
-        if not state.get("catalog"):
+        # The catalogue step runs again when the testbed gained RSEs since it last ran.
+        if state.get("catalog") != [site.rse for site in SITES]:
             print("  registering accounts, scope and RSEs", flush=True)
             self._bootstrap("catalog")
-            state["catalog"] = True
+            state = layout.load_state()
+            state["schema"] = True
+            state["catalog"] = [site.rse for site in SITES]
             layout.save_state(state)
         for proc in others:
             self._ensure(proc)
@@ -115,6 +120,11 @@ class Testbed:
             self._forget_dead_daemons(alive)
             for proc in dead:
                 self._ensure(proc)
+        kinds = [k for k in sites.KINDS if k in {*site_kinds, *sites.started_kinds(layout)}]
+        for kind in kinds:
+            print(f"  site {kind}", flush=True)
+            sites.compute_site(layout, kind).up()
+            sites.remember(layout, kinds[: kinds.index(kind) + 1] + sites.started_kinds(layout))
         print(f"testbed up ({time.monotonic() - started:.1f} s)", flush=True)
 
     def status(self) -> bool:
@@ -145,6 +155,11 @@ class Testbed:
                     endpoints.get(proc.name, "daemon"),
                 )
             )
+        for kind in sites.started_kinds(self.layout):
+            site = sites.compute_site(self.layout, kind)
+            site_rows = site.status_rows()
+            all_ok &= all(row[1] == "up" for row in site_rows)
+            rows += [(f"{kind}/{name}", state, pid, where) for name, state, pid, where in site_rows]
         width = max(len(r[0]) for r in rows)
         for name, state, pid, where in rows:
             print(f"{name:<{width}}  {state:<9}  pid {pid:<8} {where}")
@@ -152,7 +167,12 @@ class Testbed:
         return all_ok
 
     def down(self) -> None:
+        # Sites first: their jobs talk to the DataLake.
+        for kind in sites.started_kinds(self.layout):
+            killed = sites.compute_site(self.layout, kind).down()
+            print(f"  stopped site {kind}" + (f" (killed {killed})" if killed else ""), flush=True)
         if self.layout.state_file.exists():
+            sites.remember(self.layout, [])
             # Daemons first (they talk to the others), then the services, each group in parallel.
             for group in (self.daemons(), self.services()):
                 for name in stop_all(group):

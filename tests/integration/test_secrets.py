@@ -164,6 +164,17 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
         assert not [j for j in fts_jobs if secret in j], name
         assert not [a for a in ps.lines if secret in a], name
 
+    # What jobs get instead of the password: a private file with a Rucio token of the account.
+    credential = workdir / ".snakemake" / "datalake-credential" / "job-credential.json"
+    assert stat.S_IMODE(credential.stat().st_mode) == 0o600
+    issued = json.loads(credential.read_text())
+    assert issued["account"] == planted["account"] and issued["token"]
+    assert "password" not in json.dumps(issued["rucio_config"])
+    host = issued["rucio_config"]["client"]["rucio_host"]
+    whoami = requests.get(f"{host}/accounts/whoami", timeout=30,
+                          headers={"X-Rucio-Auth-Token": issued["token"]})
+    assert whoami.status_code == 200 and whoami.json()["account"] == planted["account"]
+
     journals = list((workdir / ".snakemake" / "datalake").glob("journal-*.jsonl"))
     assert len(journals) >= 2
     assert all(stat.S_IMODE(j.stat().st_mode) == 0o600 for j in journals)

@@ -51,7 +51,8 @@ def _every_other_setting(tmp_path: Path) -> dict[str, object]:
         "ca_bundle": ca, "stage_timeout": 10, "http_timeout": 10, "rucio_timeout": 10,
         "fts_attempts": 2, "fts_retry_backoff": 1, "verify_site_replicas": "size",
         "no_stage_ahead": True, "prefetch_limit": 5, "local_copy": tmp_path,
-        "max_requests_per_second": 1.0,
+        "max_requests_per_second": 1.0, "job_auth": "inherit",
+        "job_credential": tmp_path / "job-credential.json",
     }
     names = {f.name for f in fields(StorageProviderSettings)} - {"insecure_no_tls_verify"}
     assert names == set(values), "a new setting needs a value here"

@@ -28,6 +28,7 @@ from snakemake_interface_storage_plugins.storage_provider import (
     StorageQueryValidationResult,
 )
 
+from lofar_datalake.datalake import job_auth
 from lofar_datalake.datalake import query as dlquery
 from lofar_datalake.datalake.journal import Journal
 from lofar_datalake.datalake.offline_copy import OfflineCopy
@@ -59,7 +60,10 @@ class StorageProvider(StorageProviderBase):
         self._rucio_lock = threading.Lock()
         self._objects: weakref.WeakSet[StorageObject] = weakref.WeakSet()
         self._producers: dict[str, str] = {}
-        self.journal = Journal(self.run_id)
+        self.jobs = job_auth.JobAuthority(self.cfg)
+        # A job stores its products under its submitter's run; its journal is its own file.
+        self.run_id = self.jobs.run_id() or self.run_id
+        self.journal = Journal(self.jobs.journal_id(self.run_id))
         self.offline: OfflineCopy | None = None
         if self.cfg.local_copy is not None:
             # Verification runs: a local copy answers in place of the DataLake.
@@ -80,11 +84,8 @@ class StorageProvider(StorageProviderBase):
         """The Rucio client, connected on first use (not while Snakemake merely starts)."""
         with self._rucio_lock:
             if self._rucio is None:
-                cfg = self.cfg
                 try:
-                    self._rucio = RucioAdapter.connect(cfg.rucio_config, cfg.account,
-                                                       cfg.auth_type, cfg.username, cfg.password,
-                                                       timeout=cfg.rucio_timeout)
+                    self._rucio = self.jobs.connect(self.run_id)
                 except DataLakeError as exc:
                     raise WorkflowError(str(exc)) from None
             return self._rucio

@@ -113,6 +113,16 @@ class StorageProviderSettings(StorageProviderSettingsBase):
         "made by `lofar-datalake compare`): inputs are read from it and outputs written to "
         "it; Rucio and FTS are not contacted.", type=Path))
 
+    job_auth: str | None = field(default="token", metadata=_meta(
+        "What the jobs this Snakemake submits (batch jobs, spawned jobs) authenticate with: "
+        "'token' (a short-lived Rucio token this process obtains and writes to a private file "
+        "that jobs find; they never see the password) or 'inherit' (they log in as this "
+        "process does, the password reaching them through the environment)."))
+    job_credential: Path | None = field(default=None, metadata=_meta(
+        "Set by the submitting Snakemake for its jobs, not by users: the path of the job "
+        "credential file (a Rucio token, no password); jobs without a shared file system find "
+        "it by the same relative path in their sandbox.", env_var=True, type=Path))
+
     def __post_init__(self) -> None:
         # Snakemake hands the env-var settings of a spawned job (a `run:` or `script:` job,
         # a cluster job) to it as `export NAME='value' && python -m snakemake ...`: a command

@@ -48,6 +48,11 @@ class SiteVerify(enum.StrEnum):
     SIZE = "size"  # one stat: links cost nothing, for storage the site trusts
 
 
+class JobAuth(enum.StrEnum):
+    TOKEN = "token"  # noqa: S105  (a mode, not a secret)
+    INHERIT = "inherit"
+
+
 class LinkMode(enum.StrEnum):
     SYMLINK = "symlink"
     HARDLINK = "hardlink"
@@ -103,6 +108,8 @@ class ProviderConfig:
     stage_ahead: bool = True
     prefetch_limit: int = 10000
     local_copy: Path | None = None
+    job_auth: JobAuth = JobAuth.TOKEN
+    job_credential: Path | None = None  # set in jobs: the submit host's short-lived credential
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ProviderConfig:
@@ -129,7 +136,10 @@ class ProviderConfig:
         if ca_bundle is not None and not ca_bundle.is_file():
             raise SettingsError("ca_bundle", f"{ca_bundle} is not a file (PEM CA certificates)")
         rucio_config = path("rucio_config")
-        if rucio_config is not None and not rucio_config.is_file():
+        job_credential = path("job_credential")
+        # A job with a credential from its submit host uses that, not the Rucio configuration
+        # (which a worker without a shared file system does not have).
+        if job_credential is None and rucio_config is not None and not rucio_config.is_file():
             raise SettingsError("rucio_config", f"{rucio_config} is not a file")
         return cls(
             rucio_config=rucio_config, account=text("account"),
@@ -159,6 +169,9 @@ class ProviderConfig:
             stage_ahead=not parse_flag("no_stage_ahead", raw.get("no_stage_ahead")),
             prefetch_limit=num("prefetch_limit", 10000, 0),
             local_copy=path("local_copy"),
+            job_auth=parse_enum(JobAuth, "job-auth", text("job_auth"),
+                                JobAuth.TOKEN),  # type: ignore[arg-type]
+            job_credential=job_credential,
         )
 
     def site_is_expression(self) -> bool:

@@ -36,6 +36,10 @@ class HTCondorPool:
     # Host directories the jobs need read-only (the workflow checkout, its venv, the Python the
     # venv was made from); mounted at their own paths in the chroot.
     software: tuple[Path, ...] = ()
+    # Host directories inside the software the workers must not see (a testbed's state below
+    # the checkout): each is covered by an empty tmpfs in the chroot. The root may lie below
+    # one; its parents in the chroot are then the tmpfs's fresh, traversable directories.
+    masked: tuple[Path, ...] = ()
 
     @property
     def config(self) -> Path:
@@ -49,6 +53,14 @@ class HTCondorPool:
     @property
     def home(self) -> Path:
         return self.root / "home"
+
+    def port(self) -> int:
+        """The pool's one TCP port on 127.0.0.1 (shared port daemon, collector behind it)."""
+        for line in self.config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "SHARED_PORT_PORT":
+                return int(value)
+        raise RuntimeError(f"no SHARED_PORT_PORT in {self.config}")
 
     def env(self) -> dict[str, str]:
         """For any HTCondor client (the host's Python bindings, or commands in the chroot)."""
@@ -160,7 +172,8 @@ JOB_DEFAULT_LEASE_DURATION = 30
 MAIL = /bin/true
 """)
 
-    def _master(self) -> ManagedProcess:
+    def master(self) -> ManagedProcess:
+        """The pool's condor_master (it starts and watches every other daemon)."""
         env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8", **self.env()}
         argv = [
             "chroot", str(self.chroot), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
@@ -174,22 +187,35 @@ MAIL = /bin/true
             ready=self._slot_ready,
         )
 
-    def _mount_targets(self) -> list[tuple[Path, Path, bool]]:
-        """(source, target in chroot, read-only) for every bind mount of the pool."""
+    def _in_chroot(self, path: Path) -> Path:
+        return self.chroot / str(path).lstrip("/")
+
+    def mount_targets(self) -> list[tuple[Path | None, Path, bool]]:
+        """(source or None for a mask, target in chroot, read-only), in mounting order."""
         # A directory inside another one (the venv in the checkout) comes with it.
         software = [p for p in self.software if not any(o in p.parents for o in self.software)]
-        binds = [(p, p, True) for p in software] + [(self.root, self.root, False)]
-        return [(src, self.chroot / str(dst).lstrip("/"), ro) for src, dst, ro in binds]
+        binds: list[tuple[Path | None, Path, bool]] = [(p, p, True) for p in software]
+        binds += [(None, m, False) for m in self.masked]
+        binds.append((self.root, self.root, False))
+        return [(src, self._in_chroot(dst), ro) for src, dst, ro in binds]
 
     def _mount(self) -> None:
         created: list[str] = []  # mount points made here; down() removes them again
-        for _, target, _ in self._mount_targets():
+        masks = [self._in_chroot(m) for m in self.masked]
+        for _, target, _ in self.mount_targets():
+            if any(m in target.parents for m in masks):
+                continue  # made inside the mask's tmpfs, once that is mounted
             missing = [d for d in (target, *target.parents) if not d.exists()]
             created += [str(d) for d in missing if str(d) not in created]
             target.mkdir(parents=True, exist_ok=True)
         self._mount_points.write_text(json.dumps(created))
         subprocess.run(["mount", "-t", "proc", "proc", str(self.chroot / "proc")], check=True)
-        for src, target, read_only in self._mount_targets():
+        for src, target, read_only in self.mount_targets():
+            target.mkdir(parents=True, exist_ok=True)
+            if src is None:
+                mask = ["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m,nosuid,nodev"]
+                subprocess.run([*mask, "lofar-mask", str(target)], check=True)
+                continue
             subprocess.run(["mount", "--bind", str(src), str(target)], check=True)
             if read_only:
                 subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
@@ -198,7 +224,8 @@ MAIL = /bin/true
     def _mount_points(self) -> Path:
         return self.root / "mount-points.json"
 
-    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+    def tool(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run an HTCondor command line tool in the chroot, as root (queries, not submits)."""
         env = {"PATH": CHROOT_PATH, **self.env()}
         return subprocess.run(
             ["chroot", str(self.chroot), "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv],
@@ -209,8 +236,8 @@ MAIL = /bin/true
 
     def _slot_ready(self) -> bool:
         """The startd advertises its slot and the schedd answers."""
-        slots = self._run("condor_status", "-af", "Name", "Cpus").stdout.split()
-        return bool(slots) and self._run("condor_q", "-totals").returncode == 0
+        slots = self.tool("condor_status", "-af", "Name", "Cpus").stdout.split()
+        return bool(slots) and self.tool("condor_q", "-totals").returncode == 0
 
     def check_free(self) -> None:
         """Refuse to start while another pool uses the chroot: down() would take it with it."""
@@ -226,7 +253,7 @@ MAIL = /bin/true
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._mount()
-        master = self._master()
+        master = self.master()
         master.start()
         master.wait_ready(timeout)
 
@@ -275,16 +302,29 @@ MAIL = /bin/true
         """HTCondor's own records of the pool's finished jobs (condor_history), one dict each."""
         attrs = ["ClusterId", "ProcId", "JobStatus", "ExitCode", "ExitBySignal", "Owner", "Iwd"]
         argv = ["condor_history", "-json", "-attributes", ",".join([*attrs, *attributes])]
-        done = self._run(*argv)
+        done = self.tool(*argv)
         if done.returncode != 0:
             raise RuntimeError(f"condor_history failed: {done.stderr}")
         return list(json.loads(done.stdout or "[]"))
+
+    def hold_reasons(self, cluster: int | str) -> dict[str, str]:
+        """HTCondor's HoldReason of every held job of `cluster`, by job id ("12.0"); empty when
+        none is held. A held job waits forever unless someone acts: this says why it waits."""
+        argv = ["condor_q", "-allusers", str(cluster), "-constraint", "JobStatus == 5"]
+        done = self.tool(*argv, "-af", "ClusterId", "ProcId", "HoldReason")
+        if done.returncode != 0:
+            raise RuntimeError(f"condor_q failed: {done.stderr}")
+        reasons = {}
+        for line in done.stdout.splitlines():
+            cluster_id, proc_id, reason = [*line.split(None, 2), "", ""][:3]
+            reasons[f"{cluster_id}.{proc_id}"] = reason
+        return reasons
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Until the queue is empty (finished jobs move to the history)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = self._run("condor_q", "-allusers", "-af", "ClusterId")
+            done = self.tool("condor_q", "-allusers", "-af", "ClusterId")
             if done.returncode == 0 and not done.stdout.strip():
                 return
             time.sleep(0.5)

@@ -3,7 +3,8 @@
 Debian's slurm-wlm + munge, started by hand with a private configuration: its own munge socket
 and key, its own state/spool/log directory and ports, a job-completion log as Slurm's own record
 of every job. Needs root (slurmd) and the Debian packages `slurm-wlm` and `munge`.
-`lofar-datalake testbed slurm up|status|down --dir DIR` (or `SlurmCluster(DIR)` in tests).
+`SlurmCluster(DIR)` in tests; the testbed's Slurm site (`site_slurm`) wraps one with its ports,
+its munge directory and a relay to the DataLake.
 """
 
 from __future__ import annotations
@@ -46,14 +47,32 @@ class SlurmCluster:
 
     root: Path
     netns: str = "lofar-slurm"
+    # munged runs as `munge` and must traverse every parent of its directory; a root below a
+    # private (0700) directory needs the munge directory elsewhere.
+    munge_dir: Path | None = None
+    ports: tuple[int, int] | None = None  # (slurmctld, slurmd) for a new config; default: free
 
     @property
     def conf(self) -> Path:
         return self.root / "slurm.conf"
 
     @property
+    def munge_home(self) -> Path:
+        return self.munge_dir or self.root / "munge"
+
+    @property
     def munge_socket(self) -> Path:
-        return self.root / "munge" / "munge.socket"
+        return self.munge_home / "munge.socket"
+
+    def conf_port(self, key: str) -> int | None:
+        """`SlurmctldPort` or `SlurmdPort` of the written config (None before the first up)."""
+        if not self.conf.exists():
+            return None
+        for line in self.conf.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == key:
+                return int(value.strip())
+        return None
 
     @property
     def jobcomp_log(self) -> Path:
@@ -97,9 +116,9 @@ class SlurmCluster:
         (self.root / "spool").mkdir(parents=True, exist_ok=True)
         if self.conf.exists():
             return
-        ctld, slurmd = free_port(), free_port()
+        ctld, slurmd = self.ports or (free_port(), free_port())
         self.conf.write_text(f"""\
-# One-node test cluster (written by lofar-datalake testbed slurm).
+# One-node test cluster (written by lofar_datalake.testbed.slurm).
 ClusterName=lofartest
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={ctld}
@@ -132,11 +151,12 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """)
 
     def _munge_key(self) -> Path:
-        munge_dir = self.root / "munge"
+        munge_dir = self.munge_home
         munge_dir.mkdir(parents=True, exist_ok=True)
-        # munged runs as `munge` and must reach its socket directory: a root made by mkdtemp
-        # (0700) would stop it at start.
-        os.chmod(self.root, self.root.stat().st_mode | 0o111)  # noqa: S103
+        if munge_dir.is_relative_to(self.root):
+            # munged runs as `munge` and must reach its socket directory: a root made by
+            # mkdtemp (0700) would stop it at start.
+            os.chmod(self.root, self.root.stat().st_mode | 0o111)  # noqa: S103
         key = munge_dir / "munge.key"
         user = pwd.getpwnam("munge")
         if not key.exists():
@@ -150,7 +170,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         return key
 
     def processes(self) -> list[ManagedProcess]:
-        munge_dir = self.root / "munge"
+        munge_dir = self.munge_home
         ns = self.exec_prefix()
 
         def managed(name: str, argv: list[str], ready: Callable[[], bool]) -> ManagedProcess:
@@ -202,7 +222,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
     def _node_idle(self) -> bool:
         return "idle" in self._run("sinfo", "-h", "-o", "%T").stdout
 
-    def up(self, timeout: float = 60.0) -> None:
+    def up(self, timeout: float = 60.0, say: Callable[[str], None] | None = None) -> None:
         # Refuse before touching anything shared (the namespace) if another cluster is up.
         self._check_system_conf()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +233,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         for proc in self.processes():
             if not proc.healthy():
                 proc.stop()
+                if say:
+                    say(f"starting {proc.name}")
                 proc.start()
                 proc.wait_ready(timeout)
 

@@ -37,7 +37,7 @@ export VIRTUAL_ENV="$venv"
 export PATH="$venv/bin:${PATH:-/usr/local/bin:/usr/bin:/bin}"
 # The profile's htcondor_transfer_output_files: HTCondor holds a job whose listed output is
 # missing, and a rule need not write a log or a benchmark.
-mkdir -p logs benchmarks
+mkdir -p logs benchmarks .snakemake/datalake
 # One line in the job's .out file: where it ran (the sandbox, not the submit directory).
 echo "lofar-datalake job: host=$(uname -n) user=$(id -un) sandbox=$PWD"
 exec "$venv/bin/python" -m snakemake "${args[@]}"

@@ -1,7 +1,8 @@
 """Site tests run the workflow through a real batch system with a site profile (minutes), and
 in real containers: stage images built from workflow/containers/*.def (debootstrap + chroot,
 lofar_datalake.container_sandbox), run by Snakemake's own Apptainer code through the test
-launcher tests/launchers/apptainer (Podman), because Apptainer cannot be installed here."""
+launcher (lofar_datalake/testbed/launchers/apptainer, Podman): Apptainer cannot be installed
+here."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 import site_run  # shared by the site tests (same test directory)
 
 from lofar_datalake import containers
+from lofar_datalake.testbed import launchers
 
-LAUNCHERS = Path(__file__).resolve().parents[1] / "launchers"
+LAUNCHERS = Path(launchers.__file__).parent
 # Images are rebuilt when their recipe changes (its digest is in the name); a fresh machine
 # (CI) builds all four, ~2-3 min with one debootstrap shared by all.
 IMAGE_CACHE = Path(os.environ.get("LOFAR_DATALAKE_IMAGE_CACHE", "/var/cache/lofar-datalake"))

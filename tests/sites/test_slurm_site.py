@@ -5,10 +5,11 @@ A one-node Slurm cluster (Debian's slurm-wlm + munge, `lofar_datalake.testbed.sl
 private network namespace; Snakemake's Slurm executor submits every pipeline job to it, and
 each job runs its rule in the stage image its `container:` names, through Snakemake's own
 Apptainer code: the template's `software-deployment-method: apptainer` is kept, `apptainer`
-being the Podman test launcher (tests/launchers) and the images sandboxes built from
-workflow/containers/*.def (tests/sites/conftest.py). The observation is the small simulated one
-of the local workflow test, in local input mode; the template's DataLake storage keys are
-dropped. The module takes about 4-5 minutes on 2 cores, plus the image builds on a new machine.
+being the Podman test launcher (lofar_datalake/testbed/launchers) and the images sandboxes
+built from workflow/containers/*.def (tests/sites/conftest.py). The observation is the small
+simulated one of the local workflow test, in local input mode; the template's DataLake storage
+keys are dropped. The module takes about 4-5 minutes on 2 cores, plus the image builds on a
+new machine.
 """
 
 from __future__ import annotations

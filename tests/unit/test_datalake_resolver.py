@@ -19,7 +19,7 @@ class FakeRucio:
         prefix = filters["name"].split("*")[0]
         return [n for n in self.files if n.startswith(prefix)]
 
-    def list_replicas(self, dids):
+    def list_replicas(self, dids, schemes=None):
         self.calls.append(("list_replicas", len(dids)))
         out = []
         for d in dids:

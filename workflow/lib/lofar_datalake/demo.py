@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import sys
 import tempfile
 import time
 import warnings
@@ -19,8 +21,42 @@ from .datalake.rucio_adapter import Did, RucioAdapter, RuleState
 from .testbed.layout import Layout, default_dir
 from .testbed.orchestrator import Testbed
 
+ROOT = Path(__file__).resolve().parents[3]  # workflow/lib/lofar_datalake -> project root
 PAYLOAD_BYTES = 16 * 1024 * 1024
 RULE_TIMEOUT = 120.0
+
+
+def project_dir() -> Path:
+    """Where the demo works and what the commands it prints are relative to: the current
+    directory when it holds the project (the README's commands run from there), else the
+    checkout this package belongs to."""
+    here = Path.cwd()
+    if (here / "Snakefile").is_file() and (here / "profiles" / "local").is_dir():
+        return here
+    return ROOT
+
+
+def tool(name: str, base: Path) -> str:
+    """This environment's command `name` as typed in directory `base`: `.venv/bin/<name>`
+    when that is the one running, else its absolute path."""
+    running = Path(sys.executable).with_name(name)
+    local = base / ".venv" / "bin" / name
+    if local.exists() and local.resolve() == running.resolve():
+        return f".venv/bin/{name}"
+    return str(running)
+
+
+def shown(path: Path, base: Path) -> str:
+    """`path` as typed in directory `base`: relative when it lies inside."""
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
+def env_command(bed: Testbed, base: Path) -> str:
+    """The shell line, typed in `base`, that points rucio/fts3 clients at `bed`."""
+    args = [tool("lofar-datalake", base), "testbed", "env"]
+    if bed.layout.root.resolve() != default_dir().resolve():
+        args += ["--dir", str(bed.layout.root)]
+    return f'eval "$({shlex.join(args)})"'
 
 
 def _step(text: str) -> float:
@@ -100,5 +136,5 @@ def run_demo(state_dir: Path | None = None) -> int:
         return 1
     print(f"demo OK: {did} uploaded, replicated to 3 sites by rules, downloaded intact.")
     print("Point your own rucio/fts3 clients at this DataLake with:")
-    print('    eval "$(.venv/bin/lofar-datalake testbed env)"')
+    print(f"    $ {env_command(bed, Path.cwd())}")
     return 0

@@ -1,10 +1,12 @@
 """`lofar-datalake demo`: the main job on the local DataLake, end to end.
 
-A simulated LOFAR observation (calibrator + target beam, known truth) is put into the DataLake
-spread over SITE_B and SITE_C; the workflow then runs at SITE_A in DataLake mode
-(`--profile profiles/local`): the subbands are staged to SITE_A by Rucio rules, processed, and the
-products are stored back into the DataLake with a second copy at SITE_B. Finally the science is
-scored against the simulation's truth and the stage timings are printed.
+A simulated LOFAR observation (calibrator + target beam, known truth) is written to `demo/data/`
+of the project, where `config/config.yaml` names it, and put into the DataLake spread over
+SITE_B and SITE_C; the workflow then runs at SITE_A in DataLake mode (`--profile
+profiles/local`): the subbands are staged to SITE_A by Rucio rules, processed, and the products
+are stored back into the DataLake with a second copy at SITE_B. Finally the science is scored
+against the simulation's truth, the stage timings are printed, and the commands to go on with,
+each runnable as printed from the project directory.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
+from .demo import ROOT, env_command, project_dir, shown, tool
 from .testbed.layout import Layout, default_dir
 from .testbed.orchestrator import Testbed
 from .testbed.seed import seed
 
-ROOT = Path(__file__).resolve().parents[3]  # workflow/lib/lofar_datalake -> project root
 DEMO_DIR = ROOT / "demo"
+# The sites a user can run the workflow as on this machine, with what makes each different.
+SITE_PROFILES = {
+    "profiles/local": "site A (inputs staged by Rucio rules)",
+    "profiles/local-site-b": "site B (inputs copied by FTS jobs)",
+}
 
 
 def simulate_demo_data(data: Path) -> None:
@@ -45,8 +52,10 @@ def testbed_args(bed: Testbed) -> list[str]:
             "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
 
 
-def write_demo_config(run_dir: Path, data: Path, products: str) -> Path:
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+def write_demo_config(run_dir: Path, data: Path, products: str, project: Path = ROOT) -> Path:
+    """The project's config, pointed at the observation in `data` (absolute paths: the run has
+    its own directory) and storing its products under `products`."""
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
     config |= {
         "input_mode": "datalake",
         "observations": str(data / "observations.tsv"),
@@ -85,50 +94,65 @@ def _science(run_dir: Path) -> None:
         print(f"    {path.name}: {keep}")
 
 
+def site_testbed_args(bed: Testbed, project: Path) -> list[str]:
+    """What a site profile (whose `.testbed/...` paths are relative to where Snakemake runs)
+    needs on the command line to reach `bed` from `project`: nothing when it is there."""
+    if (project / ".testbed").resolve() == bed.layout.root.resolve():
+        return []
+    return testbed_args(bed)
+
+
+def _show(text: str, commands: list[list[str] | str]) -> None:
+    print(f"==> {text}", flush=True)
+    for command in commands:
+        print(f"    $ {command if isinstance(command, str) else shlex.join(command)}", flush=True)
+
+
+def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stamp: str) -> None:
+    if Path.cwd().resolve() != project.resolve():
+        _show("the commands below run in the project directory:", [["cd", str(project)]])
+    products = f"lofar:products/demo-{stamp}"
+    listing = [tool("rucio", project), "list-dids", f"{products}/*", "--filter", "type=file"]
+    _show(f"products: {shown(run_dir, project)}/results and, in the DataLake, {products}/",
+          [f"{env_command(bed, project)}; {shlex.join(listing)}"])
+    # Snakemake takes the report's path from the run directory.
+    _show(f"the QA report of this run, figures with captions, as "
+          f"{shown(run_dir / 'report.html', project)}:", [[*run, "--report", "report.html"]])
+    _show("config/config.yaml names this observation: run the workflow on it yourself as "
+          + " or ".join(SITE_PROFILES.values()) + ":",
+          [[tool("snakemake", project), "--profile", profile, *site_testbed_args(bed, project)]
+           for profile in SITE_PROFILES])
+
+
 def run_pipeline_demo(state_dir: Path | None = None) -> int:
     bed = Testbed(Layout(state_dir or default_dir()))
     if not bed.status():
         print("the testbed is not fully up; run `lofar-datalake testbed up` first")
         return 1
-    data = DEMO_DIR / "data"
+    project = project_dir()
+    data = project / "demo" / "data"
     simulate_demo_data(data)
     print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
     seed(bed, data)
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    run_dir = DEMO_DIR / stamp
+    run_dir = project / "demo" / stamp
     run_dir.mkdir(parents=True)
-    config = write_demo_config(run_dir, data, products=f"products/demo-{stamp}")
-    command = [
-        str(Path(sys.executable).with_name("snakemake")),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(run_dir),
-        "--profile",
-        str(ROOT / "profiles" / "local"),
-        "--configfile",
-        str(config),
-        *testbed_args(bed),
-    ]
-    print("==> running the workflow at SITE_A in DataLake mode:", flush=True)
-    print("    " + " ".join(command), flush=True)
+    config = write_demo_config(run_dir, data, f"products/demo-{stamp}", project)
+    # Absolute DataLake paths: with --directory, Snakemake reads the profile's relative ones
+    # from the run directory.
+    run = [tool("snakemake", project), "--profile", "profiles/local",
+           "--directory", shown(run_dir, project), "--configfile", shown(config, project),
+           *testbed_args(bed)]
+    _show(f"running the workflow at SITE_A in DataLake mode, in {shown(run_dir, project)}:", [run])
     started = time.monotonic()
     env = {**os.environ, "X509_USER_PROXY": str(bed.pki.proxy)}
-    done = subprocess.run(command, env=env, check=False)
+    done = subprocess.run(run, cwd=project, env=env, check=False)
     if done.returncode != 0:
         print(f"the workflow failed (exit {done.returncode}); logs in {run_dir}/logs")
         return done.returncode
     print(f"    workflow done in {time.monotonic() - started:.0f} s", flush=True)
     _stage_table(run_dir)
     _science(run_dir)
-    print(f"==> products: {run_dir}/results and, in the DataLake, lofar:products/demo-{stamp}/")
-    print(
-        '    eval "$(.venv/bin/lofar-datalake testbed env)"; '
-        f".venv/bin/rucio list-dids 'lofar:products/demo-{stamp}/*' --filter type=file"
-    )
-    print(
-        f"    QA report: .venv/bin/snakemake -s Snakefile --directory {run_dir} "
-        f"--configfile {config} --profile profiles/local --report report.html"
-    )
+    _next_steps(bed, project, run, run_dir, stamp)
     return 0

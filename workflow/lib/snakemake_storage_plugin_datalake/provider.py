@@ -79,6 +79,8 @@ class StorageProvider(StorageProviderBase):
                              stage_ahead=self._workflow_inputs, journal=self.journal)
         self.outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id,
                                journal=self.journal)
+        if self.jobs.workflow():
+            self.outputs.workflow = str(self.jobs.workflow())
 
     def rucio(self) -> RucioAdapter:
         """The Rucio client, connected on first use (not while Snakemake merely starts)."""

@@ -16,7 +16,7 @@ from typing import Any
 from ..datalake.journal import read_events
 from ..datalake.rucio_adapter import DataLakeError, RucioAdapter
 from ..datalake.settings import ProviderConfig
-from . import accounting, runs
+from . import accounting, at_site, runs
 from .local_copy import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
 
@@ -41,11 +41,17 @@ class Comparison:
 
 def run_comparison(job: Comparison) -> int:
     """0: equivalent; 1: not equivalent; 2: a run failed (the verdict says which)."""
+    site = at_site.site_of(job.profile)
+    if site is not None:
+        site.check_out(job.out)
     job.out.mkdir(parents=True, exist_ok=True)
-    args = [*job.snakemake_args, *(["--profile", str(job.profile)] if job.profile else [])]
+    profile = site.profile if site else job.profile
+    args = [*job.snakemake_args, *(["--profile", str(profile)] if profile else [])]
     settings = provider_settings(job.profile, job.snakemake_args)
+    if site is not None:
+        settings = {**_site_settings(site), **settings}
     datalake = runs.run_snakemake(
-        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args
+        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, site=site
     )
     local = Run("local copy", job.out / "local")
     verdict: dict[str, Any] = {"equivalent": False, "notes": []}
@@ -54,15 +60,41 @@ def run_comparison(job: Comparison) -> int:
         dids = sorted(
             {e["did"] for e in read_events(datalake.workdir) if e.get("event") == "input"}
         )
-        copy_dir = job.local_copy or job.out / "local-copy"
+        copy_dir = job.local_copy or (
+            site.local_copy_dir(job.out) if site else job.out / "local-copy")
         if job.local_copy is None:
             copy = make_local_copy(dids, copy_dir, settings)
+            if site is not None:
+                at_site.make_readable(copy_dir)
+                site.site.hand_to_jobs(copy_dir)
         else:
             copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
             verdict["notes"].append(f"local copy given: {copy_dir} (used as it is)")
-        runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)])
+        if site is not None:
+            # A pool's jobs take this directory with them (its profile lists it); a
+            # local-copy run has no DataLake credential to put there.
+            (local.workdir / ".snakemake" / "datalake-credential").mkdir(parents=True,
+                                                                         exist_ok=True)
+        runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)],
+                           site=site)
+    if site is not None:
+        verdict["site"] = {
+            "datalake": site.describe(datalake.workdir, at_site.config_of(args)),
+            "local": site.describe(local.workdir, at_site.config_of(args)),
+        }
     rucio = lazy_rucio(ProviderConfig.parse(dict(settings)))
     return judge(job, datalake, local, verdict, rucio=rucio, copy=copy)
+
+
+def _site_settings(site: at_site.SiteRuns) -> dict[str, Any]:
+    """What the site's environment gives the plugin (its Rucio configuration, CA bundle)."""
+    env = site.env()
+    found: dict[str, Any] = {}
+    if env.get("RUCIO_CONFIG"):
+        found["rucio_config"] = env["RUCIO_CONFIG"]
+    if env.get("LOFAR_DATALAKE_CA_BUNDLE"):
+        found["ca_bundle"] = env["LOFAR_DATALAKE_CA_BUNDLE"]
+    return found
 
 
 def judge(
@@ -296,9 +328,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _has_workflow(args: Sequence[str]) -> bool:
+    """A Snakefile Snakemake would find: given with -s/--snakefile, or where it runs."""
+    if any(a in ("-s", "--snakefile") or a.startswith("--snakefile=") for a in args):
+        return True
+    names = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
+    return any(Path(n).is_file() for n in names)
+
+
 def main(args: argparse.Namespace) -> int:
     extra: Sequence[str] = list(args.snakemake_args)
-    out = args.out or Path(f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}")
+    if not args.demo and not _has_workflow(extra):
+        raise ValueError(
+            f"no workflow to compare: no Snakefile in {Path.cwd()} and none given; name one "
+            "after `--` (lofar-datalake compare [--profile P] -- -s path/to/Snakefile ...), "
+            "or use --demo for the demo observation")
+    site = at_site.site_of(args.profile)
+    out = args.out or (site.default_out() if site else
+                       Path(f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}"))
     job = Comparison(
         out=out.resolve(),
         snakemake_args=list(extra),

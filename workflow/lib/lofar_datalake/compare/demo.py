@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from ..demo_pipeline import (
     DEMO_DIR,
@@ -17,6 +20,23 @@ from ..demo_pipeline import (
 from ..testbed.layout import Layout, default_dir
 from ..testbed.orchestrator import Testbed
 from ..testbed.seed import seed
+from .at_site import make_readable, site_of
+
+IMAGE_CACHE = Path(os.environ.get("LOFAR_DATALAKE_IMAGE_CACHE", "/var/cache/lofar-datalake"))
+
+
+def _name_stage_images(config: Path) -> None:
+    """The stage images built from the recipes (once; cached by recipe digest), named in the
+    run's config: a site profile with Apptainer runs every job in them."""
+    from ..containers import build_all
+
+    print(f"==> stage images (built once into {IMAGE_CACHE / 'images'}, ~3 min)", flush=True)
+    images = build_all(IMAGE_CACHE / "images", cache=IMAGE_CACHE / "debootstrap",
+                       say=lambda m: print(f"    {m}", flush=True))
+    values = yaml.safe_load(config.read_text())
+    values["containers"] = {family: str(path) for family, path in images.items()}
+    config.write_text(yaml.safe_dump(values, sort_keys=False))
+
 
 if TYPE_CHECKING:
     from .command import Comparison
@@ -28,11 +48,13 @@ def prepare_demo(job: Comparison, fresh: bool = False) -> None:
     bed = Testbed(Layout(default_dir()))
     if not bed.status():
         raise RuntimeError("the local DataLake is not fully up; run `lofar-datalake testbed up`")
+    site = site_of(job.profile, bed.layout)
     if fresh:
         from ..simulate.observation import SimulationParams, simulate
 
         obsid = 800000 + int(time.time()) % 100000 * 2
-        data = job.out / "data"
+        # At a site, where its jobs can read the sheet and the sky model.
+        data = (site.site.shared_area() / job.out.name if site else job.out) / "data"
         print(f"==> simulating a new observation L{obsid}/L{obsid + 1} into {data}", flush=True)
         simulate(SimulationParams(seed=1, sky_seed=1, calibrator_obsid=obsid,
                                   target_obsid=obsid + 1), data)
@@ -47,15 +69,21 @@ def prepare_demo(job: Comparison, fresh: bool = False) -> None:
     config = write_demo_config(job.out, data, products=f"products/compare-{stamp}")
     os.environ.setdefault("X509_USER_PROXY", str(bed.pki.proxy))
     job.profile = job.profile or ROOT / "profiles" / "local"
+    if site is not None and site.uses_containers():
+        _name_stage_images(config)
+    if site is not None:
+        make_readable(data)
     job.snakemake_args = [
         "-s",
         str(ROOT / "Snakefile"),
         "--configfile",
         str(config),
-        *testbed_args(bed),
+        # A site's access point has its own client setup (the site's environment).
+        *(testbed_args(bed) if site is None else []),
         *job.snakemake_args,
     ]
     job.description = {
+        **({"site": site.kind} if site else {}),
         "observation": "simulated demo observation (calibrator + target beam)",
         "data": str(data),
     }

@@ -12,10 +12,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..datalake import request_counter
 from ..datalake.journal import read_events
+
+if TYPE_CHECKING:
+    from .at_site import SiteRuns
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -35,19 +38,28 @@ class Run:
         return self.workdir / ".snakemake" / "datalake" / "rucio-requests.txt"
 
 
-def run_snakemake(run: Run, args: Sequence[str], env: dict[str, str] | None = None) -> Run:
-    """Run Snakemake in `run.workdir` with its output in a log file there."""
+def run_snakemake(run: Run, args: Sequence[str], env: dict[str, str] | None = None,
+                  site: SiteRuns | None = None) -> Run:
+    """Run Snakemake in `run.workdir` with its output in a log file there; at a testbed site
+    through the site's access point."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     run.requests_file.parent.mkdir(parents=True, exist_ok=True)
     run.requests_file.unlink(missing_ok=True)
     run.log = run.workdir / "snakemake.log"
-    cmd = [SNAKEMAKE, "--directory", str(run.workdir), *args]
-    print(f"==> {run.label} run in {run.workdir}", flush=True)
-    environment = {**os.environ, **(env or {}), request_counter.ENV_VAR: str(run.requests_file)}
+    counter = {request_counter.ENV_VAR: str(run.requests_file)}
+    if site is None:
+        cmd = [SNAKEMAKE, "--directory", str(run.workdir), *args]
+    else:
+        site.prepare(run.workdir)
+        cmd = site.command(run.workdir, list(args), {**site.env(), **(env or {}), **counter})
+    where = f" at the testbed's {site.kind} site ({site.executor} executor)" if site else ""
+    print(f"==> {run.label} run in {run.workdir}{where}", flush=True)
+    environment = {**os.environ, **(site.env() if site else {}), **(env or {}), **counter}
     run.started = time.time()
     with open(run.log, "w") as log:
         done = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False,
+            cwd=run.workdir,
         )
     run.wall_s = time.time() - run.started
     run.exit_code = done.returncode

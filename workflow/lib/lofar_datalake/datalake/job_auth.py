@@ -48,6 +48,10 @@ class JobAuthority:
         """The submitting process's run id, in a job that has its credential."""
         return self._credential.run_id if self._credential else None
 
+    def workflow(self) -> str | None:
+        """The submitting process's workflow name (a job's own directory is a sandbox)."""
+        return self._credential.workflow if self._credential else None
+
     def journal_id(self, run_id: str) -> str:
         """Each process writes its own journal; a job's file names its run and itself."""
         return f"{run_id}-job-{secrets.token_hex(3)}" if self.is_job else run_id
@@ -91,9 +95,11 @@ class JobAuthority:
             public.setdefault("client", {}).update(
                 {"rucio_host": str(client.host), "auth_host": auth_host,
                  "auth_type": auth_type, "account": adapter.account})
-            return jc.JobCredential(adapter.account, run_id, expires, public, token, proxy)
+            return jc.JobCredential(adapter.account, run_id, expires, public, token, proxy,
+                                    workflow=workflow)
 
         path = (Path.cwd() / jc.DEFAULT_PATH).resolve()
+        workflow = Path.cwd().name
         first = issue()
         jc.write(first, path)
         self._renewer = jc.Renewer(issue, path, first)

@@ -52,6 +52,7 @@ class JobCredential:
     rucio_config: dict[str, dict[str, str]]  # the submit host's, secrets removed
     token: str = field(repr=False)
     x509_proxy: str | None = field(default=None, repr=False)
+    workflow: str | None = None  # the submitter's name for the run's products dataset
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

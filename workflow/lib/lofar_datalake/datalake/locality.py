@@ -16,8 +16,6 @@ from urllib.parse import unquote, urlparse
 from .resolver import FileInfo
 from .settings import Mount
 
-READABLE_SCHEMES = ("file", "https", "davs")
-
 
 @dataclass(frozen=True)
 class Source:

@@ -19,11 +19,17 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .query import SCHEME, has_wildcards, to_query
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
+
+READABLE_SCHEMES = ("file", "https", "davs")
+# Seconds a "not there" answer is trusted: long enough for one DAG build to ask about every
+# file once per pass, short enough that a file stored by a remote job is seen at once.
+MISSING_TTL = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,9 @@ class Resolver:
     _pending: dict[Did, None] = field(default_factory=dict)  # insertion-ordered set
     _templates: dict[tuple[str, str], Template] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    # When each "no such file" answer was given: it is asked again once it is older than
+    # MISSING_TTL, since a job elsewhere (a grid worker) may have stored the file meanwhile.
+    _missing_at: dict[Did, float] = field(default_factory=dict)
     passes: int = 0
 
     @property
@@ -126,7 +135,15 @@ class Resolver:
                 self._pending[did] = None
                 self._expand_templates(did)
                 self._resolve(list(self._pending))
+            elif did in self._missing_at and self._stale(did):
+                # All stale answers at once: one bulk pass however many are asked about.
+                now = time.monotonic()
+                stale = [d for d, t in self._missing_at.items() if now - t > MISSING_TTL]
+                self._resolve(list(dict.fromkeys([*stale, *self._pending])))
             return self._known.get(did)
+
+    def _stale(self, did: Did) -> bool:
+        return time.monotonic() - self._missing_at[did] > MISSING_TTL
 
     def refresh(self, dids: Iterable[Did]) -> None:
         """Resolve again, e.g. after replicas were added by staging."""
@@ -175,7 +192,10 @@ class Resolver:
         if not dids:
             return
         self.passes += 1
-        replicas = {Did(r["scope"], r["name"]): r for r in self.rucio.list_replicas(dids)}
+        # Every readable protocol's PFN, not only each RSE's preferred one: a worker that
+        # cannot see an RSE's file system reads the same replica over https instead.
+        replicas = {Did(r["scope"], r["name"]): r
+                    for r in self.rucio.list_replicas(dids, schemes=READABLE_SCHEMES)}
         metas = {Did(m["scope"], m["name"]): m for m in self.rucio.get_metadata_bulk(dids)}
         missing = []
         for did in dids:
@@ -183,9 +203,15 @@ class Resolver:
             self._pending.pop(did, None)
             if meta is None:
                 self._known[did] = None
+                self._missing_at[did] = time.monotonic()
                 missing.append(did)
                 continue
-            self._known[did] = _file_info(did, meta, replicas.get(did))
+            info = _file_info(did, meta, replicas.get(did))
+            self._known[did] = info
+            if info.exists:
+                self._missing_at.pop(did, None)
+            else:
+                self._missing_at[did] = time.monotonic()
         log.debug("resolved %d DIDs in one pass (%d not in the DataLake)", len(dids),
                   len(missing))
 

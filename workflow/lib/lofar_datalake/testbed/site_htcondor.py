@@ -17,6 +17,7 @@ uses it, and `down` never stops a pool that is not this testbed's.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -29,9 +30,12 @@ import psutil
 from . import htcondor_chroot
 from .htcondor import HTCondorPool
 from .layout import LOOPBACK, Layout
-from .sites import SITE_RSES
+from .sites import SITE_RSES, hand_credentials
 
 START_TIMEOUT = 60.0
+# The first line of every job's output (profiles/htcondor-site/job-wrapper.sh).
+JOB_LINE = re.compile(r"lofar-datalake job: host=(?P<host>\S+) user=(?P<user>\S+) "
+                      r"sandbox=(?P<sandbox>\S+)")
 # Daemons the master runs, and the ad type each one advertises to the collector.
 DAEMON_ADS = {
     "collector": "Collector",
@@ -70,6 +74,7 @@ class TestbedHTCondor:
         self._ensure_chroot()
         self._publish_ca()
         self.run_area()
+        self.client_env()
         if self.healthy():
             print(f"    HTCondor pool up (127.0.0.1:{self.pool.port()})", flush=True)
             return
@@ -132,7 +137,7 @@ class TestbedHTCondor:
             rows.append((name, _state(proc, ad is None or ad in ads), proc, roles[name]))
         return [(n, s, str(p.pid) if p else "-", w) for n, s, p, w in rows]
 
-    def exec_prefix(self, cwd: Path) -> list[str]:
+    def exec_prefix(self, cwd: Path, extra_env: dict[str, str] | None = None) -> list[str]:
         cwd = cwd.resolve()
         visible = [self.pool.root, *self.pool.software]
         if not any(cwd == p or p in cwd.parents for p in visible):
@@ -141,10 +146,50 @@ class TestbedHTCondor:
                 f"directory below {self.pool.root / 'submit'} (or the read-only software: "
                 f"{', '.join(str(p) for p in self.pool.software)})"
             )
-        return self.pool.exec_prefix(cwd)
+        return self.pool.exec_prefix(cwd, extra_env)
 
     def env(self) -> dict[str, str]:
         return self.pool.env()
+
+    def client_env(self) -> dict[str, str]:
+        """The submitter's DataLake client setup on the access point: its own copies of the
+        account's Rucio configuration and proxy (0600, as in a user's home on a real access
+        point), the CA bundle, and the software paths the profile names."""
+        uid = htcondor_chroot.SUBMITTER[1]
+        rucio = hand_credentials(self.layout, self.pool.home / ".rucio", uid)
+        return {
+            **self.env(),
+            **rucio,
+            "LOFAR_DATALAKE_CA_BUNDLE": str(self.ca_bundle()),
+            "LOFAR_DATALAKE_CHECKOUT": str(_checkout()),
+            "LOFAR_DATALAKE_VENV": str(Path(sys.prefix)),
+            "LOFAR_DATALAKE_PYTHON": str(Path(sys.base_prefix).resolve()),
+        }
+
+    def shared_area(self) -> Path:
+        """Storage the pool's jobs can read (as a site's own disk): `<pool root>/storage`."""
+        area = self.pool.root / "storage"
+        area.mkdir(parents=True, exist_ok=True)
+        area.chmod(0o755)  # read by the job account
+        return area
+
+    def hand_to_jobs(self, path: Path) -> None:
+        """Site storage the job account writes (a local copy takes the run's products)."""
+        subprocess.run(["chown", "-R", f"{htcondor_chroot.EXECUTE_USER[1]}:"
+                        f"{htcondor_chroot.EXECUTE_USER[1]}", str(path)], check=True)
+
+    def job_placements(self, workdir: Path) -> list[dict[str, str]]:
+        """Where each job of a run in `workdir` ran: the line the job wrapper writes first
+        into the job's output (host, account, sandbox), with its rule and HTCondor cluster."""
+        found = []
+        for out in sorted((workdir / ".snakemake" / "htcondor").glob("*/*.out")):
+            match = JOB_LINE.search(out.read_text(errors="replace"))
+            rule, _, cluster = out.stem.rpartition("_")
+            if match:
+                found.append({"rule": rule.rsplit("-", 1)[0], "cluster": cluster,
+                              "host": match["host"], "user": match["user"],
+                              "sandbox": match["sandbox"]})
+        return found
 
     def run_area(self) -> Path:
         """`<pool root>/submit`: the submitter's; others may pass but not list it."""

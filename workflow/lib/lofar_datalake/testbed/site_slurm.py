@@ -188,9 +188,52 @@ class TestbedSlurm:
             rows.append((proc.name, state, pid, where[proc.name]))
         return rows
 
-    def exec_prefix(self, cwd: Path) -> list[str]:
+    def exec_prefix(self, cwd: Path, extra_env: dict[str, str] | None = None) -> list[str]:
         # The host is the access point: the relay brings slurmctld's port to it.
-        return ["env", "-C", str(cwd)]
+        return ["env", "-C", str(cwd), *(f"{k}={v}" for k, v in (extra_env or {}).items())]
+
+    def client_env(self) -> dict[str, str]:
+        """A DataLake user on this cluster's access point (the host): the testbed's client
+        configuration, the site's storage bound into every container (APPTAINER_BIND), and
+        `apptainer` itself where it is not installed (the Podman launcher)."""
+        from .pki import ensure_pki
+
+        pki = ensure_pki(self.layout.pki_dir)
+        storage = [self.layout.rse_dir(self.rse), self.shared_area()]
+        env = {
+            **self.env(),
+            "RUCIO_CONFIG": str(self.layout.client_config),
+            "X509_USER_PROXY": str(pki.proxy),
+            "LOFAR_DATALAKE_CA_BUNDLE": str(pki.ca_cert),
+            "APPTAINER_BIND": ",".join(f"{p}:{p}:ro" for p in storage),
+        }
+        if shutil.which("apptainer") is None:
+            from . import launchers
+
+            env["PATH"] = f"{Path(launchers.__file__).parent}:{os.environ.get('PATH', '')}"
+        return env
+
+    def shared_area(self) -> Path:
+        """Site storage on the shared file system (e.g. a comparison's local copy)."""
+        area = self.root / "storage"
+        area.mkdir(parents=True, exist_ok=True)
+        return area
+
+    def hand_to_jobs(self, path: Path) -> None:
+        """Jobs run as the submitting user on the shared file system: nothing to hand over."""
+
+    def job_placements(self, workdir: Path) -> list[dict[str, str]]:
+        """Each Slurm job of the run in `workdir` (the executor's per-job log names it) with
+        Slurm's own record of where it ran and how it ended."""
+        records = {r.get("JobId"): r for r in self.cluster().finished_jobs()}
+        found = []
+        for log in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")):
+            rule_dir = next((p for p in log.parents if p.name.startswith("rule_")), None)
+            record = records.get(log.stem, {})
+            found.append({"rule": rule_dir.name.removeprefix("rule_") if rule_dir else "?",
+                          "slurm_job": log.stem, "node": record.get("NodeList", "?"),
+                          "state": record.get("JobState", "?")})
+        return found
 
     def env(self) -> dict[str, str]:
         return self.cluster().env()

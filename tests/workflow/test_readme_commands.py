@@ -122,7 +122,7 @@ def _documented_site_commands() -> list[str]:
     found = []
     for doc in DOCS:
         for block in re.findall(r"```sh\n(.*?)```", (REPO / doc).read_text(), re.S):
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():
                 if line.split()[:1] not in (["snakemake"], [".venv/bin/snakemake"]):
                     continue
                 if set(shlex.split(line, comments=True)) & set(SITE_PROFILES):

@@ -3,6 +3,8 @@
 Upload a file to SITE_A, replicate it to SITE_B (posix) and SITE_C (WebDAV) through Rucio rules
 (the conveyor daemons hand the copies to the FTS service), download it back from SITE_C and check
 that every copy has the original's adler32.
+
+Also how both demos print a command: as typed in the user's directory, so that it runs as printed.
 """
 
 from __future__ import annotations

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
 from lofar_datalake.testbed.layout import Layout
 from lofar_datalake.testbed.orchestrator import Testbed
 
@@ -69,3 +73,49 @@ def rucio(testbed: Testbed, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RUCIO_CONFIG", str(testbed.layout.client_config))
     monkeypatch.setenv("X509_USER_PROXY", str(testbed.pki.proxy))
     return RucioAdapter()
+
+
+@dataclass(frozen=True)
+class Seeded:
+    did: Did
+    rse: str
+    path: Path  # where the replica's bytes are on disk
+    data: bytes
+
+
+@pytest.fixture()
+def seed(testbed, rucio: RucioAdapter) -> Callable[..., list[Seeded]]:
+    """Write files straight into an RSE's directory and register them with one bulk
+    `add_replicas` (uploading 1,000 files one by one takes minutes)."""
+    from rucio.rse import rsemanager
+
+    def make(names: Sequence[str], rse: str, size: int = 256, scope: str = "lofar") -> list[Seeded]:
+        info = rucio.rse_info(rse)
+        lfns = [{"scope": scope, "name": n} for n in names]
+        pfns = rsemanager.lfns2pfns(info, lfns, operation="write", scheme="file")
+        out, files = [], []
+        for name in names:
+            did = Did(scope, name)
+            path = Path(pfns[str(did)].removeprefix("file://"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(size) + name.encode()
+            path.write_bytes(data)
+            files.append(
+                {
+                    "scope": scope,
+                    "name": name,
+                    "bytes": len(data),
+                    "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+                }
+            )
+            out.append(Seeded(did, rse, path, data))
+        rucio.add_replicas(rse, files)
+        return out
+
+    return make
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A fresh name prefix, so tests never see each other's files."""
+    return f"tests/{time.time_ns()}"

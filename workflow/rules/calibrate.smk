@@ -2,7 +2,7 @@ rule calibrate:
     """Solve the calibrator's station gains against its sky model (DP3 DDECal) into an h5parm."""
     input:
         ms="work/averaged/{obs}_SB{sb}.MS",
-        skymodel=config["calibration"]["skymodel"],
+        skymodel=configured_file("calibration.skymodel"),
     output:
         "results/{obs}/calibration/{obs}_SB{sb}.h5",
     params:

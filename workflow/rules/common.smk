@@ -39,6 +39,26 @@ if _problems:
                         + "\n  ".join(_problems))
 
 
+def missing_file(key, path):
+    return (f"{key}: {path} does not exist (in {Path.cwd()}). The shipped config/config.yaml "
+            f"names the demo observation: run `make demo` first, or set `{key}` to your own.")
+
+
+def configured_file(key):
+    """An input or params function for the path config key `key` (dotted) names, checked as
+    the DAG is built (not when the Snakefile is read: `--lint` and jobs need none of them)."""
+
+    def existing(wildcards):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        if value and not Path(value).exists():
+            raise WorkflowError(missing_file(key, value))
+        return value
+
+    return existing
+
+
 def read_observations(path):
     """Rows of the observation sheet, all validated before any is used (no pandas needed)."""
     with open(path, newline="") as fh:
@@ -59,6 +79,8 @@ def read_observations(path):
     return rows
 
 
+if not Path(config["observations"]).is_file():
+    raise WorkflowError(missing_file("observations", config["observations"]))
 OBSERVATIONS = read_observations(config["observations"])
 CALIBRATORS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "calibrator"})
 TARGETS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "target"})

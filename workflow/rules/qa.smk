@@ -14,7 +14,7 @@ rule qa_flags:
         table="results/{obs}/qa/{obs}_SB{sb}_flags.tsv",
         scores="results/{obs}/qa/{obs}_SB{sb}_flags.json",
     params:
-        truth=TRUTH,
+        truth=configured_file("truth"),
     log:
         "logs/qa_flags/{obs}_SB{sb}.log",
     benchmark:
@@ -41,7 +41,7 @@ rule qa_gains:
         ),
         scores="results/{obs}/qa/{obs}_SB{sb}_gains.json",
     params:
-        truth=TRUTH,
+        truth=configured_file("truth"),
     log:
         "logs/qa_gains/{obs}_SB{sb}.log",
     benchmark:
@@ -77,7 +77,7 @@ rule qa_sources:
         matches="results/{obs}/qa/{obs}_matches.csv",
         scores="results/{obs}/qa/{obs}_sources.json",
     params:
-        truth=TRUTH,
+        truth=configured_file("truth"),
         settings=config["qa"],
     log:
         "logs/qa_sources/{obs}.log",

@@ -51,8 +51,11 @@ def _testbed_exec(bed: object, args: argparse.Namespace) -> int:
         )
     site = compute_site(layout, kinds[0])
     cwd = (args.cwd or Path.cwd()).resolve()
-    env = {**os.environ, **site.env()}
-    return subprocess.run([*site.exec_prefix(cwd), *args.snakemake_args], env=env).returncode
+    # The site's DataLake client setup and the paths its profile names (no secrets: those
+    # stay in the files these name).
+    client = site.client_env()
+    prefix = site.exec_prefix(cwd, client)
+    return subprocess.run([*prefix, *args.snakemake_args], env={**os.environ, **client}).returncode
 
 
 def _demo_command(args: argparse.Namespace) -> int:

@@ -81,6 +81,12 @@ class SiteRuns:
     def env(self) -> dict[str, str]:
         return self.site.client_env()
 
+    def bind_env(self, directories: list[Path]) -> dict[str, str]:
+        """APPTAINER_BIND with these directories (read-only) after the site's own binds."""
+        own = self.env().get("APPTAINER_BIND", "")
+        extra = [f"{d}:{d}:ro" for d in dict.fromkeys(directories)]
+        return {"APPTAINER_BIND": ",".join(filter(None, [own, *extra]))}
+
     def local_copy_dir(self, out: Path) -> Path:
         """Where the local copy lives: storage the site's workers can read (on a pool without
         a shared file system, the site's shared storage area, as a site's own disk is)."""

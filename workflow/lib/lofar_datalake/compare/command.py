@@ -36,6 +36,9 @@ class Comparison:
     datalake_workdir: Path | None = None
     local_copy: Path | None = None  # an existing copy to run against, used as it is
     only: set[str] | None = None  # compare just these products (paths under `products`)
+    # Directories the runs' containers must see besides the site's storage (the observation's
+    # sheet, sky model and truth at a site whose jobs run in containers).
+    binds: list[Path] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
 
 
@@ -49,9 +52,10 @@ def run_comparison(job: Comparison) -> int:
     args = [*job.snakemake_args, *(["--profile", str(profile)] if profile else [])]
     settings = provider_settings(job.profile, job.snakemake_args)
     if site is not None:
-        settings = {**_site_settings(site), **settings}
+        settings = {**settings, **_site_settings(site)}
+    env = site.bind_env(job.binds) if site is not None else None
     datalake = runs.run_snakemake(
-        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, site=site
+        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, env=env, site=site
     )
     local = Run("local copy", job.out / "local")
     verdict: dict[str, Any] = {"equivalent": False, "notes": []}
@@ -76,6 +80,7 @@ def run_comparison(job: Comparison) -> int:
             (local.workdir / ".snakemake" / "datalake-credential").mkdir(parents=True,
                                                                          exist_ok=True)
         runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)],
+                           env=site.bind_env([*job.binds, copy_dir]) if site else None,
                            site=site)
     if site is not None:
         verdict["site"] = {

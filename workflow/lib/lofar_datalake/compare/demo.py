@@ -73,6 +73,7 @@ def prepare_demo(job: Comparison, fresh: bool = False) -> None:
         _name_stage_images(config)
     if site is not None:
         make_readable(data)
+        job.binds.append(data.resolve())
     job.snakemake_args = [
         "-s",
         str(ROOT / "Snakefile"),

@@ -39,6 +39,8 @@ def provider_settings(profile: Path | None, args: Sequence[str]) -> dict[str, An
     if profile is not None and (profile / "config.yaml").is_file():
         for key, value in (yaml.safe_load((profile / "config.yaml").read_text()) or {}).items():
             if str(key).startswith(PREFIX[2:]):
+                # As Snakemake reads profile values: environment variables expanded.
+                value = os.path.expandvars(value) if isinstance(value, str) else value
                 raw[str(key)[len(PREFIX) - 2 :].replace("-", "_")] = value
     items = list(args)
     for i, item in enumerate(items):

@@ -68,7 +68,8 @@ class OfflineCopy:
         pass
 
     def get(self, did: Did) -> FileInfo | None:
-        if did not in self._known:
+        # "Not there" is never cached: a job elsewhere (a grid worker) may write it any time.
+        if self._known.get(did) is None:
             self._known[did] = self._info(did)
         return self._known[did]
 

@@ -1,0 +1,136 @@
+"""What the site comparison tests share: running `lofar-datalake compare --demo` at a testbed
+site, sampling what a batch system and the machine show while it runs (process lists, job
+records), and the science of a run's products against the simulation's truth (not a test
+module: pytest would collect functions named test*)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lofar_datalake.pipeline import crossmatch
+from lofar_datalake.pipeline.catalogue import read_catalogue
+from lofar_datalake.pipeline.qa import image_frequency
+from lofar_datalake.simulate import truth
+
+CLI = str(Path(sys.executable).with_name("lofar-datalake"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Compared:
+    code: int
+    output: str
+    out: Path
+    verdict: dict[str, Any]
+
+    def data(self) -> Path:
+        """The simulated observation the comparison ran on (sheet, sky model, truth)."""
+        return Path(self.verdict["workflow"]["data"])
+
+
+def compare_at(profile: str, out: Path, testbed_dir: Path, timeout: float,
+               env: dict[str, str] | None = None) -> Compared:
+    """`compare --demo --fresh-observation --profile profiles/<profile>`: a new observation,
+    so that every input is staged for real."""
+    cmd = [CLI, "compare", "--demo", "--fresh-observation", "--profile",
+           str(REPO / "profiles" / profile), "--out", str(out)]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, "LOFAR_DATALAKE_TESTBED_DIR": str(testbed_dir), **(env or {})},
+    )
+    verdict_file = out / "verdict.json"
+    verdict = json.loads(verdict_file.read_text()) if verdict_file.is_file() else {}
+    return Compared(done.returncode, done.stdout + done.stderr, out, verdict)
+
+
+def logs_of(run: Path, chars: int = 3000) -> str:
+    """The end of Snakemake's log and of every batch job's error output, for a failure."""
+    parts = [f"--- snakemake.log\n{(run / 'snakemake.log').read_text()[-chars:]}"
+             if (run / "snakemake.log").is_file() else ""]
+    for path in sorted((run / ".snakemake").glob("*/*/*.err")) + sorted(
+            (run / ".snakemake" / "slurm_logs").rglob("*.log")):
+        parts.append(f"--- {path.relative_to(run)}\n{path.read_text()[-1500:]}")
+    return "\n".join(parts)[-20000:]
+
+
+def check_science(run: Path, data: Path) -> None:
+    """Every simulated target source found by the run at its true position and flux."""
+    with open(data / "observations.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    obs = next(r["observation"] for r in rows if r["role"] == "target")
+    catalogue = read_catalogue(run / f"results/{obs}/catalogue/{obs}.srl.csv")
+    matches = crossmatch.crossmatch(
+        truth.read_target_sources(data / "truth"), np.asarray(catalogue["RA"]),
+        np.asarray(catalogue["DEC"]), np.asarray(catalogue["Total_flux"]),
+        image_frequency(run / f"results/{obs}/image/{obs}-image.fits"), radius_arcsec=10.0,
+    )  # fmt: skip
+    assert matches, "no simulated sources to match"
+    for m in matches:
+        assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m
+
+
+@dataclass
+class Sampler:
+    """Samples text a person on the machine could read while a run goes on (`ps` argument
+    lists, a batch system's job records), every `every` seconds, until stopped."""
+
+    probes: dict[str, Callable[[], str]]
+    every: float = 0.5
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, probe in self.probes.items():
+                try:
+                    self.seen.setdefault(name, set()).add(probe())
+                except (OSError, subprocess.SubprocessError):
+                    continue
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def containing(self, secret: str) -> list[str]:
+        return [name for name, texts in self.seen.items() if any(secret in t for t in texts)]
+
+
+def process_args() -> str:
+    return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
+                          timeout=20).stdout
+
+
+def files_containing(secret: str, roots: list[Path], skip: tuple[Path, ...] = ()) -> list[Path]:
+    """Files below `roots` whose bytes contain `secret`, except the ones in `skip` (the
+    credential files that must hold it)."""
+    needle = secret.encode()
+    found = []
+    for root in roots:
+        for path in root.rglob("*") if root.is_dir() else [root]:
+            if path in skip or not path.is_file() or path.is_symlink():
+                continue
+            try:
+                if needle in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue
+    return found

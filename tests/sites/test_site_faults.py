@@ -1,0 +1,187 @@
+"""Faults at the testbed's sites, with small workflows run the way a site's user runs them
+(`lofar-datalake testbed exec <site> -- snakemake --profile profiles/testbed-<site>`):
+
+- an HTCondor worker that cannot reach the storage endpoint of the best replica reads the next
+  replica over https;
+- a held HTCondor job fails the run, naming the job and HTCondor's hold reason, and leaves
+  nothing in the queue;
+- a Slurm job killed while it runs is submitted again and succeeds, and its input is not
+  staged a second time.
+
+About 2 min on 2 cores (the sites start once per module).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import site_run
+
+from lofar_datalake.datalake.journal import read_events
+from lofar_datalake.testbed import components, htcondor_chroot, orchestrator, sites
+from lofar_datalake.testbed.slurm import SYSTEM_CONF
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.sites]
+
+CLI = str(Path(sys.executable).with_name("lofar-datalake"))
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 300
+
+
+def _site(bed: orchestrator.Testbed, kind: str) -> Iterator[Any]:
+    bed.up([kind])
+    site = sites.compute_site(bed.layout, kind)
+    try:
+        yield site
+    finally:
+        site.down()
+        sites.remember(bed.layout, [k for k in sites.started_kinds(bed.layout) if k != kind])
+
+
+@pytest.fixture(scope="module")
+def pool(testbed_session: orchestrator.Testbed) -> Iterator[Any]:
+    needed = ("chroot", "mount", "umount")
+    if not htcondor_chroot.is_complete(htcondor_chroot.chroot_path()):
+        needed += ("debootstrap",)
+    site_run.require(needed, "the testbed's HTCondor pool")
+    yield from _site(testbed_session, "htcondor")
+
+
+@pytest.fixture(scope="module")
+def cluster(testbed_session: orchestrator.Testbed) -> Iterator[Any]:
+    site_run.require(("munged", "slurmctld", "slurmd", "sbatch", "scancel", "nsenter", "ip"),
+                     "the testbed's Slurm site")
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
+    yield from _site(testbed_session, "slurm")
+
+
+def _exec(bed: orchestrator.Testbed, kind: str, run: Path, *args: str) -> list[str]:
+    """`testbed exec <kind>`: Snakemake on the site's access point with the site's profile."""
+    return [CLI, "testbed", "exec", kind, "--dir", str(bed.layout.root), "--cwd", str(run),
+            "--", SNAKEMAKE, "-s", "Snakefile",
+            "--profile", str(REPO / "profiles" / f"testbed-{kind}"), *args]
+
+
+def _run_dir(site: Any, name: str, snakefile: str) -> Path:
+    run = site.run_area() / f"{name}-{time.time_ns()}"
+    run.mkdir(parents=True)
+    (run / "Snakefile").write_text(snakefile)
+    site.prepare_run_dir(run)
+    return run
+
+
+def test_a_worker_that_cannot_reach_the_best_replica_reads_the_next(
+        testbed_session: orchestrator.Testbed, pool: Any, seed: Callable[..., Any],
+        unique: str) -> None:
+    name = f"{unique}/endpoint.dat"
+    # The pool's own RSE is tried first; a second replica sits at SITE_B.
+    first = seed([name], "SITE_HTCONDOR_DAV", size=4096)[0]
+    seed([name], "SITE_B_DISK", size=4096)
+    run = _run_dir(pool, "endpoint", f"""
+rule all:
+    input: "copied.dat"
+
+rule read:
+    input: storage.datalake("datalake://lofar/{name}")
+    output: "copied.dat"
+    shell: "cp {{input}} {{output}}"
+""")
+    layout = testbed_session.layout
+    dav = next(p for p in components.webdav_servers(layout, layout.ports(), testbed_session.pki)
+               if p.name == "webdav-SITE_HTCONDOR_DAV")
+    dav.stop()
+    try:
+        done = subprocess.run(_exec(testbed_session, "htcondor", run), capture_output=True,
+                              text=True, timeout=RUN_TIMEOUT_S)
+    finally:
+        testbed_session.up()  # the endpoint back for the tests after this one
+    log = done.stdout + done.stderr
+    job_err = "\n".join(p.read_text() for p in (run / ".snakemake" / "htcondor").rglob("*.err"))
+    assert done.returncode == 0, log[-4000:] + job_err[-4000:]
+    assert (run / "copied.dat").read_bytes() == first.data
+    reads = [e for e in read_events(run) if e["event"] == "input"]
+    assert [(e["rse"], e["how"]) for e in reads] == [("SITE_B_DISK", "https from SITE_B_DISK")]
+    port = layout.ports()["dav_SITE_HTCONDOR_DAV"]
+    assert f"https://127.0.0.1:{port}" in job_err and "Connection refused" in job_err, job_err
+
+
+def test_a_held_htcondor_job_fails_the_run_naming_the_job_and_the_reason(
+        testbed_session: orchestrator.Testbed, pool: Any) -> None:
+    run = _run_dir(pool, "held", """
+rule all:
+    input: "made.txt"
+
+rule make:
+    output: "made.txt"
+    resources: htcondor_transfer_input_files="no-such-input.dat"
+    shell: "echo made > {output}"
+""")
+    done = subprocess.run(_exec(testbed_session, "htcondor", run), capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT_S)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-3000:]
+    held = re.search(r"Job \d+ with HTCondor Cluster ID (\d+) is held: (.+)", log)
+    assert held, log[-3000:]
+    assert "Error in rule make" in log
+    assert "no-such-input.dat" in held.group(2), held.group(2)
+    pool.pool.wait_idle()  # Snakemake removed the held job when it gave up
+
+
+def test_a_slurm_job_killed_mid_run_is_rerun_without_staging_again(
+        testbed_session: orchestrator.Testbed, cluster: Any, seed: Callable[..., Any],
+        unique: str) -> None:
+    name = f"{unique}/killed.dat"
+    data = seed([name], "SITE_B_DISK", size=2048)[0].data
+    run = _run_dir(cluster, "killed", f"""
+rule all:
+    input: "counted.txt"
+
+rule count:
+    input: storage.datalake("datalake://lofar/{name}")
+    output: "counted.txt"
+    shell: "sleep 20; wc -c < {{input}} > {{output}}"
+""")
+    env = {**os.environ, **cluster.env()}
+    proc = subprocess.Popen(_exec(testbed_session, "slurm", run), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        job = _first_running_job(env, deadline=time.monotonic() + 120)
+        subprocess.run(["scancel", job], env=env, check=True, timeout=30)
+        log, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, log[-4000:]
+    assert (run / "counted.txt").read_text().strip() == str(len(data))
+    states = {r["JobId"]: r["JobState"] for r in cluster.cluster().finished_jobs()}
+    assert states[job] == "CANCELLED", states
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == 2 and submitted[0] == job, log[-3000:]
+    assert states[submitted[1]] == "COMPLETED", states
+    # One Rucio rule staged the input, once; the second attempt found it at the site.
+    events = read_events(run)
+    staged = [e for e in events if e["event"] == "site_transfer"]
+    assert len(staged) == 1 and staged[0]["destination"] == "SITE_SLURM_DISK", staged
+    assert len([e for e in events if e["event"] == "input"]) == 1, events
+
+
+def _first_running_job(env: dict[str, str], deadline: float) -> str:
+    while time.monotonic() < deadline:
+        done = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], env=env,
+                              capture_output=True, text=True, timeout=20)
+        running = done.stdout.split()
+        if running:
+            time.sleep(3)  # well into the job's `sleep`
+            return running[0]
+        time.sleep(0.5)
+    raise TimeoutError("no Slurm job started running")

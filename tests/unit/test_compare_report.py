@@ -169,3 +169,17 @@ def test_report_survives_a_sparse_verdict_and_a_missing_figure(tmp_path: Path) -
     render({"runs": {"datalake": {"label": "DataLake"}}}, {"lost": tmp_path / "no.png"}, out)
     page = out.read_text()
     assert "NO VERDICT" in page and "lost: figure not available" in page
+
+
+def test_report_names_the_site_executor_images_and_where_jobs_ran(tmp_path: Path) -> None:
+    run = {"site": "slurm", "rse": "SITE_SLURM_DISK", "executor": "slurm", "profile": "p",
+           "images": [{"family": "dp3", "reference": "/img/dp3", "digest": "sha256:abc"}],
+           "jobs": [{"rule": "flag", "slurm_job": "17", "node": "localhost",
+                     "state": "COMPLETED"}]}
+    verdict = {"equivalent": True, "products": [], "site": {"datalake": run, "local": run}}
+    render(verdict, {}, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    section = page[page.index("<h2>Site</h2>"):]
+    for text in ("executor <b>slurm</b>", "SITE_SLURM_DISK", "sha256:abc", "<td>17</td>",
+                 "<td>localhost</td>", "<h3>local run</h3>"):
+        assert text in section, text

@@ -81,6 +81,22 @@ class SiteRuns:
     def env(self) -> dict[str, str]:
         return self.site.client_env()
 
+    def plugin_settings(self) -> dict[str, Any]:
+        """What the site's environment gives the plugin (its Rucio configuration, CA bundle),
+        for the work `compare` does itself (the local copy)."""
+        env = self.env()
+        found: dict[str, Any] = {}
+        if env.get("RUCIO_CONFIG"):
+            found["rucio_config"] = env["RUCIO_CONFIG"]
+        if env.get("LOFAR_DATALAKE_CA_BUNDLE"):
+            found["ca_bundle"] = env["LOFAR_DATALAKE_CA_BUNDLE"]
+        return found
+
+    def readable_dir(self, out: Path, name: str) -> Path:
+        """A directory the site's jobs can read, for files of the run at `out` (a run's
+        inputs restored from a manifest, say)."""
+        return self.site.shared_area() / f"{out.name}-{name}"
+
     def bind_env(self, directories: list[Path]) -> dict[str, str]:
         """APPTAINER_BIND with these directories (read-only) after the site's own binds."""
         own = self.env().get("APPTAINER_BIND", "")
@@ -90,7 +106,7 @@ class SiteRuns:
     def local_copy_dir(self, out: Path) -> Path:
         """Where the local copy lives: storage the site's workers can read (on a pool without
         a shared file system, the site's shared storage area, as a site's own disk is)."""
-        return self.site.shared_area() / f"{out.name}-local-copy"
+        return self.readable_dir(out, "local-copy")
 
     def uses_containers(self) -> bool:
         config = yaml.safe_load((self.profile / "config.yaml").read_text()) or {}

@@ -52,7 +52,7 @@ def run_comparison(job: Comparison) -> int:
     args = [*job.snakemake_args, *(["--profile", str(profile)] if profile else [])]
     settings = provider_settings(job.profile, job.snakemake_args)
     if site is not None:
-        settings = {**settings, **_site_settings(site)}
+        settings = {**settings, **site.plugin_settings()}
     env = site.bind_env(job.binds) if site is not None else None
     datalake = runs.run_snakemake(
         Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, env=env, site=site
@@ -89,17 +89,6 @@ def run_comparison(job: Comparison) -> int:
         }
     rucio = lazy_rucio(ProviderConfig.parse(dict(settings)))
     return judge(job, datalake, local, verdict, rucio=rucio, copy=copy)
-
-
-def _site_settings(site: at_site.SiteRuns) -> dict[str, Any]:
-    """What the site's environment gives the plugin (its Rucio configuration, CA bundle)."""
-    env = site.env()
-    found: dict[str, Any] = {}
-    if env.get("RUCIO_CONFIG"):
-        found["rucio_config"] = env["RUCIO_CONFIG"]
-    if env.get("LOFAR_DATALAKE_CA_BUNDLE"):
-        found["ca_bundle"] = env["LOFAR_DATALAKE_CA_BUNDLE"]
-    return found
 
 
 def judge(

@@ -223,6 +223,34 @@ def _workflow(workflow: object) -> str:
     return f"<h2>Workflow</h2><ul>{''.join(items)}</ul>"
 
 
+def _site(site: object) -> str:
+    """Where the runs ran: the site, its executor, the images by digest, each job's place."""
+    if not isinstance(site, dict) or not site:
+        return ""
+    parts = ["<h2>Site</h2>"]
+    for label, run in site.items():
+        if not isinstance(run, dict):
+            continue
+        images = "".join(
+            f"<li>{_esc(str(i.get('family')))}: <code>{_esc(str(i.get('reference')))}</code> "
+            f"<code>{_esc(str(i.get('digest') or 'no digest'))}</code></li>"
+            for i in run.get("images") or [])
+        jobs = run.get("jobs") or []
+        keys = list(jobs[0]) if jobs else []
+        head = "".join(f"<th>{_esc(k)}</th>" for k in keys)
+        rows = "".join("<tr>" + "".join(f"<td>{_esc(str(j.get(k)))}</td>" for k in keys)
+                       + "</tr>" for j in jobs)
+        parts.append(
+            f"<h3>{_esc(label)} run</h3><p>site <b>{_esc(str(run.get('site')))}</b> (storage "
+            f"{_esc(str(run.get('rse')))}), executor <b>{_esc(str(run.get('executor')))}</b>, "
+            f"profile <code>{_esc(str(run.get('profile')))}</code></p>"
+            + (f"<p>Images:</p><ul>{images}</ul>" if images else
+               "<p class=muted>No containers: the site's shared software ran the jobs.</p>")
+            + (f"<p>{len(jobs)} batch jobs:</p><table><tr>{head}</tr>{rows}</table>"
+               if jobs else ""))
+    return "".join(parts)
+
+
 def _figures(figures: dict[str, Path]) -> str:
     parts = []
     for name, path in figures.items():
@@ -252,6 +280,7 @@ def render(verdict: dict[str, Any], figures: dict[str, Path], out: Path) -> None
         "<h2>Runs</h2>",
         _runs_table(verdict.get("runs")),
         _workflow(verdict.get("workflow")),
+        _site(verdict.get("site")),
         "<h2>Figures</h2>",
         _figures(figures),
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..compare.at_site import config_of, make_readable, site_of
 from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
 from ..compare.local_copy import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
@@ -66,9 +67,10 @@ def restore_embedded(manifest: Mapping[str, Any], target: Path) -> dict[str, str
     return paths
 
 
-def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str) -> Path:
+def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str,
+                        inputs: Path | None = None) -> Path:
     config = json.loads(json.dumps(manifest["config"]))
-    for key, path in restore_embedded(manifest, out / "inputs").items():
+    for key, path in restore_embedded(manifest, inputs or out / "inputs").items():
         node = config
         *parents, leaf = key.split(".")
         for part in parents:
@@ -104,16 +106,26 @@ def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[st
 
 def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    out = (args.out or Path(f"reproduce-{stamp}")).resolve()
+    site = site_of(args.profile)
+    default = site.run_area() / f"reproduce-{stamp}" if site else Path(f"reproduce-{stamp}")
+    out = (args.out or default).resolve()
+    if site is not None:
+        site.check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     extra = list(args.snakemake_args)
     settings = provider_settings(args.profile, extra)
+    if site is not None:
+        settings = {**settings, **site.plugin_settings()}
     manifest = load_manifest(args.manifest, out, settings)
     original_run = manifest.get("run", {})
     print(f"==> reproducing the run of {original_run.get('ended')} on {original_run.get('host')}"
           f" ({len(manifest.get('inputs', []))} inputs, {len(manifest.get('outputs', []))} "
           "products)", flush=True)
-    config = reproduction_config(manifest, out, stamp)
+    # At a site, the restored sheet, sky model and truth go where its jobs can read them.
+    inputs = site.readable_dir(out, "inputs") if site else out / "inputs"
+    config = reproduction_config(manifest, out, stamp, inputs)
+    if site is not None:
+        make_readable(inputs)
     original = Run("original", fetch_originals(manifest, out, settings), exit_code=0)
     job = Comparison(out=out, snakemake_args=["-s", str(ROOT / "Snakefile"),
                                               "--configfile", str(config), *extra],
@@ -122,11 +134,16 @@ def main(args: argparse.Namespace) -> int:
                      # Only the products the original run stored can be compared.
                      only={o["path"].removeprefix("results/") for o in manifest["outputs"]
                            if o.get("did")})
-    profile_args = ["--profile", str(args.profile)] if args.profile else []
+    profile_args = ["--profile", str(site.profile if site else args.profile)] \
+        if args.profile else []
     rerun = run_snakemake(Run("reproduction", out / "run"),
-                          [*job.snakemake_args, *profile_args])
-    notes = _input_notes(manifest, rerun.workdir)
-    return judge(job, original, rerun, {"equivalent": False, "notes": notes}, rucio=None)
+                          [*job.snakemake_args, *profile_args],
+                          env=site.bind_env([inputs]) if site else None, site=site)
+    verdict: dict[str, Any] = {"equivalent": False, "notes": _input_notes(manifest, rerun.workdir)}
+    if site is not None:
+        verdict["site"] = {"reproduction": site.describe(rerun.workdir, config_of(
+            [*job.snakemake_args]))}
+    return judge(job, original, rerun, verdict, rucio=None)
 
 
 def _input_notes(manifest: Mapping[str, Any], workdir: Path) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 from dataclasses import replace
@@ -32,6 +33,8 @@ NETNS = "lofar-slurm"
 # machine-wide like the namespace.
 MUNGE_PARENT = Path("/run/lofar-slurm")
 RELAY_TIMEOUT_S = 30.0
+# Snakemake's Slurm executor, on each submission: the job id and (in its log path) the rule.
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_([^/\s]+)/")
 
 
 class TestbedSlurm:
@@ -223,17 +226,17 @@ class TestbedSlurm:
         """Jobs run as the submitting user on the shared file system: nothing to hand over."""
 
     def job_placements(self, workdir: Path) -> list[dict[str, str]]:
-        """Each Slurm job of the run in `workdir` (the executor's per-job log names it) with
-        Slurm's own record of where it ran and how it ended."""
-        records = {r.get("JobId"): r for r in self.cluster().finished_jobs()}
-        found = []
-        for log in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")):
-            rule_dir = next((p for p in log.parents if p.name.startswith("rule_")), None)
-            record = records.get(log.stem, {})
-            found.append({"rule": rule_dir.name.removeprefix("rule_") if rule_dir else "?",
-                          "slurm_job": log.stem, "node": record.get("NodeList", "?"),
-                          "state": record.get("JobState", "?")})
-        return found
+        """Slurm's own record (job completion log) of each job that ran in `workdir`: where
+        it ran and how it ended, with its rule from Snakemake's log of the submission."""
+        rules = {}
+        log = workdir / "snakemake.log"
+        if log.is_file():
+            for job, rule in SUBMITTED.findall(log.read_text(errors="replace")):
+                rules[job] = rule
+        here = str(workdir.resolve())
+        return [{"rule": rules.get(r.get("JobId", ""), "?"), "slurm_job": r.get("JobId", "?"),
+                 "node": r.get("NodeList", "?"), "state": r.get("JobState", "?")}
+                for r in self.cluster().finished_jobs() if r.get("WorkDir") == here]
 
     def env(self) -> dict[str, str]:
         return self.cluster().env()

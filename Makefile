@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,dev
 
-.PHONY: install demo compare images test test-unit lint bench testbed-up testbed-down testbed-status clean
+.PHONY: install demo compare images test test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -67,6 +67,13 @@ bench: install
 
 testbed-up: install
 	$(BIN)/lofar-datalake testbed up
+# The testbed's volunteered compute sites next to the DataLake (as root): a one-node Slurm
+# cluster and a personal HTCondor pool (its root is built once, ~1 min), with the Debian
+# packages and the HTCondor executor they need. Then e.g.
+#   .venv/bin/lofar-datalake compare --demo --profile profiles/testbed-htcondor
+testbed-sites: install $(VENV)/.htcondor-stamp
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
+	$(BIN)/lofar-datalake testbed up --sites slurm,htcondor
 testbed-status: install
 	$(BIN)/lofar-datalake testbed status
 testbed-down: install

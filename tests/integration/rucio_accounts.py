@@ -7,7 +7,6 @@ import configparser
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 from lofar_datalake.testbed.layout import SITES
@@ -60,21 +59,3 @@ def client_config(testbed, directory: Path, account: str, auth_type: str = "user
         config.write(handle)
     path.chmod(0o600)
     return path
-
-
-def files_containing(secret: str, roots: Iterable[Path]) -> list[Path]:
-    """Every file under `roots` (recursively, symlinks not followed) whose bytes hold `secret`."""
-    needle = secret.encode()
-    found = []
-    for root in roots:
-        for directory, _, names in os.walk(root):
-            for name in names:
-                path = Path(directory) / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                try:
-                    if needle in path.read_bytes():
-                        found.append(path)
-                except OSError:
-                    continue
-    return found

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from rucio_accounts import add_userpass_account, client_config, files_containing
+from rucio_accounts import add_userpass_account, client_config
+from secret_search import files_containing
 
 from lofar_datalake.datalake.journal import read_events
 from lofar_datalake.datalake.rucio_adapter import Did

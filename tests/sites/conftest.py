@@ -11,12 +11,14 @@ import shutil
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import site_run  # shared by the site tests (same test directory)
 
 from lofar_datalake import containers
-from lofar_datalake.testbed import launchers
+from lofar_datalake.testbed import htcondor_chroot, launchers, sites
+from lofar_datalake.testbed.slurm import SYSTEM_CONF
 
 LAUNCHERS = Path(launchers.__file__).parent
 # Images are rebuilt when their recipe changes (its digest is in the name); a fresh machine
@@ -85,3 +87,34 @@ def launcher_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "APPTAINER_TEST_LAUNCHER_LOG": str(log),
         "CONTAINERS_CONF": str(LAUNCHERS / "containers.conf"),
     }
+
+
+def _testbed_site(bed: Any, kind: str) -> Iterator[Any]:
+    """A compute site of the session's testbed, up for one module and stopped after it."""
+    bed.up([kind])
+    site = sites.compute_site(bed.layout, kind)
+    try:
+        yield site
+    finally:
+        site.down()
+        sites.remember(bed.layout, [k for k in sites.started_kinds(bed.layout) if k != kind])
+
+
+@pytest.fixture(scope="module")
+def testbed_pool(testbed_session: Any) -> Iterator[Any]:
+    """The testbed's HTCondor pool (`testbed up --sites htcondor`)."""
+    needed = ("chroot", "mount", "umount")
+    if not htcondor_chroot.is_complete(htcondor_chroot.chroot_path()):
+        needed += ("debootstrap",)
+    site_run.require(needed, "the testbed's HTCondor pool")
+    yield from _testbed_site(testbed_session, "htcondor")
+
+
+@pytest.fixture(scope="module")
+def testbed_cluster(testbed_session: Any) -> Iterator[Any]:
+    """The testbed's Slurm cluster (`testbed up --sites slurm`)."""
+    site_run.require(("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "nsenter",
+                      "ip"), "the testbed's Slurm site")
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
+    yield from _testbed_site(testbed_session, "slurm")

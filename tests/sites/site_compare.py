@@ -117,20 +117,3 @@ class Sampler:
 def process_args() -> str:
     return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
                           timeout=20).stdout
-
-
-def files_containing(secret: str, roots: list[Path], skip: tuple[Path, ...] = ()) -> list[Path]:
-    """Files below `roots` whose bytes contain `secret`, except the ones in `skip` (the
-    credential files that must hold it)."""
-    needle = secret.encode()
-    found = []
-    for root in roots:
-        for path in root.rglob("*") if root.is_dir() else [root]:
-            if path in skip or not path.is_file() or path.is_symlink():
-                continue
-            try:
-                if needle in path.read_bytes():
-                    found.append(path)
-            except OSError:
-                continue
-    return found

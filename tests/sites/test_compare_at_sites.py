@@ -19,52 +19,21 @@ logs, journals, products and provenance. About 4 min for each site on 2 cores.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import site_compare as sc  # shared by the site tests (same test directory)
-import site_run
+from secret_search import files_containing
 
 from lofar_datalake.datalake.job_credential import DEFAULT_PATH
 from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.testbed import htcondor_chroot, orchestrator, sites
+from lofar_datalake.testbed import htcondor_chroot, orchestrator
 from lofar_datalake.testbed.rucio_config import credentials
-from lofar_datalake.testbed.slurm import SYSTEM_CONF
 
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.sites]
 
 COMPARE_TIMEOUT_S = 1200
-SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "nsenter", "ip")
-
-
-def _site(bed: orchestrator.Testbed, kind: str) -> Iterator[Any]:
-    bed.up([kind])
-    site = sites.compute_site(bed.layout, kind)
-    try:
-        yield site
-    finally:
-        site.down()
-        sites.remember(bed.layout, [k for k in sites.started_kinds(bed.layout) if k != kind])
-
-
-@pytest.fixture(scope="module")
-def pool(testbed_session: orchestrator.Testbed) -> Iterator[Any]:
-    needed = ("chroot", "mount", "umount")
-    if not htcondor_chroot.is_complete(htcondor_chroot.chroot_path()):
-        needed += ("debootstrap",)
-    site_run.require(needed, "the testbed's HTCondor pool")
-    yield from _site(testbed_session, "htcondor")
-
-
-@pytest.fixture(scope="module")
-def cluster(testbed_session: orchestrator.Testbed, stage_images: dict[str, Path]
-            ) -> Iterator[Any]:
-    site_run.require((*SLURM_PROGRAMS, "podman", "runc"), "the testbed's Slurm site")
-    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
-        pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
-    yield from _site(testbed_session, "slurm")
 
 
 def _secrets(bed: orchestrator.Testbed, run: Path) -> dict[str, str]:
@@ -88,10 +57,10 @@ def _check_verdict(result: sc.Compared, executor: str, rse: str) -> dict[str, An
 
 
 def test_compare_through_the_htcondor_pool_in_datalake_mode(
-        testbed_session: orchestrator.Testbed, pool: Any, rucio: Any) -> None:
-    out = pool.run_area() / "compare-test"
-    probes = {"ps": sc.process_args,
-              "condor_q": lambda: pool.pool.tool("condor_q", "-allusers", "-l").stdout}
+        testbed_session: orchestrator.Testbed, testbed_pool: Any, rucio: Any) -> None:
+    out = testbed_pool.run_area() / "compare-test"
+    queue = ("condor_q", "-allusers", "-l")
+    probes = {"ps": sc.process_args, "condor_q": lambda: testbed_pool.pool.tool(*queue).stdout}
     with sc.Sampler(probes) as sampled:
         result = sc.compare_at("testbed-htcondor", out, testbed_session.layout.root,
                                COMPARE_TIMEOUT_S)
@@ -119,29 +88,30 @@ def test_compare_through_the_htcondor_pool_in_datalake_mode(
         assert "SITE_HTCONDOR_DAV" in replicas[0]["rses"], event
 
     # HTCondor moved no DataLake file: no job's input transfer names one.
-    history = pool.pool.finished_jobs(["TransferInput", "Cmd"])
+    history = testbed_pool.pool.finished_jobs(["TransferInput", "Cmd"])
     assert history
     for job in history:
         transferred = str(job.get("TransferInput", ""))
         assert ".MS.tar" not in transferred and ".snakemake/storage" not in transferred, job
 
     # Neither the password nor the jobs' token anywhere they could be read.
-    records = pool.pool.tool("condor_history", "-l").stdout
+    records = testbed_pool.pool.tool("condor_history", "-l").stdout
     credential_files = (run / DEFAULT_PATH,)
     for name, secret in _secrets(testbed_session, run).items():
         assert sampled.containing(secret) == [], name
         assert secret not in records, name
-        assert sc.files_containing(secret, [out, pool.pool.root / "log",
-                                            pool.pool.root / "spool"],
+        assert files_containing(secret, [out, testbed_pool.pool.root / "log",
+                                            testbed_pool.pool.root / "spool"],
                                    skip=credential_files) == [], name
         assert secret not in result.output, name
 
 
 def test_compare_through_slurm_in_containers_in_datalake_mode(
-        testbed_session: orchestrator.Testbed, cluster: Any) -> None:
-    out = cluster.run_area() / "compare-test"
+        testbed_session: orchestrator.Testbed, testbed_cluster: Any,
+        stage_images: dict[str, Path]) -> None:
+    out = testbed_cluster.run_area() / "compare-test"
     password = credentials(testbed_session.layout).lofar_password
-    spool = cluster.root / "state"
+    spool = testbed_cluster.root / "state"
     probes = {"ps": sc.process_args,
               # Slurm keeps each queued job's script and environment in its state directory.
               "slurm-state": lambda: "\n".join(
@@ -167,6 +137,6 @@ def test_compare_through_slurm_in_containers_in_datalake_mode(
     assert sampled.seen.get("slurm-state"), "the sampler saw Slurm's saved jobs"
     for name, secret in _secrets(testbed_session, run).items():
         assert sampled.containing(secret) == [], name
-        assert sc.files_containing(secret, [out, cluster.root],
+        assert files_containing(secret, [out, testbed_cluster.root],
                                    skip=(run / DEFAULT_PATH,)) == [], name
         assert secret not in result.output, name

@@ -18,16 +18,14 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import site_run
 
 from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.testbed import components, htcondor_chroot, orchestrator, sites
-from lofar_datalake.testbed.slurm import SYSTEM_CONF
+from lofar_datalake.testbed import components, orchestrator
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.sites]
 
@@ -35,34 +33,6 @@ CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 300
-
-
-def _site(bed: orchestrator.Testbed, kind: str) -> Iterator[Any]:
-    bed.up([kind])
-    site = sites.compute_site(bed.layout, kind)
-    try:
-        yield site
-    finally:
-        site.down()
-        sites.remember(bed.layout, [k for k in sites.started_kinds(bed.layout) if k != kind])
-
-
-@pytest.fixture(scope="module")
-def pool(testbed_session: orchestrator.Testbed) -> Iterator[Any]:
-    needed = ("chroot", "mount", "umount")
-    if not htcondor_chroot.is_complete(htcondor_chroot.chroot_path()):
-        needed += ("debootstrap",)
-    site_run.require(needed, "the testbed's HTCondor pool")
-    yield from _site(testbed_session, "htcondor")
-
-
-@pytest.fixture(scope="module")
-def cluster(testbed_session: orchestrator.Testbed) -> Iterator[Any]:
-    site_run.require(("munged", "slurmctld", "slurmd", "sbatch", "scancel", "nsenter", "ip"),
-                     "the testbed's Slurm site")
-    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
-        pytest.skip(f"{SYSTEM_CONF} is a real Slurm installation's; the test cluster needs it")
-    yield from _site(testbed_session, "slurm")
 
 
 def _exec(bed: orchestrator.Testbed, kind: str, run: Path, *args: str) -> list[str]:
@@ -81,13 +51,13 @@ def _run_dir(site: Any, name: str, snakefile: str) -> Path:
 
 
 def test_a_worker_that_cannot_reach_the_best_replica_reads_the_next(
-        testbed_session: orchestrator.Testbed, pool: Any, seed: Callable[..., Any],
+        testbed_session: orchestrator.Testbed, testbed_pool: Any, seed: Callable[..., Any],
         unique: str) -> None:
     name = f"{unique}/endpoint.dat"
     # The pool's own RSE is tried first; a second replica sits at SITE_B.
     first = seed([name], "SITE_HTCONDOR_DAV", size=4096)[0]
     seed([name], "SITE_B_DISK", size=4096)
-    run = _run_dir(pool, "endpoint", f"""
+    run = _run_dir(testbed_pool, "endpoint", f"""
 rule all:
     input: "copied.dat"
 
@@ -116,8 +86,8 @@ rule read:
 
 
 def test_a_held_htcondor_job_fails_the_run_naming_the_job_and_the_reason(
-        testbed_session: orchestrator.Testbed, pool: Any) -> None:
-    run = _run_dir(pool, "held", """
+        testbed_session: orchestrator.Testbed, testbed_pool: Any) -> None:
+    run = _run_dir(testbed_pool, "held", """
 rule all:
     input: "made.txt"
 
@@ -134,15 +104,15 @@ rule make:
     assert held, log[-3000:]
     assert "Error in rule make" in log
     assert "no-such-input.dat" in held.group(2), held.group(2)
-    pool.pool.wait_idle()  # Snakemake removed the held job when it gave up
+    testbed_pool.pool.wait_idle()  # Snakemake removed the held job when it gave up
 
 
 def test_a_slurm_job_killed_mid_run_is_rerun_without_staging_again(
-        testbed_session: orchestrator.Testbed, cluster: Any, seed: Callable[..., Any],
+        testbed_session: orchestrator.Testbed, testbed_cluster: Any, seed: Callable[..., Any],
         unique: str) -> None:
     name = f"{unique}/killed.dat"
     data = seed([name], "SITE_B_DISK", size=2048)[0].data
-    run = _run_dir(cluster, "killed", f"""
+    run = _run_dir(testbed_cluster, "killed", f"""
 rule all:
     input: "counted.txt"
 
@@ -151,7 +121,7 @@ rule count:
     output: "counted.txt"
     shell: "sleep 20; wc -c < {{input}} > {{output}}"
 """)
-    env = {**os.environ, **cluster.env()}
+    env = {**os.environ, **testbed_cluster.env()}
     proc = subprocess.Popen(_exec(testbed_session, "slurm", run), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -163,7 +133,7 @@ rule count:
             proc.kill()
     assert proc.returncode == 0, log[-4000:]
     assert (run / "counted.txt").read_text().strip() == str(len(data))
-    states = {r["JobId"]: r["JobState"] for r in cluster.cluster().finished_jobs()}
+    states = {r["JobId"]: r["JobState"] for r in testbed_cluster.cluster().finished_jobs()}
     assert states[job] == "CANCELLED", states
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == 2 and submitted[0] == job, log[-3000:]

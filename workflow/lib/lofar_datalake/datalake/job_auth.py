@@ -32,7 +32,8 @@ class JobAuthority:
             # otherwise at the first connection, in the working directory.
             with contextlib.suppress(jc.JobCredentialError):
                 self._credential = jc.read(cfg.job_credential)
-        elif self.issues_credentials:
+        elif cfg.job_auth is JobAuth.TOKEN:
+            # Jobs get a token (or, reading a local copy, need nothing): never the password.
             os.environ.pop(PASSWORD_ENV, None)
 
     @property

@@ -89,7 +89,9 @@ def seed(testbed, rucio: RucioAdapter) -> Callable[..., list[Seeded]]:
     `add_replicas` (uploading 1,000 files one by one takes minutes)."""
     from rucio.rse import rsemanager
 
-    def make(names: Sequence[str], rse: str, size: int = 256, scope: str = "lofar") -> list[Seeded]:
+    def make(names: Sequence[str], rse: str, size: int = 256, scope: str = "lofar",
+             data: bytes | None = None) -> list[Seeded]:
+        """`data` for every name (a second replica of files seeded before), else random."""
         info = rucio.rse_info(rse)
         lfns = [{"scope": scope, "name": n} for n in names]
         pfns = rsemanager.lfns2pfns(info, lfns, operation="write", scheme="file")
@@ -98,17 +100,17 @@ def seed(testbed, rucio: RucioAdapter) -> Callable[..., list[Seeded]]:
             did = Did(scope, name)
             path = Path(pfns[str(did)].removeprefix("file://"))
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = os.urandom(size) + name.encode()
-            path.write_bytes(data)
+            content = data if data is not None else os.urandom(size) + name.encode()
+            path.write_bytes(content)
             files.append(
                 {
                     "scope": scope,
                     "name": name,
-                    "bytes": len(data),
-                    "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+                    "bytes": len(content),
+                    "adler32": f"{zlib.adler32(content) & 0xFFFFFFFF:08x}",
                 }
             )
-            out.append(Seeded(did, rse, path, data))
+            out.append(Seeded(did, rse, path, content))
         rucio.add_replicas(rse, files)
         return out
 

@@ -129,6 +129,9 @@ def test_compare_through_slurm_in_containers_in_datalake_mode(
                for j in at_site["jobs"]), at_site["jobs"]
 
     run = out / "datalake"
+    # The tools that ran were the images' (the host has DP3 in the project's venv only).
+    flag_logs = list((run / "logs" / "flag").glob("*.log"))
+    assert flag_logs and all("$ /opt/venv/bin/DP3.py " in f.read_text() for f in flag_logs)
     events = read_events(run)
     staged = [e for e in events if e["event"] == "site_transfer"]
     assert staged and all(e["policy"] == "rule" and e["destination"] == "SITE_SLURM_DISK"

@@ -1,7 +1,7 @@
 """The stage images, built from workflow/containers/*.def, and the Apptainer test launcher.
 
 The images are built once per session (tests/sites/conftest.py: `stage_images`); the pipeline
-runs in them through Slurm in test_slurm_site.py. Here: what each image holds and that the
+runs in them through Slurm in test_compare_at_sites.py. Here: what each image holds and that the
 launcher behaves as `apptainer exec` does where Snakemake relies on it.
 """
 

@@ -87,6 +87,17 @@ def test_sources_site_first_then_local_then_network(tmp_path):
         Replica("S", "AVAILABLE", (f"file://{tmp_path}/S/f", "root://s/f")),
     ))
     got = [(s.rse, s.scheme, s.at_site) for s in sources(info, ["S"], (), lambda r: [])]
-    # Local paths of other RSEs come before any network read.
-    assert got == [("S", "file", True), ("B", "file", False), ("A", "https", False),
-                   ("B", "https", False)]
+    # Local paths of other RSEs come before any network read; one source per replica.
+    assert got == [("S", "file", True), ("B", "file", False), ("A", "https", False)]
+
+
+def test_a_replica_whose_file_system_is_not_here_is_read_over_https(tmp_path):
+    info = FileInfo(Did("lofar", "f"), 1, None, None, 0.0, (
+        Replica("W", "AVAILABLE", (f"file://{tmp_path}/rse/W/lofar/ab/f",)),
+        Replica("X", "AVAILABLE", (f"file://{tmp_path}/rse/X/lofar/cd/f",)),
+    ))
+    bases = {"W": [f"file://{tmp_path}/rse/W/", "https://w:443/"],
+             "X": [f"file://{tmp_path}/rse/X/", "root://x:1094//data/"]}
+    got = [(s.rse, s.pfn) for s in sources(info, ["W"], (), bases.__getitem__)]
+    # The same path below the RSE's https prefix; a replica with no readable protocol is left.
+    assert got == [("W", "https://w:443/lofar/ab/f")]

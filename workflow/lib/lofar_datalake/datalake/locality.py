@@ -7,7 +7,7 @@ when a mount maps its RSE (or a PFN prefix) to a local directory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,16 +67,43 @@ def sources(info: FileInfo, site_rses: Sequence[str], mounts: Sequence[Mount],
     remote: list[Source] = []
     for replica in info.available_replicas():
         at_site = replica.rse in site_rses
-        local_first: list[Source] = []
-        network: list[Source] = []
-        for pfn in replica.pfns:
-            path = mounted_path(replica.rse, pfn, mounts, bases_of)
-            if path is not None and path.is_file():
-                local_first.append(Source(replica.rse, pfn, path, at_site))
-            elif urlparse(pfn).scheme in ("https", "davs"):
-                network.append(Source(replica.rse, pfn, None, at_site))
-        # One local path per replica is enough: the other PFNs name the same bytes.
-        chosen = local_first[:1] + network
-        (site if at_site else remote).extend(chosen)
+        # One source per replica (its PFNs name the same bytes): the RSE's preferred protocol
+        # if it is usable here, else the same path through another of its protocols, e.g.
+        # https on a worker that does not see the RSE's file system.
+        candidates = _candidates(replica.rse, replica.pfns, bases_of)
+        chosen = next(filter(None, (_usable(replica.rse, pfn, at_site, mounts, bases_of)
+                                    for pfn in candidates)), None)
+        if chosen is not None:
+            (site if at_site else remote).append(chosen)
     remote.sort(key=lambda s: s.local is None)  # stable: keeps the RSE order otherwise
     return site + remote
+
+
+def _usable(rse: str, pfn: str, at_site: bool, mounts: Sequence[Mount],
+            bases_of: Callable[[str], list[str]]) -> Source | None:
+    path = mounted_path(rse, pfn, mounts, bases_of)
+    if path is not None and path.is_file():
+        return Source(rse, pfn, path, at_site)
+    if urlparse(pfn).scheme in ("https", "davs"):
+        return Source(rse, pfn, None, at_site)
+    return None
+
+
+def _candidates(rse: str, pfns: Sequence[str], bases_of: Callable[[str], list[str]]
+                ) -> Iterator[str]:
+    yield from pfns
+    # A posix replica whose file system is not mounted here (a grid worker): the same path
+    # through the RSE's other protocols. Only now, lazily: it may ask Rucio for them.
+    if pfns and urlparse(pfns[0]).scheme == "file":
+        yield from _same_path_elsewhere(rse, pfns[0], bases_of)
+
+
+def _same_path_elsewhere(rse: str, pfn: str, bases_of: Callable[[str], list[str]]
+                         ) -> list[str]:
+    """The replica's URL under the RSE's other protocols (a deterministic RSE keeps one path
+    below each protocol's prefix). Asked only when the preferred PFN is not usable here."""
+    bases = bases_of(rse)
+    for base in bases:
+        if pfn.startswith(base):
+            return [other + pfn[len(base):] for other in bases if other != base]
+    return []

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from .query import SCHEME, has_wildcards, to_query
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
 
-READABLE_SCHEMES = ("file", "https", "davs")
 # Seconds a "not there" answer is trusted: long enough for one DAG build to ask about every
 # file once per pass, short enough that a file stored by a remote job is seen at once.
 MISSING_TTL = 2.0
@@ -136,10 +135,17 @@ class Resolver:
                 self._expand_templates(did)
                 self._resolve(list(self._pending))
             elif did in self._missing_at and self._stale(did):
-                # All stale answers at once: one bulk pass however many are asked about.
+                # All stale answers at once: one bulk pass however many are asked about. Only
+                # a refresh: if Rucio cannot answer now, the last answer stands, and whatever
+                # needs the file fails where it is used (and cleans up there).
                 now = time.monotonic()
                 stale = [d for d, t in self._missing_at.items() if now - t > MISSING_TTL]
-                self._resolve(list(dict.fromkeys([*stale, *self._pending])))
+                try:
+                    self._resolve(list(dict.fromkeys([*stale, *self._pending])))
+                except DataLakeError as exc:
+                    log.debug("refresh of %d missing DIDs failed: %s", len(stale), exc)
+                    for d in stale:
+                        self._missing_at[d] = time.monotonic()
             return self._known.get(did)
 
     def _stale(self, did: Did) -> bool:
@@ -192,10 +198,7 @@ class Resolver:
         if not dids:
             return
         self.passes += 1
-        # Every readable protocol's PFN, not only each RSE's preferred one: a worker that
-        # cannot see an RSE's file system reads the same replica over https instead.
-        replicas = {Did(r["scope"], r["name"]): r
-                    for r in self.rucio.list_replicas(dids, schemes=READABLE_SCHEMES)}
+        replicas = {Did(r["scope"], r["name"]): r for r in self.rucio.list_replicas(dids)}
         metas = {Did(m["scope"], m["name"]): m for m in self.rucio.get_metadata_bulk(dids)}
         missing = []
         for did in dids:

@@ -169,8 +169,8 @@ class Testbed:
     def down(self) -> None:
         # Sites first: their jobs talk to the DataLake.
         for kind in sites.started_kinds(self.layout):
-            killed = sites.compute_site(self.layout, kind).down()
-            print(f"  stopped site {kind}" + (f" (killed {killed})" if killed else ""), flush=True)
+            ended = sites.compute_site(self.layout, kind).down()
+            print(f"  stopped site {kind}" + (f": {', '.join(ended)}" if ended else ""), flush=True)
         if self.layout.state_file.exists():
             sites.remember(self.layout, [])
             # Daemons first (they talk to the others), then the services, each group in parallel.

@@ -30,7 +30,8 @@ class ComputeSite(Protocol):
         """Start whatever is missing or dead (idempotent); raise with what to check on failure."""
 
     def down(self) -> list[str]:
-        """Stop everything `up` started; return what had to be killed."""
+        """Stop everything `up` started; return what it ended (the Slurm site names what it
+        stopped, the pool only what it had to kill)."""
 
     def healthy(self) -> bool: ...
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from lofar_datalake import container_sandbox, containers
+from lofar_datalake.testbed import launchers
 
 pytestmark = [pytest.mark.sites, pytest.mark.timeout(1200)]
-LAUNCHER = Path(__file__).resolve().parents[1] / "launchers" / "apptainer"
+LAUNCHER = Path(launchers.__file__).parent / "apptainer"
 
 
 def launch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -15,14 +15,13 @@ import secrets
 import stat
 import subprocess
 import sys
-import threading
 import zlib
 from pathlib import Path
 
 import pytest
 import requests
 from rucio_accounts import add_userpass_account, client_config
-from secret_search import files_containing
+from secret_search import Sampler, files_containing, process_args
 
 from lofar_datalake.datalake.journal import read_events
 from lofar_datalake.datalake.rucio_adapter import Did
@@ -58,30 +57,6 @@ def _fts_token(marker: str) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'none'})}.{part({'sub': 'planted-subject'})}.{marker}"
-
-
-class ProcessArgs:
-    """`ps -ww -eo args` sampled every 0.1 s while the runs go on."""
-
-    def __init__(self) -> None:
-        self.lines: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            # -ww: full argument lists; without it ps may cut them at the terminal width.
-            ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True)
-            self.lines.update(ps.stdout.splitlines())
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> ProcessArgs:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 @pytest.fixture()
@@ -122,7 +97,7 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
 
     first = seed([f"{unique}/a/SB000.dat"], "SITE_B_DISK")
     seed([f"{unique}/b/SB000.dat"], "SITE_B_DISK", size=300)
-    with ProcessArgs() as ps:
+    with Sampler({"ps": process_args}, every=0.1) as sampled:
         ok = run(f"{unique}/a")
         assert ok.returncode == 0, ok.stderr[-3000:]
         # Fails at the output: a different summary under the same (immutable) name.
@@ -153,8 +128,9 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
     stored = [json.dumps(rucio.client.get_metadata(out.scope, out.name, plugin=p), default=str)
               for p in ("DID_COLUMN", "JSON")]
     # The sampler saw the runs, including the process Snakemake starts for the `run:` job.
-    assert any(planted["account"] in line for line in ps.lines)
-    assert any("--target-jobs" in line and planted["account"] in line for line in ps.lines)
+    ps_lines = sampled.lines("ps")
+    assert any(planted["account"] in line for line in ps_lines)
+    assert any("--target-jobs" in line and planted["account"] in line for line in ps_lines)
     for name in ("password", "wrong", "fts"):
         secret = planted[name]
         assert not [o for o in outputs if secret in o], name
@@ -163,7 +139,7 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
         assert files_containing(secret, [testbed.layout.logs, testbed.layout.fts_dir]) == []
         assert not [s for s in stored if secret in s], name
         assert not [j for j in fts_jobs if secret in j], name
-        assert not [a for a in ps.lines if secret in a], name
+        assert not [a for a in ps_lines if secret in a], name
 
     # What jobs get instead of the password: a private file with a Rucio token of the account.
     credential = workdir / ".snakemake" / "datalake-credential" / "job-credential.json"

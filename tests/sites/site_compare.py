@@ -1,7 +1,6 @@
 """What the site comparison tests share: running `lofar-datalake compare --demo` at a testbed
-site, sampling what a batch system and the machine show while it runs (process lists, job
-records), and the science of a run's products against the simulation's truth (not a test
-module: pytest would collect functions named test*)."""
+site, and the science of a run's products against the simulation's truth (not a test module:
+pytest would collect functions named test*)."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,42 +75,3 @@ def check_science(run: Path, data: Path) -> None:
     assert matches, "no simulated sources to match"
     for m in matches:
         assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m
-
-
-@dataclass
-class Sampler:
-    """Samples text a person on the machine could read while a run goes on (`ps` argument
-    lists, a batch system's job records), every `every` seconds, until stopped."""
-
-    probes: dict[str, Callable[[], str]]
-    every: float = 0.5
-    seen: dict[str, set[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, probe in self.probes.items():
-                try:
-                    self.seen.setdefault(name, set()).add(probe())
-                except (OSError, subprocess.SubprocessError):
-                    continue
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def containing(self, secret: str) -> list[str]:
-        return [name for name, texts in self.seen.items() if any(secret in t for t in texts)]
-
-
-def process_args() -> str:
-    return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
-                          timeout=20).stdout

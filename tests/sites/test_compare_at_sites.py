@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import site_compare as sc  # shared by the site tests (same test directory)
-from secret_search import files_containing
+from secret_search import Sampler, files_containing, process_args
 
 from lofar_datalake.datalake.job_credential import DEFAULT_PATH
 from lofar_datalake.datalake.journal import read_events
@@ -60,8 +60,8 @@ def test_compare_through_the_htcondor_pool_in_datalake_mode(
         testbed_session: orchestrator.Testbed, testbed_pool: Any, rucio: Any) -> None:
     out = testbed_pool.run_area() / "compare-test"
     queue = ("condor_q", "-allusers", "-l")
-    probes = {"ps": sc.process_args, "condor_q": lambda: testbed_pool.pool.tool(*queue).stdout}
-    with sc.Sampler(probes) as sampled:
+    probes = {"ps": process_args, "condor_q": lambda: testbed_pool.pool.tool(*queue).stdout}
+    with Sampler(probes) as sampled:
         result = sc.compare_at("testbed-htcondor", out, testbed_session.layout.root,
                                COMPARE_TIMEOUT_S)
     at_site = _check_verdict(result, "htcondor", "SITE_HTCONDOR_DAV")
@@ -112,11 +112,11 @@ def test_compare_through_slurm_in_containers_in_datalake_mode(
     out = testbed_cluster.run_area() / "compare-test"
     password = credentials(testbed_session.layout).lofar_password
     spool = testbed_cluster.root / "state"
-    probes = {"ps": sc.process_args,
+    probes = {"ps": process_args,
               # Slurm keeps each queued job's script and environment in its state directory.
               "slurm-state": lambda: "\n".join(
                   p.read_text(errors="replace") for p in spool.rglob("*") if p.is_file())}
-    with sc.Sampler(probes, every=0.3) as sampled:
+    with Sampler(probes, every=0.3) as sampled:
         # The password the documented way, in the environment: the submitting Snakemake must
         # keep it from the jobs Slurm records.
         result = sc.compare_at("testbed-slurm", out, testbed_session.layout.root,

@@ -87,3 +87,14 @@ def test_no_token_without_a_password_or_a_supported_auth_type() -> None:
         jc.request_token("http://127.0.0.1:9", "lofar", "userpass", "lofar", None, None, True, 1)
     with pytest.raises(jc.JobCredentialError, match="job-auth inherit"):
         jc.request_token("http://127.0.0.1:9", "lofar", "oidc", None, None, None, True, 1)
+
+
+def test_only_a_job_snakemake_started_acts_as_a_job() -> None:
+    from lofar_datalake.datalake.job_auth import running_as_job
+
+    assert running_as_job(["python", "-m", "snakemake", "--target-jobs", "a:", "--mode",
+                           "remote"])
+    assert running_as_job(["snakemake", "--mode=subprocess"])
+    # A run a user starts, even with a credential inherited in its environment, is a run.
+    assert not running_as_job(["snakemake", "--profile", "profiles/testbed-slurm"])
+    assert not running_as_job(["snakemake", "--mode", "default"])

@@ -107,7 +107,7 @@ def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[st
 def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     site = site_of(args.profile)
-    default = site.run_area() / f"reproduce-{stamp}" if site else Path(f"reproduce-{stamp}")
+    default = site.site.run_area() / f"reproduce-{stamp}" if site else Path(f"reproduce-{stamp}")
     out = (args.out or default).resolve()
     if site is not None:
         site.check_out(out)

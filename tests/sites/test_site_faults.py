@@ -42,6 +42,13 @@ def _exec(bed: orchestrator.Testbed, kind: str, run: Path, *args: str) -> list[s
             "--profile", str(REPO / "profiles" / f"testbed-{kind}"), *args]
 
 
+def _reading(did_name: str, output: str, shell: str) -> str:
+    """A one-job workflow: `shell` turns the DataLake file lofar:<did_name> into `output`."""
+    return (f'rule all:\n    input: "{output}"\n\n'
+            f'rule read:\n    input: storage.datalake("datalake://lofar/{did_name}")\n'
+            f'    output: "{output}"\n    shell: "{shell}"\n')
+
+
 def _run_dir(site: Any, name: str, snakefile: str) -> Path:
     run = site.run_area() / f"{name}-{time.time_ns()}"
     run.mkdir(parents=True)
@@ -57,15 +64,7 @@ def test_a_worker_that_cannot_reach_the_best_replica_reads_the_next(
     # The pool's own RSE is tried first; a second replica sits at SITE_B.
     first = seed([name], "SITE_HTCONDOR_DAV", size=4096)[0]
     seed([name], "SITE_B_DISK", data=first.data)
-    run = _run_dir(testbed_pool, "endpoint", f"""
-rule all:
-    input: "copied.dat"
-
-rule read:
-    input: storage.datalake("datalake://lofar/{name}")
-    output: "copied.dat"
-    shell: "cp {{input}} {{output}}"
-""")
+    run = _run_dir(testbed_pool, "endpoint", _reading(name, "copied.dat", "cp {input} {output}"))
     layout = testbed_session.layout
     dav = next(p for p in components.webdav_servers(layout, layout.ports(), testbed_session.pki)
                if p.name == "webdav-SITE_HTCONDOR_DAV")
@@ -119,15 +118,8 @@ def test_a_slurm_job_killed_mid_run_is_rerun_without_staging_again(
         unique: str) -> None:
     name = f"{unique}/killed.dat"
     data = seed([name], "SITE_B_DISK", size=2048)[0].data
-    run = _run_dir(testbed_cluster, "killed", f"""
-rule all:
-    input: "counted.txt"
-
-rule count:
-    input: storage.datalake("datalake://lofar/{name}")
-    output: "counted.txt"
-    shell: "sleep 20; wc -c < {{input}} > {{output}}"
-""")
+    run = _run_dir(testbed_cluster, "killed",
+                   _reading(name, "counted.txt", "sleep 20; wc -c < {input} > {output}"))
     env = {**os.environ, **testbed_cluster.env()}
     proc = subprocess.Popen(_exec(testbed_session, "slurm", run), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

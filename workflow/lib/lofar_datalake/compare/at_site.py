@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,15 @@ class SiteRuns:
     site: ComputeSite
     profile: Path
 
+    def _profile_config(self) -> dict[str, Any]:
+        return dict(yaml.safe_load((self.profile / "config.yaml").read_text()) or {})
+
     @property
     def executor(self) -> str:
-        config = yaml.safe_load((self.profile / "config.yaml").read_text()) or {}
-        return str(config.get("executor", "local"))
+        return str(self._profile_config().get("executor", "local"))
 
-    def default_out(self) -> Path:
-        return self.site.run_area() / f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}"
+    def default_out(self, command: str = "compare") -> Path:
+        return self.site.run_area() / f"{command}-{dt.datetime.now():%Y%m%dT%H%M%S}"
 
     def check_out(self, out: Path) -> None:
         area = self.site.run_area().resolve()
@@ -109,8 +110,7 @@ class SiteRuns:
         return self.readable_dir(out, "local-copy")
 
     def uses_containers(self) -> bool:
-        config = yaml.safe_load((self.profile / "config.yaml").read_text()) or {}
-        return config.get("software-deployment-method") == "apptainer"
+        return self._profile_config().get("software-deployment-method") == "apptainer"
 
     def describe(self, workdir: Path, config: Path | None) -> dict[str, Any]:
         from ..containers import list_images
@@ -151,13 +151,6 @@ def config_of(args: list[str]) -> Path | None:
         if arg in ("--configfile", "--configfiles"):
             found = Path(args[i + 1])
     return found
-
-
-def submitted_jobs(log: str) -> list[str]:
-    """Batch job ids Snakemake's log reports (Slurm and HTCondor executors)."""
-    slurm = re.findall(r"submitted with SLURM jobid (\d+)", log)
-    condor = re.findall(r"[Ss]ubmitted .*?(?:cluster|ClusterId)[ =:]*(\d+)", log)
-    return slurm or condor
 
 
 def make_readable(tree: Path) -> None:

@@ -107,8 +107,8 @@ def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[st
 def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     site = site_of(args.profile)
-    default = site.site.run_area() / f"reproduce-{stamp}" if site else Path(f"reproduce-{stamp}")
-    out = (args.out or default).resolve()
+    out = (args.out or (site.default_out("reproduce") if site else
+                        Path(f"reproduce-{stamp}"))).resolve()
     if site is not None:
         site.check_out(out)
     out.mkdir(parents=True, exist_ok=True)

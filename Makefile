@@ -10,12 +10,13 @@ EXTRAS := pipeline,sites,dev
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock scripts/install-system-deps.sh
+$(STAMP): pyproject.toml plugin/pyproject.toml testbed/pyproject.toml requirements.lock scripts/install-system-deps.sh
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==26.3
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+		-e plugin -e '.[$(EXTRAS)]' -e testbed
 	touch $@
 
 demo: install
@@ -37,7 +38,8 @@ images: install
 # The HTCondor executor only for the tests (its bindings warn on every Snakemake start on a
 # machine that is not an HTCondor submit host; the tests set CONDOR_CONFIG).
 $(VENV)/.htcondor-stamp: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[htcondor]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+		-e plugin -e '.[htcondor]'
 	touch $@
 
 test: install $(VENV)/.htcondor-stamp
@@ -48,7 +50,7 @@ test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
 lint: install
-	$(BIN)/ruff check workflow/lib tests bench
+	$(BIN)/ruff check workflow/lib plugin/src testbed/src tests bench
 	$(BIN)/snakemake --lint
 
 # Benchmarks (not tests): figures and ratios against baselines measured in the same run, as JSON

@@ -38,8 +38,8 @@ from resolution.runner import (
     without_slurm_probe,
 )
 
-from lofar_datalake.testbed.layout import Layout, default_dir
-from lofar_datalake.testbed.orchestrator import Testbed
+from lofar_datalake_testbed.layout import Layout, default_dir
+from lofar_datalake_testbed.orchestrator import Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_VENV = Path(sys.prefix)
@@ -142,7 +142,7 @@ def profile(
     env: dict[str, str],
 ) -> dict[str, Any]:
     """Both views of `resolution.profiling` at 1,000 inputs."""
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     names = seeding.names(prefix, 1000)
     split = profiling.request_split(RucioAdapter(), seeding.SCOPE, names, f"{prefix}/SB*.dat")
@@ -193,7 +193,7 @@ def main() -> int:
     rucio_config = bed.layout.client_config
     os.environ.update({"RUCIO_CONFIG": str(rucio_config), "X509_USER_PROXY": str(bed.pki.proxy)})
 
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     try:
         rucio = RucioAdapter()
@@ -224,7 +224,7 @@ def main() -> int:
             "wall and CPU (user+system) time of `snakemake -n` in a fresh working directory",
             "added = median over repetitions of (provider run - local-files run of the same "
             "repetition, same venv); every other repetition runs the variants in reverse order",
-            "requests: lines written by lofar_datalake.datalake.request_counter in both venvs; "
+            "requests: lines written by datalake_core.request_counter in both venvs; "
             "authentication counted apart",
         ],
         "sizes": {},

@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "scale.json")
     args = parser.parse_args()
     os.environ["RUCIO_CONFIG"] = str(args.testbed / "etc" / "rucio-client.cfg")
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     rucio = RucioAdapter()
     tag = f"{int(time.time())}"

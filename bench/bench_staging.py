@@ -25,7 +25,7 @@ from pathlib import Path
 from staging import remote, site
 from staging.common import RESULTS, client_env, say, write_results
 
-from lofar_datalake.testbed.layout import default_dir
+from lofar_datalake_testbed.layout import default_dir
 
 
 def parse_args() -> argparse.Namespace:

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
-from lofar_datalake.testbed.layout import Layout
-from lofar_datalake.testbed.orchestrator import Testbed
+from datalake_core.rucio_adapter import Did, RucioAdapter
+from lofar_datalake_testbed.layout import Layout, default_dir
+from lofar_datalake_testbed.orchestrator import Testbed
+from lofar_datalake_testbed.server_env import ENV_VAR as SERVER_ENV_VAR
+
+# The tests' private testbeds share one server environment with the demo's (installed once).
+os.environ.setdefault(SERVER_ENV_VAR, str(default_dir() / "server-env"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,7 +72,7 @@ def testbed(testbed_session: Testbed) -> Testbed:
 @pytest.fixture()
 def rucio(testbed: Testbed, monkeypatch: pytest.MonkeyPatch):
     """A Rucio client adapter for the pipeline account of the session's testbed."""
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     monkeypatch.setenv("RUCIO_CONFIG", str(testbed.layout.client_config))
     monkeypatch.setenv("X509_USER_PROXY", str(testbed.pki.proxy))

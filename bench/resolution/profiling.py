@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+from datalake_core.rucio_adapter import RucioAdapter
 
 SERVER = "waiting for the Rucio server (socket)"
 CLIENT = "HTTP + Rucio client (requests, JSON, datetimes)"

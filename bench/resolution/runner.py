@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lofar_datalake.datalake import request_counter
-from lofar_datalake.datalake.request_counter import ENV_VAR, read_counts
+from datalake_core import request_counter
+from datalake_core.request_counter import ENV_VAR, read_counts
 
 HERE = Path(__file__).resolve().parent
 SNAKEFILE = HERE / "workflow" / "Snakefile"

@@ -8,7 +8,7 @@ import os
 import zlib
 from pathlib import Path
 
-from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+from datalake_core.rucio_adapter import RucioAdapter
 
 SCOPE = "lofar"
 SIZE = 64

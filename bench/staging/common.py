@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lofar_datalake.testbed.layout import Layout
-from lofar_datalake.testbed.orchestrator import Testbed
+from lofar_datalake_testbed.layout import Layout
+from lofar_datalake_testbed.orchestrator import Testbed
 
 BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
@@ -34,7 +34,7 @@ def client_env(testbed_dir: Path) -> dict[str, str]:
         "X509_USER_PROXY": str(bed.pki.proxy),
     }
     os.environ.update(env)
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     try:
         RucioAdapter().client.whoami()

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
+from datalake_core.rucio_adapter import Did, RucioAdapter
 
 SCOPE = "lofar"
 BLOCK = 4 * 2**20

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lofar_datalake.datalake.journal import Journal
-from lofar_datalake.datalake.resolver import Resolver
-from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
-from lofar_datalake.datalake.settings import ProviderConfig
-from lofar_datalake.datalake.staging import Stager
+from datalake_core.journal import Journal
+from datalake_core.resolver import Resolver
+from datalake_core.rucio_adapter import Did, RucioAdapter
+from datalake_core.settings import ProviderConfig
+from datalake_core.staging import Stager
 
 
 class _Marks(logging.Handler):

@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lofar_datalake.datalake import site_transfer
-from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+from datalake_core import site_transfer
+from datalake_core.rucio_adapter import RucioAdapter
 from staging import files, timeline
 from staging.common import BIN, MiB, figure, goal, median, paired_ratio, run, say, timed
 from staging.common import drop_caches as drop

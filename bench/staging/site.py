@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lofar_datalake.datalake.checksums import adler32_of_file
-from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
+from datalake_core.checksums import adler32_of_file
+from datalake_core.rucio_adapter import Did, RucioAdapter
 from staging import files
 from staging.common import MiB, figure, goal, median, paired_ratio, run, say, timed
 from staging.common import drop_caches as drop

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+from datalake_core.rucio_adapter import RucioAdapter
 
 FTS_TIME = "%Y-%m-%dT%H:%M:%S"
 

@@ -26,6 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 BIN = Path(sys.executable).parent
+
+
+def server_python() -> list[str]:
+    """The testbed's server environment's interpreter (the services run there, not here)."""
+    from lofar_datalake_testbed.layout import default_dir
+    from lofar_datalake_testbed.server_env import server_env
+
+    return [str(server_env(default_dir()).ensure().python)]
 FINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 
@@ -64,7 +72,7 @@ def wait_for(condition, timeout: float = 20.0, what: str = "condition", interval
 
 
 class Service:
-    """One `python -m lofar_datalake.testbed.fts` process on a free loopback port."""
+    """One `python -m lofar_datalake_testbed.servers.fts` process on a free loopback port."""
 
     def __init__(self, state_dir: Path, *, max_active: int = 4, ca_bundle: Path | None = None):
         self.state_dir = state_dir
@@ -80,7 +88,7 @@ class Service:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.state_dir / "service.out", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lofar_datalake.testbed.fts", *self.args],
+            [*server_python(), "-m", "lofar_datalake_testbed.servers.fts", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=clean_env(),
@@ -205,14 +213,14 @@ def self_signed_rsa(tmp_path: Path) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def webdav_servers(base: Path, pki, count: int) -> Iterator[list[tuple[str, Path]]]:
-    """`python -m lofar_datalake.testbed.webdav` servers over TLS: (url, root) each."""
+    """`python -m lofar_datalake_testbed.servers.webdav` servers over TLS: (url, root) each."""
     servers, processes = [], []
     for index in range(count):
         root, port = base / f"site{index}", free_port()
         root.mkdir()
         args = ["--root", str(root), "--port", str(port)]
         args += ["--cert", str(pki.server_cert), "--key", str(pki.server_key)]
-        command = [sys.executable, "-m", "lofar_datalake.testbed.webdav", *args]
+        command = [*server_python(), "-m", "lofar_datalake_testbed.servers.webdav", *args]
         processes.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         )

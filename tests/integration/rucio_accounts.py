@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lofar_datalake.testbed.layout import SITES
+from lofar_datalake_testbed.layout import SITES
 
 # Runs in its own process: Rucio reads one config per process, and the root account's token
 # must never land in the pipeline account's token file. The password comes through stdin, so it

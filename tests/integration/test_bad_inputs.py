@@ -19,7 +19,7 @@ import requests
 import yaml
 from rucio_accounts import client_config
 
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def _compare(out: Path, env: dict[str, str], datalake_args: list[str], prefix: s
 @pytest.fixture(scope="module")
 def compared(testbed_session, tmp_path_factory):
     """The example's inputs on two RSEs, and one comparison run on them."""
-    from lofar_datalake.datalake.rucio_adapter import RucioAdapter
+    from datalake_core.rucio_adapter import RucioAdapter
 
     bed = testbed_session
     bed.up()

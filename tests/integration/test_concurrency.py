@@ -17,9 +17,9 @@ import fts3.rest.client.easy as fts3
 import pytest
 from fts_support import wait_for
 
-from lofar_datalake.datalake.fts_adapter import FINAL_JOB_STATES, FtsAdapter, FtsTransfer
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.request_counter import ENV_VAR, read_counts
+from datalake_core.fts_adapter import FINAL_JOB_STATES, FtsAdapter, FtsTransfer
+from datalake_core.journal import read_events
+from datalake_core.request_counter import ENV_VAR, read_counts
 
 pytestmark = pytest.mark.integration
 

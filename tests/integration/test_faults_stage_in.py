@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lofar_datalake.datalake import localcopy, transfer_http
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.localcopy import CorruptReplica, LocalWriteError
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core import localcopy, transfer_http
+from datalake_core.journal import read_events
+from datalake_core.localcopy import CorruptReplica, LocalWriteError
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,12 @@ import fts3.rest.client.easy as fts3
 import pytest
 from fts_support import wait_for
 
-from lofar_datalake.datalake.journal import Journal, read_events
-from lofar_datalake.datalake.resolver import Resolver
-from lofar_datalake.datalake.rucio_adapter import Did, RucioAdapter
-from lofar_datalake.datalake.settings import ProviderConfig, StagePolicy
-from lofar_datalake.datalake.site_transfer import DEFAULT_FTS_ATTEMPTS, DEFAULT_FTS_BACKOFF
-from lofar_datalake.datalake.staging import Stager
+from datalake_core.journal import Journal, read_events
+from datalake_core.resolver import Resolver
+from datalake_core.rucio_adapter import Did, RucioAdapter
+from datalake_core.settings import ProviderConfig, StagePolicy
+from datalake_core.site_transfer import DEFAULT_FTS_ATTEMPTS, DEFAULT_FTS_BACKOFF
+from datalake_core.staging import Stager
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -25,12 +24,13 @@ from fts_support import (
     cli,
     make_files,
     self_signed_rsa,
+    server_python,
     token,
     wait_for,
     webdav_servers,
 )
 
-from lofar_datalake.testbed import pki as testbed_pki
+from lofar_datalake_testbed import pki as testbed_pki
 
 PROBE = Path(__file__).with_name("fts_rucio_probe.py")
 
@@ -340,7 +340,7 @@ def test_rucio_fts3_transfertool(service, tmp_path):
     }
     try:
         result = subprocess.run(
-            [sys.executable, str(PROBE), json.dumps(args)],
+            [*server_python(), str(PROBE), json.dumps(args)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from lofar_datalake.datalake.checksums import adler32_of_file
-from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did
+from datalake_core.checksums import adler32_of_file
+from datalake_core.rucio_adapter import DataLakeError, Did
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.journal import read_events
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 

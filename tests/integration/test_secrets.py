@@ -23,8 +23,8 @@ import requests
 from rucio_accounts import add_userpass_account, client_config
 from secret_search import Sampler, files_containing, process_args
 
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.journal import read_events
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did
-from lofar_datalake.testbed.seed import seed
+from datalake_core.rucio_adapter import DataLakeError, Did
+from lofar_datalake_testbed.seed import seed
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.request_counter import ENV_VAR, read_counts
+from datalake_core.request_counter import ENV_VAR, read_counts
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.site_transfer import RULE_COMMENT
+from datalake_core.journal import read_events
+from datalake_core.site_transfer import RULE_COMMENT
 
 pytestmark = pytest.mark.integration
 

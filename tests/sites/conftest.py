@@ -17,8 +17,8 @@ import pytest
 import site_run  # shared by the site tests (same test directory)
 
 from lofar_datalake import containers
-from lofar_datalake.testbed import htcondor_chroot, launchers, sites
-from lofar_datalake.testbed.slurm import SYSTEM_CONF
+from lofar_datalake_testbed import htcondor_chroot, launchers, sites
+from lofar_datalake_testbed.slurm import SYSTEM_CONF
 
 LAUNCHERS = Path(launchers.__file__).parent
 # Images are rebuilt when their recipe changes (its digest is in the name); a fresh machine

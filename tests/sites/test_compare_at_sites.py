@@ -26,10 +26,10 @@ import pytest
 import site_compare as sc  # shared by the site tests (same test directory)
 from secret_search import Sampler, files_containing, process_args
 
-from lofar_datalake.datalake.job_credential import DEFAULT_PATH
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.testbed import htcondor_chroot, orchestrator
-from lofar_datalake.testbed.rucio_config import credentials
+from datalake_core.job_credential import DEFAULT_PATH
+from datalake_core.journal import read_events
+from lofar_datalake_testbed import htcondor_chroot, orchestrator
+from lofar_datalake_testbed.rucio_config import credentials
 
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.sites]
 

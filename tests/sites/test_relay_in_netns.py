@@ -1,5 +1,5 @@
 """The namespace relay for real: a throw-away network namespace with a web server inside, one on
-the host, and `python -m lofar_datalake.testbed.netns_relay` between them (root only)."""
+the host, and `python -m lofar_datalake_testbed.netns_relay` between them (root only)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import site_run  # shared by the site tests (same test directory)
 
-from lofar_datalake.testbed import netns_relay
-from lofar_datalake.testbed.layout import free_port
+from lofar_datalake_testbed import netns_relay
+from lofar_datalake_testbed.layout import free_port
 
 GET = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read())"
 
@@ -76,7 +76,7 @@ def test_relay_bridges_host_and_namespace(netns, tmp_path):
     ready = tmp_path / "relay.ready"
     relay = subprocess.Popen(
         [
-            *(sys.executable, "-m", "lofar_datalake.testbed.netns_relay"),
+            *(sys.executable, "-m", "lofar_datalake_testbed.netns_relay"),
             *("--netns", f"/run/netns/{netns}", "--into", str(host_port), "--out", str(ns_port)),
             *("--ready-file", str(ready)),
         ],

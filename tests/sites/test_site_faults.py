@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.testbed import components, orchestrator
+from datalake_core.journal import read_events
+from lofar_datalake_testbed import components, orchestrator
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.sites]
 

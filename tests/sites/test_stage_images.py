@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lofar_datalake import container_sandbox, containers
-from lofar_datalake.testbed import launchers
+from lofar_datalake_testbed import launchers
 
 pytestmark = [pytest.mark.sites, pytest.mark.timeout(1200)]
 LAUNCHER = Path(launchers.__file__).parent / "apptainer"

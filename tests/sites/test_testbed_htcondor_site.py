@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import site_run  # shared by the site tests (same test directory)
 
-from lofar_datalake.testbed import htcondor_chroot, sites
-from lofar_datalake.testbed.orchestrator import Testbed as DataLake
-from lofar_datalake.testbed.site_htcondor import TestbedHTCondor
+from lofar_datalake_testbed import htcondor_chroot, sites
+from lofar_datalake_testbed.orchestrator import Testbed as DataLake
+from lofar_datalake_testbed.site_htcondor import TestbedHTCondor
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.sites]
 

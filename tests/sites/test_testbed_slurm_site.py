@@ -20,10 +20,10 @@ import pytest
 import site_run  # shared by the site tests (same test directory)
 
 # Modules, not their classes: pytest would try to collect classes named Test*.
-from lofar_datalake.testbed import orchestrator, site_slurm, sites
-from lofar_datalake.testbed.layout import LOOPBACK
-from lofar_datalake.testbed.site_slurm import NETNS
-from lofar_datalake.testbed.slurm import SYSTEM_CONF
+from lofar_datalake_testbed import orchestrator, site_slurm, sites
+from lofar_datalake_testbed.layout import LOOPBACK
+from lofar_datalake_testbed.site_slurm import NETNS
+from lofar_datalake_testbed.slurm import SYSTEM_CONF
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -2,7 +2,7 @@ import zlib
 
 import pytest
 
-from lofar_datalake.datalake.checksums import adler32_of_file, normalise_adler32
+from datalake_core.checksums import adler32_of_file, normalise_adler32
 
 
 def test_adler32_matches_zlib_and_is_zero_padded(tmp_path):

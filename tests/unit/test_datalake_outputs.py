@@ -3,9 +3,9 @@ import zlib
 
 import pytest
 
-from lofar_datalake.datalake.outputs import Outputs
-from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did, DuplicateRuleError
-from lofar_datalake.datalake.settings import OutputRule, ProviderConfig
+from datalake_core.outputs import Outputs
+from datalake_core.rucio_adapter import DataLakeError, Did, DuplicateRuleError
+from datalake_core.settings import OutputRule, ProviderConfig
 
 
 class FakeRucio:

@@ -1,7 +1,7 @@
 import pytest
 
-from lofar_datalake.datalake.query import QueryError, parse, to_query, validation_error
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.query import QueryError, parse, to_query, validation_error
+from datalake_core.rucio_adapter import Did
 from snakemake_storage_plugin_datalake import StorageProvider
 
 

@@ -1,7 +1,7 @@
 import datetime as dt
 
-from lofar_datalake.datalake.resolver import Resolver, Template
-from lofar_datalake.datalake.rucio_adapter import Did
+from datalake_core.resolver import Resolver, Template
+from datalake_core.rucio_adapter import Did
 
 CREATED = dt.datetime(2024, 5, 1, 12, 0, 0)  # naive, as the server sends it (UTC)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake.settings import (
+from datalake_core.settings import (
     LinkMode,
     Mount,
     OutputRule,

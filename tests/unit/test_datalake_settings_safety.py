@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from snakemake_interface_common.exceptions import ApiError
 
-from lofar_datalake.datalake.settings import (
+from datalake_core.settings import (
     DEFAULT_RUCIO_TIMEOUT,
     ProviderConfig,
     SettingsError,
@@ -17,8 +17,8 @@ from lofar_datalake.datalake.settings import (
 )
 from snakemake_storage_plugin_datalake import StorageProviderSettings
 
-LIB = Path(__file__).resolve().parents[2] / "workflow" / "lib"
-PRODUCTION = [LIB / "lofar_datalake" / "datalake", LIB / "snakemake_storage_plugin_datalake"]
+PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "src"
+PRODUCTION = [PLUGIN / "datalake_core", PLUGIN / "snakemake_storage_plugin_datalake"]
 
 
 def test_tls_is_verified_by_default():

@@ -6,10 +6,10 @@ import zlib
 
 import pytest
 
-from lofar_datalake.datalake.resolver import FileInfo, Replica
-from lofar_datalake.datalake.rucio_adapter import Did
-from lofar_datalake.datalake.settings import ProviderConfig
-from lofar_datalake.datalake.staging import Stager, StagingError
+from datalake_core.resolver import FileInfo, Replica
+from datalake_core.rucio_adapter import Did
+from datalake_core.settings import ProviderConfig
+from datalake_core.staging import Stager, StagingError
 
 log = logging.getLogger("test")
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake import localcopy
-from lofar_datalake.datalake.localcopy import TransferFailed
-from lofar_datalake.datalake.locality import mounted_path, protocol_bases, sources
-from lofar_datalake.datalake.resolver import FileInfo, Replica
-from lofar_datalake.datalake.rucio_adapter import Did
-from lofar_datalake.datalake.settings import LinkMode, Mount
+from datalake_core import localcopy
+from datalake_core.localcopy import TransferFailed
+from datalake_core.locality import mounted_path, protocol_bases, sources
+from datalake_core.resolver import FileInfo, Replica
+from datalake_core.rucio_adapter import Did
+from datalake_core.settings import LinkMode, Mount
 
 
 def _adler(data: bytes) -> str:

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from lofar_datalake.testbed.fts.app import App
-from lofar_datalake.testbed.fts.store import Store
-from lofar_datalake.testbed.fts.worker import Engine
+from lofar_datalake_testbed.servers.fts.app import App
+from lofar_datalake_testbed.servers.fts.store import Store
+from lofar_datalake_testbed.servers.fts.worker import Engine
 
 JOB = {"files": [{"sources": ["file:///s/x"], "destinations": ["file:///d/x"]}]}
 

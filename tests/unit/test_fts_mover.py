@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.testbed.fts import mover
-from lofar_datalake.testbed.fts.streams import parse_checksum
+from lofar_datalake_testbed.servers.fts import mover
+from lofar_datalake_testbed.servers.fts.streams import parse_checksum
 
 
 def _adler(data: bytes) -> str:

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from lofar_datalake.testbed.fts import states
-from lofar_datalake.testbed.fts.jobspec import BASE_ID, SubmitError, build, checksum_mode
+from lofar_datalake_testbed.servers.fts import states
+from lofar_datalake_testbed.servers.fts.jobspec import BASE_ID, SubmitError, build, checksum_mode
 
 NOW = dt.datetime(2030, 1, 2, 3, 4, 5)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake.datalake import job_credential as jc
+from datalake_core import job_credential as jc
 
 
 def _credential(expires_in: float = 3600) -> jc.JobCredential:
@@ -90,7 +90,7 @@ def test_no_token_without_a_password_or_a_supported_auth_type() -> None:
 
 
 def test_only_a_job_snakemake_started_acts_as_a_job() -> None:
-    from lofar_datalake.datalake.job_auth import running_as_job
+    from datalake_core.job_auth import running_as_job
 
     assert running_as_job(["python", "-m", "snakemake", "--target-jobs", "a:", "--mode",
                            "remote"])

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from lofar_datalake.testbed import netns_relay as relay
-from lofar_datalake.testbed.layout import free_port
+from lofar_datalake_testbed import netns_relay as relay
+from lofar_datalake_testbed.layout import free_port
 
 
 def test_parse_ports():

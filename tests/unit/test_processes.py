@@ -1,7 +1,7 @@
 import json
 import sys
 
-from lofar_datalake.testbed.processes import ManagedProcess
+from lofar_datalake_testbed.processes import ManagedProcess
 
 
 def _proc(tmp_path, argv=None):

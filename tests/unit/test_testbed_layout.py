@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from lofar_datalake.testbed.layout import Layout
-from lofar_datalake.testbed.webdav import _local_path
+from lofar_datalake_testbed.layout import Layout
+from lofar_datalake_testbed.servers.dav_paths import local_path as _local_path
 
 
 def test_ports_are_allocated_once_and_remembered(tmp_path):

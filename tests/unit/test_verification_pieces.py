@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from datalake_core import localcopy
+from datalake_core.journal import Journal, read_events
+from datalake_core.offline_copy import OfflineCopy, save_index
+from datalake_core.rucio_adapter import DataLakeError, Did
+from datalake_core.settings import LinkMode
 from lofar_datalake.compare.accounting import moved_bytes
 from lofar_datalake.compare.local_copy import provider_settings
-from lofar_datalake.datalake import localcopy
-from lofar_datalake.datalake.journal import Journal, read_events
-from lofar_datalake.datalake.offline_copy import OfflineCopy, save_index
-from lofar_datalake.datalake.rucio_adapter import DataLakeError, Did
-from lofar_datalake.datalake.settings import LinkMode
 from lofar_datalake.provenance import manifest
 from lofar_datalake.provenance.reproduce import ManifestError, restore_embedded
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from datalake_core.journal import read_events
+from datalake_core.rucio_adapter import Did
 from lofar_datalake import demo_pipeline
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.rucio_adapter import Did
 from lofar_datalake.simulate.observation import SimulationParams, simulate
-from lofar_datalake.testbed.seed import seed
+from lofar_datalake_testbed.seed import seed
 
 pytestmark = [pytest.mark.workflow, pytest.mark.integration]
 

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from lofar_datalake.datalake.journal import read_events
-from lofar_datalake.datalake.rucio_adapter import Did
-from lofar_datalake.demo_pipeline import SITE_PROFILES
+from datalake_core.journal import read_events
+from datalake_core.rucio_adapter import Did
+from lofar_datalake_testbed.demo.pipeline import SITE_PROFILES
 
 if TYPE_CHECKING:
-    from lofar_datalake.testbed.orchestrator import Testbed
+    from lofar_datalake_testbed.orchestrator import Testbed
 
 pytestmark = [pytest.mark.workflow, pytest.mark.integration]
 

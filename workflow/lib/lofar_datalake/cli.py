@@ -4,68 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-
-def _testbed_command(args: argparse.Namespace) -> int:
-    from .testbed.orchestrator import testbed
-
-    bed = testbed(args.dir)
-    if args.action == "up":
-        from .testbed.sites import parse_kinds
-
-        bed.up(parse_kinds(args.sites or ""))
-        return 0
-    if args.action == "exec":
-        return _testbed_exec(bed, args)
-    if args.action == "status":
-        return 0 if bed.status() else 1
-    if args.action == "down":
-        bed.down()
-        return 0
-    if args.action == "seed":
-        from .testbed.seed import seed
-
-        if args.path is None:
-            raise FileNotFoundError("testbed seed needs the directory holding the archives")
-        seed(bed, Path(args.path), rses=args.rses.split(","))
-        return 0
-    print(bed.env())
-    return 0
-
-
-def _testbed_exec(bed: object, args: argparse.Namespace) -> int:
-    """Run a command on a testbed site's access point: `testbed exec slurm -- sbatch ...`."""
-    import os
-    import subprocess
-
-    from .testbed.sites import compute_site, parse_kinds, started_kinds
-
-    layout = bed.layout  # type: ignore[attr-defined]
-    kinds = parse_kinds(str(args.path or ""))
-    if len(kinds) != 1 or not args.snakemake_args:
-        raise ValueError("usage: lofar-datalake testbed exec slurm|htcondor [--cwd DIR] -- CMD ...")
-    if kinds[0] not in started_kinds(layout):
-        raise RuntimeError(
-            f"site {kinds[0]} is not up: lofar-datalake testbed up --sites {kinds[0]}"
-        )
-    site = compute_site(layout, kinds[0])
-    cwd = (args.cwd or Path.cwd()).resolve()
-    # The site's DataLake client setup and the paths its profile names (no secrets: those
-    # stay in the files these name).
-    client = site.client_env()
-    prefix = site.exec_prefix(cwd, client)
-    return subprocess.run([*prefix, *args.snakemake_args], env={**os.environ, **client}).returncode
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    if args.transfers_only:
-        from .demo import run_demo
-
-        return run_demo(args.dir)
-    from .demo_pipeline import run_pipeline_demo
-
-    return run_pipeline_demo(args.dir)
 
 
 def _simulate_command(args: argparse.Namespace) -> int:
@@ -95,45 +33,10 @@ def _reproduce_command(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lofar-datalake",
-        description="LOFAR imaging on Rucio/FTS DataLake data, and a local DataLake to run it on.",
+        description="LOFAR imaging on Rucio/FTS DataLake data (with lofar-datalake-testbed: "
+        "a local DataLake to run it on).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    tb = sub.add_parser("testbed", help="the local DataLake: Rucio, PostgreSQL, WebDAV, FTS")
-    tb.add_argument("action", choices=["up", "status", "down", "env", "seed", "exec"])
-    tb.add_argument(
-        "path",
-        nargs="?",
-        help="seed: directory with L*_SB*_uv.MS.tar; exec: the site (slurm or htcondor)",
-    )
-    tb.add_argument(
-        "--sites",
-        default=None,
-        help="up: also start these compute sites, comma-separated (slurm, htcondor); they "
-        "stay up with the testbed until `down`",
-    )
-    tb.add_argument("--cwd", type=Path, default=None, help="exec: directory to run the command in")
-    tb.add_argument(
-        "--rses",
-        default="SITE_B_DISK,SITE_C_DAV",
-        help="seed: RSEs to spread the archives over, comma-separated",
-    )
-    tb.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        help="state directory (default: $LOFAR_DATALAKE_TESTBED_DIR or ./.testbed)",
-    )
-    tb.set_defaults(func=_testbed_command)
-
-    demo = sub.add_parser("demo", help="run the LOFAR pipeline on the local DataLake")
-    demo.add_argument("--dir", type=Path, default=None, help="testbed state directory")
-    demo.add_argument(
-        "--transfers-only",
-        action="store_true",
-        help="only show upload, replication by rules and download of one file",
-    )
-    demo.set_defaults(func=_demo_command)
 
     from .simulate.cli import add_arguments
 
@@ -163,7 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_reproduce_arguments(rep)
     rep.set_defaults(func=_reproduce_command)
+    _add_registered_commands(sub)
     return parser
+
+
+def _add_registered_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Commands other distributions add (the testbed's `testbed` and `demo`)."""
+    from . import extensions
+
+    for name, entry in sorted(extensions.registered(extensions.COMMANDS).items()):
+        module = entry.load()
+        parser = sub.add_parser(name, help=module.HELP)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..datalake.rucio_adapter import Did, RucioAdapter
+from datalake_core.rucio_adapter import Did, RucioAdapter
 
 
 def _did(text: str) -> Did:

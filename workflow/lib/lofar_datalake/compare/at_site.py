@@ -15,14 +15,41 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
-from ..testbed.layout import Layout, default_dir
-from ..testbed.sites import ComputeSite, compute_site, started_kinds
+from .. import extensions
 
 MARKER = "testbed-site"
+
+
+class SiteAccess(Protocol):
+    """What a comparison needs of a compute site (the testbed's sites provide it)."""
+
+    kind: str
+
+    @property
+    def rse(self) -> str: ...
+
+    def exec_prefix(self, cwd: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+        """Prefix that runs a command on the site's access point, in `cwd`, with the site's
+        client environment and `extra_env` (paths, never secrets)."""
+
+    def client_env(self) -> dict[str, str]:
+        """What a DataLake user has on the access point (RUCIO_CONFIG, CA bundle, paths)."""
+
+    def shared_area(self) -> Path:
+        """A directory the site's jobs can read (site storage)."""
+
+    def run_area(self) -> Path:
+        """Where runs at the site live by default."""
+
+    def prepare_run_dir(self, directory: Path) -> None:
+        """Hand a run directory to the site's submitting account."""
+
+    def job_placements(self, workdir: Path) -> list[dict[str, str]]:
+        """Where each job of the run in `workdir` ran."""
 
 
 @dataclass
@@ -30,7 +57,7 @@ class SiteRuns:
     """How the runs of one comparison reach a testbed site."""
 
     kind: str
-    site: ComputeSite
+    site: SiteAccess
     profile: Path
 
     def _profile_config(self) -> dict[str, Any]:
@@ -131,17 +158,13 @@ class SiteRuns:
         }
 
 
-def site_of(profile: Path | None, layout: Layout | None = None) -> SiteRuns | None:
+def site_of(profile: Path | None) -> SiteRuns | None:
     """The testbed site a profile is made for, checked to be up; None for other profiles."""
     if profile is None or not (profile / MARKER).is_file():
         return None
     kind = (profile / MARKER).read_text().strip()
-    layout = layout or Layout(default_dir())
-    if kind not in started_kinds(layout):
-        raise RuntimeError(
-            f"{profile} runs at the testbed's {kind} site, which is not up: "
-            f"lofar-datalake testbed up --sites {kind}")
-    return SiteRuns(kind, compute_site(layout, kind), profile.resolve())
+    open_site = extensions.load(extensions.SITES, "testbed", f"{profile} (a testbed site)")
+    return SiteRuns(kind, open_site(kind, profile), profile.resolve())
 
 
 def config_of(args: list[str]) -> Path | None:

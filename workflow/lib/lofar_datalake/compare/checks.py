@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..datalake.checksums import sha256_of_file
+from datalake_core.checksums import sha256_of_file
+
 from .catalogues import check_catalogue
 from .images import check_fits_image
 from .outcome import Metrics, Outcome, load, relative_diff, within

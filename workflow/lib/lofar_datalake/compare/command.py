@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..datalake.journal import read_events
-from ..datalake.rucio_adapter import DataLakeError, RucioAdapter
-from ..datalake.settings import ProviderConfig
+from datalake_core.journal import read_events
+from datalake_core.rucio_adapter import DataLakeError, RucioAdapter
+from datalake_core.settings import ProviderConfig
+
 from . import accounting, at_site, runs
 from .local_copy import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
@@ -350,7 +351,8 @@ def main(args: argparse.Namespace) -> int:
         local_copy=args.local_copy,
     )
     if args.demo:
-        from .demo import prepare_demo
+        from .. import extensions
 
-        prepare_demo(job, fresh=args.fresh_observation)
+        prepare = extensions.load(extensions.DEMOS, "compare", "compare --demo")
+        prepare(job, fresh=args.fresh_observation)
     return run_comparison(job)

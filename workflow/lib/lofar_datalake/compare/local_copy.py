@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from ..datalake.offline_copy import load_index, save_index
-from ..datalake.resolver import Resolver
-from ..datalake.rucio_adapter import DataLakeError, Did, RucioAdapter
-from ..datalake.settings import LinkMode, ProviderConfig, StagePolicy
-from ..datalake.staging import Stager
+from datalake_core.offline_copy import load_index, save_index
+from datalake_core.resolver import Resolver
+from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter
+from datalake_core.settings import LinkMode, ProviderConfig, StagePolicy
+from datalake_core.staging import Stager
 
 PREFIX = "--storage-datalake-"
 FLAGS = ("no_stage_ahead", "insecure_no_tls_verify")

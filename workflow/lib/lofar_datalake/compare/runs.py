@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..datalake import request_counter
-from ..datalake.journal import read_events
+from datalake_core import request_counter
+from datalake_core.journal import read_events
 
 if TYPE_CHECKING:
     from .at_site import SiteRuns

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..datalake.checksums import adler32_of_file, sha256_of_file
-from ..datalake.journal import read_events
+from datalake_core.checksums import adler32_of_file, sha256_of_file
+from datalake_core.journal import read_events
+
 from .tools import image_records
 
 SCHEMA = "lofar-datalake/provenance/1"

@@ -20,11 +20,12 @@ from typing import Any
 
 import yaml
 
+from datalake_core.checksums import sha256_of_file
+
 from ..compare.at_site import config_of, make_readable, site_of
 from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
 from ..compare.local_copy import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
-from ..datalake.checksums import sha256_of_file
 from .manifest import EMBEDDED_KEYS, SCHEMA
 
 
@@ -147,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _input_notes(manifest: Mapping[str, Any], workdir: Path) -> list[str]:
-    from ..datalake.journal import read_events
+    from datalake_core.journal import read_events
 
     used = {e["did"]: e for e in read_events(workdir) if e.get("event") == "input"}
     notes = []

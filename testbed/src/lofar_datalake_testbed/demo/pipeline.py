@@ -1,0 +1,158 @@
+"""`lofar-datalake demo`: the main job on the local DataLake, end to end.
+
+A simulated LOFAR observation (calibrator + target beam, known truth) is written to `demo/data/`
+of the project, where `config/config.yaml` names it, and put into the DataLake spread over
+SITE_B and SITE_C; the workflow then runs at SITE_A in DataLake mode (`--profile
+profiles/local`): the subbands are staged to SITE_A by Rucio rules, processed, and the products
+are stored back into the DataLake with a second copy at SITE_B. Finally the science is scored
+against the simulation's truth, the stage timings are printed, and the commands to go on with,
+each runnable as printed from the project directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from .transfers import ROOT, env_command, project_dir, shown, tool
+from ..layout import Layout, default_dir
+from ..orchestrator import Testbed
+from ..seed import seed
+
+DEMO_DIR = ROOT / "demo"
+# The sites a user can run the workflow as on this machine, with what makes each different.
+SITE_PROFILES = {
+    "profiles/local": "site A (inputs staged by Rucio rules)",
+    "profiles/local-site-b": "site B (inputs copied by FTS jobs)",
+}
+
+
+def simulate_demo_data(data: Path) -> None:
+    if (data / "observations.tsv").exists():
+        print(f"==> simulated observation already in {data}", flush=True)
+        return
+    from lofar_datalake.simulate.observation import SimulationParams, simulate
+
+    print(f"==> simulating a LOFAR observation into {data}", flush=True)
+    started = time.monotonic()
+    simulate(SimulationParams(seed=1, sky_seed=1), data)
+    print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def testbed_args(bed: Testbed) -> list[str]:
+    """Snakemake arguments that point the storage plugin at the local DataLake `bed`."""
+    return ["--storage-datalake-rucio-config", str(bed.layout.client_config),
+            "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
+
+
+def write_demo_config(run_dir: Path, data: Path, products: str, project: Path = ROOT) -> Path:
+    """The project's config, pointed at the observation in `data` (absolute paths: the run has
+    its own directory) and storing its products under `products`."""
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    config |= {
+        "input_mode": "datalake",
+        "observations": str(data / "observations.tsv"),
+        "truth": str(data / "truth"),
+    }
+    config["local"]["data_dir"] = str(data)
+    config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
+    config["datalake"]["products"] = products
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _stage_table(run_dir: Path) -> None:
+    print("==> stage wall time and peak memory (benchmark files)")
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for tsv in sorted((run_dir / "benchmarks").rglob("*.tsv")):
+        stage = tsv.relative_to(run_dir / "benchmarks").parts[0]
+        with open(tsv, newline="") as handle:
+            record = next(csv.DictReader(handle, delimiter="\t"))
+        max_rss = float(record["max_rss"]) if record["max_rss"] not in ("-", "NA") else 0.0
+        rows.setdefault(stage, []).append((float(record["s"]), max_rss))
+    for stage, values in rows.items():
+        wall = sum(v[0] for v in values)
+        rss = max(v[1] for v in values)
+        print(f"    {stage:<18} {len(values):>3} job(s) {wall:7.1f} s   peak {rss:7.0f} MB")
+
+
+def _science(run_dir: Path) -> None:
+    print("==> science against the simulation's truth")
+    for path in sorted((run_dir / "results").glob("*/qa/*.json")):
+        scores = json.loads(path.read_text())
+        keep = {
+            k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k != "truth"
+        }
+        print(f"    {path.name}: {keep}")
+
+
+def site_testbed_args(bed: Testbed, project: Path) -> list[str]:
+    """What a site profile (whose `.testbed/...` paths are relative to where Snakemake runs)
+    needs on the command line to reach `bed` from `project`: nothing when it is there."""
+    if (project / ".testbed").resolve() == bed.layout.root.resolve():
+        return []
+    return testbed_args(bed)
+
+
+def _show(text: str, commands: list[list[str] | str]) -> None:
+    print(f"==> {text}", flush=True)
+    for command in commands:
+        print(f"    $ {command if isinstance(command, str) else shlex.join(command)}", flush=True)
+
+
+def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stamp: str) -> None:
+    if Path.cwd().resolve() != project.resolve():
+        _show("the commands below run in the project directory:", [["cd", str(project)]])
+    products = f"lofar:products/demo-{stamp}"
+    listing = [tool("rucio", project), "list-dids", f"{products}/*", "--filter", "type=file"]
+    _show(f"products: {shown(run_dir, project)}/results and, in the DataLake, {products}/",
+          [f"{env_command(bed, project)}; {shlex.join(listing)}"])
+    # Snakemake takes the report's path from the run directory.
+    _show(f"the QA report of this run, figures with captions, as "
+          f"{shown(run_dir / 'report.html', project)}:", [[*run, "--report", "report.html"]])
+    _show("config/config.yaml names this observation: run the workflow on it yourself as "
+          + " or ".join(SITE_PROFILES.values()) + ":",
+          [[tool("snakemake", project), "--profile", profile, *site_testbed_args(bed, project)]
+           for profile in SITE_PROFILES])
+
+
+def run_pipeline_demo(state_dir: Path | None = None) -> int:
+    bed = Testbed(Layout(state_dir or default_dir()))
+    if not bed.status():
+        print("the testbed is not fully up; run `lofar-datalake testbed up` first")
+        return 1
+    project = project_dir()
+    data = project / "demo" / "data"
+    simulate_demo_data(data)
+    print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
+    seed(bed, data)
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run_dir = project / "demo" / stamp
+    run_dir.mkdir(parents=True)
+    config = write_demo_config(run_dir, data, f"products/demo-{stamp}", project)
+    # Absolute DataLake paths: with --directory, Snakemake reads the profile's relative ones
+    # from the run directory.
+    run = [tool("snakemake", project), "--profile", "profiles/local",
+           "--directory", shown(run_dir, project), "--configfile", shown(config, project),
+           *testbed_args(bed)]
+    _show(f"running the workflow at SITE_A in DataLake mode, in {shown(run_dir, project)}:", [run])
+    started = time.monotonic()
+    env = {**os.environ, "X509_USER_PROXY": str(bed.pki.proxy)}
+    done = subprocess.run(run, cwd=project, env=env, check=False)
+    if done.returncode != 0:
+        print(f"the workflow failed (exit {done.returncode}); logs in {run_dir}/logs")
+        return done.returncode
+    print(f"    workflow done in {time.monotonic() - started:.0f} s", flush=True)
+    _stage_table(run_dir)
+    _science(run_dir)
+    _next_steps(bed, project, run, run_dir, stamp)
+    return 0

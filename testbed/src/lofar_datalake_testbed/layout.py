@@ -1,0 +1,139 @@
+"""Where the testbed keeps its state, and which loopback ports it uses.
+
+Everything lives under one directory (default `.testbed/` in the project, or
+`$LOFAR_DATALAKE_TESTBED_DIR`). Ports are chosen once, on the first `up`, and remembered so that
+config files written then stay valid across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DIR = "LOFAR_DATALAKE_TESTBED_DIR"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One simulated site: an RSE with `file` and `https` (WebDAV) access to the same directory."""
+
+    rse: str
+    site: str
+    prefer_https: bool  # a site whose users normally reach the storage over WebDAV
+
+
+SITES: tuple[Site, ...] = (
+    Site("SITE_A_DISK", "SITE_A", prefer_https=False),
+    Site("SITE_B_DISK", "SITE_B", prefer_https=False),
+    Site("SITE_C_DAV", "SITE_C", prefer_https=True),
+    # The storage of the testbed's volunteered compute sites (`testbed up --sites ...`): the
+    # Slurm cluster's RSE sits on its shared file system; the HTCondor pool's workers share no
+    # file system with anything, so they reach their RSE over WebDAV.
+    Site("SITE_SLURM_DISK", "SITE_SLURM", prefer_https=False),
+    Site("SITE_HTCONDOR_DAV", "SITE_HTCONDOR", prefer_https=True),
+)
+
+
+# The checkout this package is installed from (editable, as `make install` does):
+# testbed/src/lofar_datalake_testbed/layout.py. The demo and the sites use its workflow.
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_dir() -> Path:
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).resolve()
+    return (PROJECT_ROOT / ".testbed").resolve()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pg"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def fts_dir(self) -> Path:
+        return self.root / "fts"
+
+    @property
+    def server_config(self) -> Path:
+        """Server and daemon config, with the root account's credentials."""
+        return self.etc / "rucio.cfg"
+
+    @property
+    def client_config(self) -> Path:
+        """Client config for the pipeline's `lofar` account: what users point RUCIO_CONFIG at."""
+        return self.etc / "rucio-client.cfg"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    def rse_dir(self, rse: str) -> Path:
+        return self.root / "rse" / rse
+
+    def site_dir(self, kind: str) -> Path:
+        """State of a compute site (`slurm`, `htcondor`) started with the testbed."""
+        return self.root / "sites" / kind
+
+    def make_dirs(self) -> None:
+        for path in (self.root, self.etc, self.logs, self.run, self.fts_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        for path in (self.root, self.etc):
+            os.chmod(path, 0o700)
+        for site in SITES:
+            self.rse_dir(site.rse).mkdir(parents=True, exist_ok=True)
+
+    def load_state(self) -> dict[str, object]:
+        if not self.state_file.exists():
+            return {}
+        return dict(json.loads(self.state_file.read_text()))
+
+    def save_state(self, state: dict[str, object]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    def ports(self) -> dict[str, int]:
+        """The testbed's ports, allocated on first use and then fixed."""
+        state = self.load_state()
+        ports = dict(state.get("ports", {}))  # type: ignore[call-overload]
+        wanted = ["rucio", "fts"] + [f"dav_{site.rse}" for site in SITES]
+        changed = False
+        for name in wanted:
+            if name not in ports:
+                ports[name] = free_port()
+                changed = True
+        if changed:
+            state["ports"] = ports
+            self.save_state(state)
+        return {str(k): int(v) for k, v in ports.items()}

@@ -1,0 +1,216 @@
+"""`lofar-datalake testbed up | status | down | env`: the local DataLake's life cycle.
+
+`up` is idempotent and heals: every component is probed and only what is missing or dead is
+(re)started. `down` stops exactly the processes recorded in the testbed's pid files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import components, database, sites
+from .layout import LOOPBACK, SITES, Layout
+from .pki import Pki, ensure_pki
+from .processes import ManagedProcess, stop_all, tail
+from .rucio_config import write_configs
+from .server_env import ServerEnv, server_env
+
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Testbed:
+    layout: Layout
+
+    @property
+    def pki(self) -> Pki:
+        return ensure_pki(self.layout.pki_dir)
+
+    @property
+    def server_env(self) -> ServerEnv:
+        return server_env(self.layout.root)
+
+    def _ports(self) -> dict[str, int]:
+        return self.layout.ports()
+
+    def services(self) -> list[ManagedProcess]:
+        ports, pki = self._ports(), self.pki
+        return [
+            components.rucio_server(self.server_env, self.layout, ports),
+            *components.webdav_servers(self.server_env, self.layout, ports, pki),
+            components.fts_service(self.server_env, self.layout, ports, pki),
+        ]
+
+    def daemons(self) -> list[ManagedProcess]:
+        return components.rucio_daemons(self.server_env, self.layout, self.pki)
+
+    def _bootstrap(self, step: str) -> None:
+        env = {**os.environ, "RUCIO_CONFIG": str(self.layout.server_config)}
+        result = subprocess.run(
+            self.server_env.module("bootstrap", step, "--layout", str(self.layout.root)),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        log = self.layout.logs / "bootstrap.log"
+        with open(log, "a") as handle:
+            handle.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"bootstrap step '{step}' failed; see {log}:\n{tail(log)}")
+
+    def _ensure(self, proc: ManagedProcess, say: bool = True) -> None:
+        if proc.healthy():
+            return
+        if proc.process() is not None:  # alive but not answering: restart it
+            proc.stop()
+        if say:
+            print(f"  starting {proc.name}", flush=True)
+        proc.start()
+        proc.wait_ready(START_TIMEOUT)
+
+    def _forget_dead_daemons(self, alive: set[int]) -> None:
+        """Heartbeats of dead daemons make live ones take only part of the work until they
+        expire (10 min); drop them so restarted daemons own all of it at once."""
+        pids = ",".join(str(p) for p in sorted(alive)) or "-1"
+        sql = f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})"  # noqa: S608 (integers only)
+        database.psql(self.server_env, self.layout.pgdata, sql)
+
+    def up(self, site_kinds: Sequence[str] = ()) -> None:
+        """The DataLake, then the compute sites asked for now or started by an earlier `up`."""
+        started = time.monotonic()
+        layout = self.layout
+        layout.make_dirs()
+        print(f"testbed in {layout.root}", flush=True)
+        self.pki  # noqa: B018  (creates the CA and certificates on first use)
+        env = self.server_env.ensure()
+        db_url = database.ensure_running(env, layout.pgdata)
+        ports = self._ports()
+        write_configs(layout, db_url, ports, env.rucio_migrations)
+        # Both bootstrap steps are idempotent; they run until one `up` has completed them.
+        if not layout.load_state().get("schema", layout.load_state().get("catalog")):
+            print("  creating the Rucio schema", flush=True)
+            self._bootstrap("schema")
+        server, *others = self.services()
+        self._ensure(server)
+        state = layout.load_state()
+        # The catalogue step runs again when the testbed gained RSEs since it last ran.
+        if state.get("catalog") != [site.rse for site in SITES]:
+            print("  registering accounts, scope and RSEs", flush=True)
+            self._bootstrap("catalog")
+            state = layout.load_state()
+            state["schema"] = True
+            state["catalog"] = [site.rse for site in SITES]
+            layout.save_state(state)
+        for proc in others:
+            self._ensure(proc)
+        daemons = self.daemons()
+        dead = [d for d in daemons if not d.healthy()]
+        if dead:
+            alive = {p.pid for d in daemons if (p := d.process()) is not None}
+            self._forget_dead_daemons(alive)
+            for proc in dead:
+                self._ensure(proc)
+        kinds = [k for k in sites.KINDS if k in {*site_kinds, *sites.started_kinds(layout)}]
+        for kind in kinds:
+            print(f"  site {kind}", flush=True)
+            sites.compute_site(layout, kind).up()
+            sites.remember(layout, kinds[: kinds.index(kind) + 1] + sites.started_kinds(layout))
+        print(f"testbed up ({time.monotonic() - started:.1f} s)", flush=True)
+
+    def status(self) -> bool:
+        rows: list[tuple[str, str, str, str]] = []
+        pg_pid = database.pid(self.layout.pgdata)
+        rows.append(("postgresql", "up" if pg_pid else "down", str(pg_pid or "-"), "unix socket"))
+        ports = self._ports() if self.layout.state_file.exists() else {}
+        endpoints = {
+            "rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
+            "fts": f"http://{LOOPBACK}:{ports.get('fts')}",
+        }
+        for site in SITES:
+            endpoints[f"webdav-{site.rse}"] = f"https://{LOOPBACK}:{ports.get('dav_' + site.rse)}"
+        total_rss = _rss(psutil.Process(pg_pid)) if pg_pid else 0
+        all_ok = pg_pid is not None
+        for proc in (self.services() + self.daemons()) if ports else []:
+            running = proc.process()
+            ok = proc.healthy()
+            all_ok &= ok
+            state = "up" if ok else ("unhealthy" if running else "down")
+            if running is not None:
+                total_rss += _rss(running)
+            rows.append(
+                (
+                    proc.name,
+                    state,
+                    str(running.pid) if running else "-",
+                    endpoints.get(proc.name, "daemon"),
+                )
+            )
+        for kind in sites.started_kinds(self.layout):
+            site = sites.compute_site(self.layout, kind)
+            site_rows = site.status_rows()
+            all_ok &= all(row[1] == "up" for row in site_rows)
+            rows += [(f"{kind}/{name}", state, pid, where) for name, state, pid, where in site_rows]
+        width = max(len(r[0]) for r in rows)
+        for name, state, pid, where in rows:
+            print(f"{name:<{width}}  {state:<9}  pid {pid:<8} {where}")
+        print(f"memory (RSS, all components): {total_rss / 1024**2:.0f} MiB")
+        return all_ok
+
+    def down(self) -> None:
+        # Sites first: their jobs talk to the DataLake.
+        for kind in sites.started_kinds(self.layout):
+            ended = sites.compute_site(self.layout, kind).down()
+            print(f"  stopped site {kind}" + (f": {', '.join(ended)}" if ended else ""), flush=True)
+        if self.layout.state_file.exists():
+            sites.remember(self.layout, [])
+            # Daemons first (they talk to the others), then the services, each group in parallel.
+            for group in (self.daemons(), self.services()):
+                for name in stop_all(group):
+                    print(f"  stopped {name}", flush=True)
+        if database.stop(self.server_env, self.layout.pgdata):
+            print("  stopped postgresql", flush=True)
+        print("testbed down", flush=True)
+
+    def env(self) -> str:
+        ports = self._ports()
+        lines = {
+            "LOFAR_DATALAKE_TESTBED_DIR": str(self.layout.root),
+            "RUCIO_CONFIG": str(self.layout.client_config),
+            "X509_USER_PROXY": str(self.pki.proxy),
+            "LOFAR_DATALAKE_CA_BUNDLE": str(self.pki.ca_cert),
+            "FTS3_ENDPOINT": f"http://{LOOPBACK}:{ports['fts']}",
+        }
+        out = [f"export {k}={_quote(v)}" for k, v in lines.items()]
+        out.append("# rucio whoami; rucio list-rses")
+        out.append('# fts-rest-whoami -s "$FTS3_ENDPOINT"')
+        return "\n".join(out)
+
+
+def _quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def _rss(proc: psutil.Process) -> int:
+    total = 0
+    for member in [proc, *proc.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def testbed(root: Path | None = None) -> Testbed:
+    from .layout import default_dir
+
+    return Testbed(Layout(root or default_dir()))

@@ -1,0 +1,114 @@
+"""Run the FTS3-REST stand-in (in the testbed's server environment):
+`python -m lofar_datalake_testbed.servers.fts --state-dir D --port P`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote_to_bytes
+
+from cheroot import server as cheroot_server
+from cheroot import wsgi
+
+from .app import App
+from .store import Store
+from .worker import Engine
+
+LOOPBACK = ("127.0.0.1", "localhost")
+# Cheroot's default listen backlog (5) overflows when many clients connect at once (each `fts3`
+# client call opens a new connection), and the kernel then resets some of them.
+LISTEN_BACKLOG = 256
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """Accepts "//jobs": Rucio joins an `fts` attribute ending in "/" with "/jobs".
+
+    Cheroot reads a target starting with "//" as an authority ("jobs") and refuses it in
+    strict mode, so strict parsing is off and the path is rebuilt from the raw target.
+    """
+
+    def __init__(
+        self, server: object, conn: object, proxy_mode: bool = False, strict_mode: bool = True
+    ) -> None:
+        super().__init__(server, conn, proxy_mode, strict_mode=False)
+
+    def read_request_line(self) -> bool:
+        if not super().read_request_line():  # type: ignore[no-untyped-call]
+            return False
+        if self.uri.startswith(b"//"):
+            target, _, query = self.uri.partition(b"?")
+            self.path = b"/" + unquote_to_bytes(target.lstrip(b"/"))
+            self.qs = query
+        return True
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lofar_datalake_testbed.servers.fts", description=__doc__
+    )
+    parser.add_argument("--state-dir", type=Path, required=True, help="jobs database and log")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    parser.add_argument("--ca-bundle", type=Path, help="CA certificates for https storage")
+    parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
+    parser.add_argument("--vo", default="lofar", help="VO reported by /whoami")
+    parser.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
+    args = parser.parse_args(argv)
+    if args.host not in LOOPBACK:
+        parser.error("the testbed FTS serves loopback (127.0.0.1) only")
+    if args.max_active < 1:
+        parser.error("--max-active must be at least 1")
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        parser.error(f"--ca-bundle {args.ca_bundle} does not exist")
+
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(args.state_dir / "fts.log")],
+    )
+    store = Store(args.state_dir / "fts.sqlite")
+    ca_bundle = str(args.ca_bundle) if args.ca_bundle else None
+    engine = Engine(store, max_active=args.max_active, ca_bundle=ca_bundle)
+    server = wsgi.Server(
+        ("127.0.0.1", args.port),
+        App(store, engine, vo=args.vo),
+        numthreads=args.threads,
+        request_queue_size=LISTEN_BACKLOG,
+    )
+    server.ConnectionClass = _Connection
+
+    def stop(_signum: int, _frame: object) -> None:
+        # Not server.stop() here: the handler runs on the main thread inside cheroot's
+        # connection loop, and stopping from there deadlocks on the loop's own locks.
+        threading.Thread(target=server.stop, name="fts-stop").start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    engine.start()
+    logging.info(
+        "FTS3 REST stand-in on http://127.0.0.1:%d/ (pid %d, state %s, max %d active)",
+        args.port,
+        os.getpid(),
+        args.state_dir,
+        args.max_active,
+    )
+    try:
+        server.start()
+    finally:
+        engine.stop()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

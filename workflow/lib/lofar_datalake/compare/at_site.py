@@ -42,6 +42,9 @@ class SiteAccess(Protocol):
     def shared_area(self) -> Path:
         """A directory the site's jobs can read (site storage)."""
 
+    def hand_to_jobs(self, path: Path) -> None:
+        """Let the site's jobs write below `path` (site storage, e.g. a local copy)."""
+
     def run_area(self) -> Path:
         """Where runs at the site live by default."""
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from datalake_core import localcopy, transfer_http
+from datalake_core import materialise, transfer_http
 from datalake_core.journal import read_events
-from datalake_core.localcopy import CorruptReplica, LocalWriteError
+from datalake_core.materialise import CorruptReplica, LocalWriteError
 from datalake_core.rucio_adapter import Did
 
 pytestmark = pytest.mark.integration
@@ -301,7 +301,7 @@ def test_disk_filling_up_during_a_transfer_is_a_clear_error(testbed, rucio, uniq
                                 verify=str(testbed.pki.ca_cert), timeout=30)
         assert _files_under(disk) == []
         with pytest.raises(LocalWriteError, match=full):
-            localcopy.copy(Path(pfn["SITE_B_DISK"].removeprefix("file://")), dest,
+            materialise.copy(Path(pfn["SITE_B_DISK"].removeprefix("file://")), dest,
                            size=len(data), adler32=_adler(data))
         assert _files_under(disk) == []
 
@@ -320,10 +320,10 @@ def test_stale_part_link_is_replaced_not_written_through(tmp_path):
     other.write_bytes(bytes(b ^ 0xFF for b in good))
     dest = tmp_path / "local" / "x.dat"
     dest.parent.mkdir()
-    localcopy.part_name(dest).symlink_to(replica)
+    materialise.part_name(dest).symlink_to(replica)
     with pytest.raises(CorruptReplica, match="adler32 mismatch"):
-        localcopy.copy(other, dest, size=len(good), adler32=_adler(good))
+        materialise.copy(other, dest, size=len(good), adler32=_adler(good))
     assert replica.read_bytes() == good, "the replica behind the stale link was overwritten"
-    assert not dest.exists() and not localcopy.part_name(dest).is_symlink()
-    localcopy.copy(replica, dest, size=len(good), adler32=_adler(good))
+    assert not dest.exists() and not materialise.part_name(dest).is_symlink()
+    materialise.copy(replica, dest, size=len(good), adler32=_adler(good))
     assert dest.read_bytes() == good and not dest.is_symlink()

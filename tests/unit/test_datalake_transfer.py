@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from datalake_core import localcopy
-from datalake_core.localcopy import TransferFailed
+from datalake_core import materialise
 from datalake_core.locality import mounted_path, protocol_bases, sources
+from datalake_core.materialise import TransferFailed
 from datalake_core.resolver import FileInfo, Replica
 from datalake_core.rucio_adapter import Did
 from datalake_core.settings import LinkMode, Mount
@@ -31,30 +31,30 @@ def test_link_modes_give_the_right_bytes(replica, tmp_path, mode):
     source, data = replica
     dest = tmp_path / "local" / "file.dat"
     dest.parent.mkdir()
-    how = localcopy.link(source, dest, mode=mode, size=len(data), adler32=_adler(data),
+    how = materialise.link(source, dest, mode=mode, size=len(data), adler32=_adler(data),
                          verify=True)
     assert how == mode.value
     assert dest.read_bytes() == data
     assert dest.is_symlink() == (mode is LinkMode.SYMLINK)
-    assert not localcopy.part_name(dest).exists()
+    assert not materialise.part_name(dest).exists()
 
 
 def test_corrupt_source_is_refused_and_nothing_appears(replica, tmp_path):
     source, data = replica
     dest = tmp_path / "out.dat"
     with pytest.raises(TransferFailed, match="adler32 mismatch"):
-        localcopy.copy(source, dest, size=len(data), adler32="00000001")
+        materialise.copy(source, dest, size=len(data), adler32="00000001")
     with pytest.raises(TransferFailed, match="size mismatch"):
-        localcopy.link(source, dest, mode=LinkMode.SYMLINK, size=len(data) + 1,
+        materialise.link(source, dest, mode=LinkMode.SYMLINK, size=len(data) + 1,
                        adler32=_adler(data), verify=True)
-    assert not dest.exists() and not localcopy.part_name(dest).exists()
+    assert not dest.exists() and not materialise.part_name(dest).exists()
 
 
 def test_is_verified(replica):
     source, data = replica
-    assert localcopy.is_verified(source, size=len(data), adler32=_adler(data))
-    assert not localcopy.is_verified(source, size=len(data), adler32="deadbeef")
-    assert not localcopy.is_verified(source.with_name("nope"), size=1, adler32=None)
+    assert materialise.is_verified(source, size=len(data), adler32=_adler(data))
+    assert not materialise.is_verified(source, size=len(data), adler32="deadbeef")
+    assert not materialise.is_verified(source.with_name("nope"), size=1, adler32=None)
 
 
 def test_mounted_path_by_prefix_and_by_rse():

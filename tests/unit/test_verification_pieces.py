@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from datalake_core import localcopy
+from datalake_core import materialise
 from datalake_core.journal import Journal, read_events
-from datalake_core.offline_copy import OfflineCopy, save_index
+from datalake_core.mirror import OfflineCopy, save_index
 from datalake_core.rucio_adapter import DataLakeError, Did
 from datalake_core.settings import LinkMode
 from lofar_datalake.compare.accounting import moved_bytes
-from lofar_datalake.compare.local_copy import provider_settings
+from lofar_datalake.compare.make_mirror import provider_settings
 from lofar_datalake.provenance import manifest
 from lofar_datalake.provenance.reproduce import ManifestError, restore_embedded
 
@@ -82,25 +82,25 @@ def test_kernel_copy_is_verified_and_a_bad_copy_never_appears(tmp_path):
     source.write_bytes(data)
     dest = tmp_path / "out" / "file"
     dest.parent.mkdir()
-    localcopy.copy(source, dest, size=len(data), adler32=_adler(data))
-    assert dest.read_bytes() == data and not localcopy.part_name(dest).exists()
-    with pytest.raises(localcopy.CorruptReplica):
-        localcopy.copy(source, tmp_path / "out" / "bad", size=len(data), adler32="00000001")
+    materialise.copy(source, dest, size=len(data), adler32=_adler(data))
+    assert dest.read_bytes() == data and not materialise.part_name(dest).exists()
+    with pytest.raises(materialise.CorruptReplica):
+        materialise.copy(source, tmp_path / "out" / "bad", size=len(data), adler32="00000001")
     assert not (tmp_path / "out" / "bad").exists()
-    assert not localcopy.part_name(tmp_path / "out" / "bad").exists()
+    assert not materialise.part_name(tmp_path / "out" / "bad").exists()
 
 
 def test_link_without_checksum_still_checks_the_size(tmp_path):
     source = tmp_path / "replica"
     source.write_bytes(b"12345")
-    with pytest.raises(localcopy.CorruptReplica, match="size mismatch"):
-        localcopy.link(source, tmp_path / "l", mode=LinkMode.SYMLINK, size=4, adler32=None,
+    with pytest.raises(materialise.CorruptReplica, match="size mismatch"):
+        materialise.link(source, tmp_path / "l", mode=LinkMode.SYMLINK, size=4, adler32=None,
                        verify=False)
     # Same size, wrong checksum: only found when verifying.
-    assert localcopy.link(source, tmp_path / "l", mode=LinkMode.SYMLINK, size=5,
+    assert materialise.link(source, tmp_path / "l", mode=LinkMode.SYMLINK, size=5,
                           adler32="00000001", verify=False) == "symlink"
-    with pytest.raises(localcopy.CorruptReplica, match="adler32"):
-        localcopy.link(source, tmp_path / "m", mode=LinkMode.SYMLINK, size=5,
+    with pytest.raises(materialise.CorruptReplica, match="adler32"):
+        materialise.link(source, tmp_path / "m", mode=LinkMode.SYMLINK, size=5,
                        adler32="00000001", verify=True)
 
 

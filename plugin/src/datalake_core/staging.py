@@ -25,10 +25,10 @@ from pathlib import Path
 
 import requests
 
-from . import localcopy, transfer_http
+from . import materialise, transfer_http
 from .journal import Journal
-from .localcopy import CorruptReplica, LocalWriteError, TransferFailed
 from .locality import Source, protocol_bases, sources
+from .materialise import CorruptReplica, LocalWriteError, TransferFailed
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
 from .settings import ProviderConfig, SiteVerify, StagePolicy
@@ -126,7 +126,7 @@ class Stager:
                 continue
             infos[req.did] = info
             req.dest.parent.mkdir(parents=True, exist_ok=True)
-            if localcopy.is_verified(req.dest, size=info.bytes, adler32=info.adler32):
+            if materialise.is_verified(req.dest, size=info.bytes, adler32=info.adler32):
                 req.future.set_result("already present and verified")
                 self._record(info, "already present and verified", None, time.time())
                 continue
@@ -254,14 +254,14 @@ class Stager:
             if source.at_site:
                 # A link needs no room; should it fall back to a copy, a full disk is still
                 # reported by the copy itself.
-                how = localcopy.link(source.local, dest, mode=self.cfg.link_mode,
+                how = materialise.link(source.local, dest, mode=self.cfg.link_mode,
                                      size=info.bytes, adler32=info.adler32,
                                      verify=self.cfg.verify_site_replicas is SiteVerify.ADLER32)
                 return f"{how} from {source.rse}"
-            localcopy.check_space(dest, info.bytes)
-            localcopy.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
+            materialise.check_space(dest, info.bytes)
+            materialise.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
             return f"copy from {source.rse}"
-        localcopy.check_space(dest, info.bytes)
+        materialise.check_space(dest, info.bytes)
         transfer_http.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
                             verify=self.cfg.tls(), timeout=self.cfg.http_timeout,
                             session=self._session())

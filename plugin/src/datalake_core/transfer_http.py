@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .checksums import Adler32
-from .localcopy import TransferFailed, commit, local_error, open_part, part_name
+from .materialise import TransferFailed, commit, local_error, open_part, part_name
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15.0

@@ -31,7 +31,7 @@ from snakemake_interface_storage_plugins.storage_provider import (
 from datalake_core import job_auth
 from datalake_core import query as dlquery
 from datalake_core.journal import Journal
-from datalake_core.offline_copy import OfflineCopy
+from datalake_core.mirror import OfflineCopy
 from datalake_core.outputs import Outputs
 from datalake_core.resolver import FileInfo, Resolver, Template
 from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter

@@ -18,7 +18,7 @@ from datalake_core.rucio_adapter import DataLakeError, RucioAdapter
 from datalake_core.settings import ProviderConfig
 
 from . import accounting, at_site, runs
-from .local_copy import lazy_rucio, make_local_copy, provider_settings
+from .make_mirror import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
 
 ROOT = Path(__file__).resolve().parents[4]  # the project: workflow/lib/lofar_datalake/compare

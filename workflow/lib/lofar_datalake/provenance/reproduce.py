@@ -24,7 +24,7 @@ from datalake_core.checksums import sha256_of_file
 
 from ..compare.at_site import config_of, make_readable, site_of
 from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
-from ..compare.local_copy import make_local_copy, provider_settings
+from ..compare.make_mirror import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
 from .manifest import EMBEDDED_KEYS, SCHEMA
 

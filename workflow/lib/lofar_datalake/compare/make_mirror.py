@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from datalake_core.offline_copy import load_index, save_index
+from datalake_core.mirror import load_index, save_index
 from datalake_core.resolver import Resolver
 from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter
 from datalake_core.settings import LinkMode, ProviderConfig, StagePolicy

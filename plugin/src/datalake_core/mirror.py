@@ -19,7 +19,7 @@ from typing import Any
 
 from .checksums import adler32_of_file
 from .journal import Journal
-from .localcopy import TransferFailed, link
+from .materialise import TransferFailed, link
 from .resolver import FileInfo, Replica
 from .rucio_adapter import DataLakeError, Did
 from .settings import LinkMode

@@ -30,7 +30,7 @@ import psutil
 from . import htcondor_chroot
 from .htcondor import HTCondorPool
 from .layout import LOOPBACK, PROJECT_ROOT, Layout
-from .sites import SITE_RSES, hand_credentials
+from .site_base import SITE_RSES, hand_credentials
 
 START_TIMEOUT = 60.0
 # The first line of every job's output (profiles/htcondor-site/job-wrapper.sh).

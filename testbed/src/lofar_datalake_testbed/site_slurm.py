@@ -24,7 +24,7 @@ import psutil
 from .layout import LOOPBACK, Layout, free_port
 from .netns_relay import is_ready
 from .processes import ManagedProcess, stop_all
-from .sites import SITE_RSES
+from .site_base import SITE_RSES
 from .slurm import SYSTEM_CONF, SlurmCluster
 
 NETNS = "lofar-slurm"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lofar_datalake import containers
+from lofar_datalake import container_recipe, containers
 from lofar_datalake.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_recipe_is_debian_bookworm_with_casarc(family: str) -> None:
     assert "python3.11 -m venv /opt/venv" in post
     assert "measures.directory: /opt/venv/lib/python3.11/site-packages/casacore/data" in post
     assert recipe.sections["test"] and recipe.sections["help"]
-    assert recipe.labels[f"{containers.LABEL_PREFIX}family"] == family
+    assert recipe.labels[f"{container_recipe.LABEL_PREFIX}family"] == family
 
 
 @pytest.mark.parametrize("family", sorted(RECIPES))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .containers import LABEL_PREFIX, Recipe, RecipeError
+from .container_recipe import LABEL_PREFIX, Recipe, RecipeError
 
 DEFAULT_CACHE = Path("/var/cache/lofar-datalake/debootstrap")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

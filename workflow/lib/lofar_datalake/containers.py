@@ -1,8 +1,8 @@
 """The one adapter for the pipeline's container images.
 
 Each stage family (`config["containers"][family]`) has an Apptainer recipe
-`workflow/containers/<family>.def`. This module reads those recipes, lists the images a config
-names, converts a recipe to a Dockerfile for Docker/Podman sites (spython) and builds a SIF
+`workflow/containers/<family>.def` (read by container_recipe). This module lists the images a
+config names, converts a recipe to a Dockerfile for Docker/Podman sites (spython) and builds a SIF
 with Apptainer when it is installed.
 """
 
@@ -20,75 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from . import container_sandbox
+from .container_recipe import Recipe, RecipeError, parse_recipe
+
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "containers"
-LABEL_PREFIX = "org.lofar-datalake."
-# Labels that describe the image rather than a tool version.
-_META_LABELS = {"family"}
-
-
-class RecipeError(RuntimeError):
-    """A recipe that cannot be read, pinned or converted as this module expects."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """An Apptainer definition file: its header (`Key: value` lines) and its %sections."""
-
-    family: str
-    path: Path
-    header: dict[str, str]
-    sections: dict[str, list[str]]
-
-    @property
-    def labels(self) -> dict[str, str]:
-        pairs = (line.split(None, 1) for line in self.sections.get("labels", []))
-        return {p[0]: p[1].strip() if len(p) > 1 else "" for p in pairs}
-
-    @property
-    def versions(self) -> dict[str, str]:
-        """Tool versions from the `org.lofar-datalake.<tool>` labels."""
-        return {
-            key.removeprefix(LABEL_PREFIX): value
-            for key, value in self.labels.items()
-            if key.startswith(LABEL_PREFIX) and key.removeprefix(LABEL_PREFIX) not in _META_LABELS
-        }
-
-    def pip_requirements(self) -> list[str]:
-        """Every requirement given to `pip install` in %post, as written."""
-        reqs: list[str] = []
-        for line in self.sections.get("post", []):
-            words = shlex.split(line)
-            for i, word in enumerate(words[:-1]):
-                if Path(word).name.startswith("pip") and words[i + 1] == "install":
-                    reqs += [w for w in words[i + 2 :] if not w.startswith("-")]
-        return reqs
-
-    def pip_pins(self) -> dict[str, str]:
-        """`name==version` requirements of %post; raises on any requirement not pinned exactly."""
-        pins: dict[str, str] = {}
-        for req in self.pip_requirements():
-            name, sep, version = req.partition("==")
-            if not sep or not re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version):
-                raise RecipeError(f"{self.path}: pip requirement {req!r} is not pinned with ==")
-            pins[name.lower()] = version
-        return pins
-
-
-def parse_recipe(path: Path) -> Recipe:
-    header: dict[str, str] = {}
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("%"):
-            current = sections.setdefault(line[1:].split()[0].lower(), [])
-        elif current is not None:
-            if line:
-                current.append(line)
-        elif line and not line.startswith("#"):
-            key, _, value = line.partition(":")
-            header[key.strip()] = value.strip()
-    return Recipe(path.stem, path, header, sections)
 
 
 def recipe_path(family: str, recipes_dir: Path = RECIPES_DIR) -> Path:
@@ -138,9 +73,8 @@ def list_images(config: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image]:
         _, at, digest = str(reference).partition("@")
         if not at and str(reference).startswith("/"):
             # A sandbox built here records its tree digest among its labels.
-            from .container_sandbox import DIGEST_LABEL, read_labels
-
-            digest = read_labels(Path(str(reference))).get(DIGEST_LABEL, "")
+            labels = container_sandbox.read_labels(Path(str(reference)))
+            digest = labels.get(container_sandbox.DIGEST_LABEL, "")
         images.append(
             Image(
                 family=family,
@@ -210,8 +144,6 @@ def build(
     """Build the family's image at `output`: a SIF (`*.sif`, needs Apptainer) or a sandbox
     directory (anything else; Apptainer's `build --sandbox` when installed, else debootstrap
     and chroot, see container_sandbox). Returns the labels of a sandbox (versions, digests)."""
-    from . import container_sandbox
-
     path = recipe_path(family, recipes_dir)
     apptainer = shutil.which("apptainer")
     sandbox = output.suffix != ".sif"
@@ -242,12 +174,10 @@ def build_all(
 ) -> dict[str, Path]:
     """Every family's sandbox image in `directory` under its versioned name (`image_name`);
     only the missing ones are built, an image already there is kept."""
-    from .container_sandbox import read_labels
-
     images = {}
     for family, recipe in recipes().items():
         path = (directory / image_name(recipe)).absolute()
-        if not read_labels(path):
+        if not container_sandbox.read_labels(path):
             build(family, path, cache=cache, say=say)
         images[family] = path
     return images

@@ -76,8 +76,8 @@ def tool_versions() -> dict[str, str | None]:
 def image_records(images: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """What is known of each stage image without running it: the digest of a `docker://`
     reference, or the labels (tool versions, rootfs and recipe digests) of a sandbox image."""
+    from ..container_recipe import LABEL_PREFIX
     from ..container_sandbox import DIGEST_LABEL, read_labels
-    from ..containers import LABEL_PREFIX
 
     records: dict[str, dict[str, Any]] = {}
     for family, reference in images.items():

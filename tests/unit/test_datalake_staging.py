@@ -6,6 +6,7 @@ import zlib
 
 import pytest
 
+from datalake_core.journal import Staged, Way
 from datalake_core.resolver import FileInfo, Replica
 from datalake_core.rucio_adapter import Did
 from datalake_core.settings import ProviderConfig
@@ -55,7 +56,7 @@ def test_corrupt_site_replica_falls_back_to_another_rse(tmp_path, caplog):
     dest = tmp_path / "local" / "f"
     with caplog.at_level(logging.WARNING):
         how = stager.stage(info.did, dest)
-    assert how == "copy from OTHER"
+    assert how == Staged(Way.COPY, "OTHER") and str(how) == "copy from OTHER"
     assert dest.read_bytes() == data and not dest.is_symlink()
     assert "adler32 mismatch" in caplog.text
 
@@ -113,7 +114,7 @@ def test_requests_queued_together_are_one_batch_processed_concurrently(tmp_path,
     assert all(f.done() and f.exception() is None for f in futures)
     assert 1 < len(threads) <= 3
     # Each caller then picks up its own result without new work.
-    assert stager.stage(infos[0].did, tmp_path / "local" / "d/0").startswith("copy")
+    assert stager.stage(infos[0].did, tmp_path / "local" / "d/0").way is Way.COPY
     assert batches == [6]
 
 
@@ -124,4 +125,6 @@ def test_verified_local_copy_is_not_fetched_again(tmp_path):
     dest.parent.mkdir()
     dest.write_bytes(data)
     stager, _ = _stager([info])
-    assert stager.stage(info.did, dest) == "already present and verified"
+    staged = stager.stage(info.did, dest)
+    assert staged.way is Way.PRESENT and not staged.moved
+    assert str(staged) == "already present and verified"

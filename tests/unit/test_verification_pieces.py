@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datalake_core import materialise
-from datalake_core.journal import Journal, read_events
+from datalake_core.journal import Journal, Staged, Way, read_events
 from datalake_core.mirror import OfflineCopy, save_index
 from datalake_core.rucio_adapter import DataLakeError, Did
 from datalake_core.settings import LinkMode
@@ -56,7 +56,8 @@ def test_local_copy_serves_inputs_once_and_keeps_outputs(tmp_path):
     assert copy.get(did).exists and copy.get(Did("lofar", "missing")) is None
     dest = tmp_path / "work" / "a.tar"
     future = copy.request(did, dest)
-    assert copy.stage(did, dest) == future.result() == "copy from the local copy"
+    assert copy.stage(did, dest) == future.result() == Staged(Way.COPY, "the local copy")
+    assert str(future.result()) == "copy from the local copy"
     assert dest.read_bytes() == data
     # Snakemake asks twice (request, then retrieve): the file is linked and journalled once.
     assert sum(1 for line in journal.path.read_text().splitlines() if '"input"' in line) == 1

@@ -9,15 +9,48 @@ the working directory).
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 JOURNAL_DIR = Path(".snakemake") / "datalake"
+
+
+class Way(enum.StrEnum):
+    """How an input was made local."""
+
+    PRESENT = "already present and verified"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    COPY = "copy"
+    HTTPS = "https"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The outcome of staging one input; its text is the `how` of the journal's input event."""
+
+    way: Way
+    source: str | None = None  # the RSE (or local copy) read from; None when already present
+
+    def __str__(self) -> str:
+        return self.way.value if self.source is None else f"{self.way.value} from {self.source}"
+
+    @property
+    def moved(self) -> bool:
+        """Whether bytes were copied: a link, or a file already there, moves none."""
+        return self.way in (Way.COPY, Way.HTTPS)
+
+    @classmethod
+    def parse(cls, text: str) -> Staged:
+        way, found, source = text.partition(" from ")
+        return cls(Way(way), source if found else None)
 
 
 class Journal:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import adler32_of_file
-from .journal import Journal
+from .journal import Journal, Staged, Way
 from .materialise import TransferFailed, link
 from .resolver import FileInfo, Replica
 from .rucio_adapter import DataLakeError, Did
@@ -55,7 +55,7 @@ class OfflineCopy:
         self.workflow = workflow
         self.index = load_index(root)
         self._known: dict[Did, FileInfo | None] = {}
-        self._staged: dict[Did, Future[str]] = {}
+        self._staged: dict[Did, Future[Staged]] = {}
 
     def path_of(self, did: Did) -> Path:
         return self.root / did.scope / did.name
@@ -92,12 +92,12 @@ class OfflineCopy:
                         replicas=(Replica(RSE, "AVAILABLE", (path.as_uri(),)),))
 
     # -- stager --------------------------------------------------------------------------------
-    def request(self, did: Did, dest: Path) -> Future[str]:
+    def request(self, did: Did, dest: Path) -> Future[Staged]:
         """Make `did` local now; Snakemake's retrieval then asks `stage`, which answers from
         this result (as the Stager's batches do) instead of linking a second time."""
         if did in self._staged:
             return self._staged[did]
-        future: Future[str] = Future()
+        future: Future[Staged] = Future()
         try:
             future.set_result(self._link(did, dest))
         except DataLakeError as exc:
@@ -111,13 +111,13 @@ class OfflineCopy:
     def close(self) -> None:
         pass
 
-    def stage(self, did: Did, dest: Path) -> str:
+    def stage(self, did: Did, dest: Path) -> Staged:
         try:
             return self.request(did, dest).result()
         finally:
             self._staged.pop(did, None)
 
-    def _link(self, did: Did, dest: Path) -> str:
+    def _link(self, did: Did, dest: Path) -> Staged:
         info = self.get(did)
         if info is None:
             raise DataLakeError(f"{did}: not in the local copy {self.root}")
@@ -128,11 +128,12 @@ class OfflineCopy:
                        adler32=info.adler32, verify=True)
         except TransferFailed as exc:
             raise DataLakeError(f"{did}: the local copy is not usable: {exc}") from None
+        staged = Staged(Way(how), "the local copy")
         if self.journal is not None:
             self.journal.record("input", did=str(did), bytes=info.bytes, adler32=info.adler32,
-                                md5=info.md5, how=f"{how} from the local copy", rse=RSE,
+                                md5=info.md5, how=str(staged), rse=RSE,
                                 pfn=str(self.path_of(did)), at_site=True, start=began)
-        return f"{how} from the local copy"
+        return staged
 
     # -- outputs -------------------------------------------------------------------------------
     def store(self, did: Did, path: Path, provenance: dict[str, str]) -> str:

@@ -26,13 +26,15 @@ from pathlib import Path
 import requests
 
 from . import materialise, transfer_http
-from .journal import Journal
+from .journal import Journal, Staged, Way
 from .locality import Source, protocol_bases, sources
 from .materialise import CorruptReplica, LocalWriteError, TransferFailed
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
 from .settings import ProviderConfig, SiteVerify, StagePolicy
 from .site_transfer import SiteTransfers
+
+PRESENT = Staged(Way.PRESENT)
 
 
 class StagingError(DataLakeError):
@@ -43,7 +45,7 @@ class StagingError(DataLakeError):
 class _Request:
     did: Did
     dest: Path
-    future: Future[str]
+    future: Future[Staged]
 
 
 class Stager:
@@ -70,7 +72,7 @@ class Stager:
         self._suspects: set[tuple[Did, str]] = set()
 
     # -- requests and batches ------------------------------------------------------------------
-    def request(self, did: Did, dest: Path) -> Future[str]:
+    def request(self, did: Did, dest: Path) -> Future[Staged]:
         """Queue `did` for the next batch (once); the future gives how it was made local."""
         with self._lock:
             existing = self._requests.get(did)
@@ -97,7 +99,7 @@ class Stager:
             if not isinstance(exc, Exception):
                 raise
 
-    def stage(self, did: Did, dest: Path) -> str:
+    def stage(self, did: Did, dest: Path) -> Staged:
         """Make `did` available at `dest`, batching with whatever else is queued."""
         future = self.request(did, dest)
         if not future.done():
@@ -127,8 +129,8 @@ class Stager:
             infos[req.did] = info
             req.dest.parent.mkdir(parents=True, exist_ok=True)
             if materialise.is_verified(req.dest, size=info.bytes, adler32=info.adler32):
-                req.future.set_result("already present and verified")
-                self._record(info, "already present and verified", None, time.time())
+                req.future.set_result(PRESENT)
+                self._record(info, PRESENT, None, time.time())
                 continue
             todo.append(req)
         if not todo:
@@ -189,7 +191,7 @@ class Stager:
             return {i.did: str(exc) for i in missing}
         return {did: why for did, why in result.items() if why is not None}
 
-    def _materialise(self, info: FileInfo, dest: Path, site_problem: str | None) -> str:
+    def _materialise(self, info: FileInfo, dest: Path, site_problem: str | None) -> Staged:
         # Replicas may have been added by the site step: use the fresh view.
         info = self.resolver.get(info.did) or info
         tried: list[str] = []
@@ -213,12 +215,13 @@ class Stager:
         raise StagingError(f"{info.did}: no usable replica (RSEs {', '.join(rses) or 'none'}); "
                            f"tried: {'; '.join(tried) or 'no readable protocol'}")
 
-    def _record(self, info: FileInfo, how: str, source: Source | None, began: float) -> None:
+    def _record(self, info: FileInfo, how: Staged, source: Source | None, began: float) -> None:
         if self.journal is not None:
             self.journal.record(
                 "input", did=str(info.did), bytes=info.bytes, adler32=info.adler32, md5=info.md5,
-                how=how, rse=source.rse if source else None, pfn=source.pfn if source else None,
-                at_site=source.at_site if source else True, start=began)
+                how=str(how), rse=source.rse if source else None,
+                pfn=source.pfn if source else None, at_site=source.at_site if source else True,
+                start=began)
 
     def _suspect(self, info: FileInfo, source: Source, reason: str) -> None:
         """Report a replica whose bytes differ from the catalogue: a journal event, its name in a
@@ -249,7 +252,7 @@ class Stager:
                          f"({source.pfn}) not used; an operator can declare it bad{also} with: "
                          f"{command}")
 
-    def _read(self, source: Source, info: FileInfo, dest: Path) -> str:
+    def _read(self, source: Source, info: FileInfo, dest: Path) -> Staged:
         if source.local is not None:
             if source.at_site:
                 # A link needs no room; should it fall back to a copy, a full disk is still
@@ -257,15 +260,15 @@ class Stager:
                 how = materialise.link(source.local, dest, mode=self.cfg.link_mode,
                                      size=info.bytes, adler32=info.adler32,
                                      verify=self.cfg.verify_site_replicas is SiteVerify.ADLER32)
-                return f"{how} from {source.rse}"
+                return Staged(Way(how), source.rse)
             materialise.check_space(dest, info.bytes)
             materialise.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
-            return f"copy from {source.rse}"
+            return Staged(Way.COPY, source.rse)
         materialise.check_space(dest, info.bytes)
         transfer_http.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
                             verify=self.cfg.tls(), timeout=self.cfg.http_timeout,
                             session=self._session())
-        return f"https from {source.rse}"
+        return Staged(Way.HTTPS, source.rse)
 
     # -- locality ----------------------------------------------------------------------------
     def site_rses(self) -> list[str]:

@@ -93,12 +93,12 @@ def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]
         futures = [(did, stager.request(did, root / did.scope / did.name)) for did in parsed]
         stager.flush()
         for did, future in futures:
-            how = future.result()
+            staged = future.result()
             info = resolver.get(did)
             if info is None:
                 raise DataLakeError(f"{did}: not in the DataLake")
             index[str(did)] = {"bytes": info.bytes, "adler32": info.adler32, "md5": info.md5}
-            if not how.startswith("already"):
+            if staged.moved:
                 moved += info.bytes
     finally:
         stager.close()

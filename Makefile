@@ -49,9 +49,14 @@ test: install $(VENV)/.htcondor-stamp
 test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
+# Ruff, the workflow's own lint and format, types, and the import contracts between the plugin,
+# the pipeline tools and the testbed (pyproject.toml [tool.importlinter]).
 lint: install
 	$(BIN)/ruff check workflow/lib plugin/src testbed/src tests bench
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/Snakefile workflow/rules
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Benchmarks (not tests): figures and ratios against baselines measured in the same run, as JSON
 # in benchmarks/, then one table of all (benchmarks/summary.md). Sized to stay under 20 minutes

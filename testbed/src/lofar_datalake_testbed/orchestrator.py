@@ -154,8 +154,7 @@ class Testbed:
                 )
             )
         for kind in sites.started_kinds(self.layout):
-            site = sites.compute_site(self.layout, kind)
-            site_rows = site.status_rows()
+            site_rows = sites.compute_site(self.layout, kind).status_rows()
             all_ok &= all(row[1] == "up" for row in site_rows)
             rows += [(f"{kind}/{name}", state, pid, where) for name, state, pid, where in site_rows]
         width = max(len(r[0]) for r in rows)

@@ -66,7 +66,7 @@ def _issue(
     issuer_key: rsa.RSAPrivateKey,
     *,
     ca: bool,
-    usage: ExtendedKeyUsageOID | None = None,
+    usage: x509.ObjectIdentifier | None = None,
     hosts: tuple[str, ...] = (),
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)

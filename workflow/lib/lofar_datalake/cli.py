@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_registered_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_registered_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands other distributions add (the testbed's `testbed` and `demo`)."""
     from . import extensions
 

@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from lofar_datalake.compare.at_site import make_readable, site_of
+
+from ..layout import Layout, default_dir
+from ..orchestrator import Testbed
+from ..seed import seed
 from .pipeline import (
     DEMO_DIR,
     ROOT,
@@ -17,10 +22,6 @@ from .pipeline import (
     testbed_args,
     write_demo_config,
 )
-from ..layout import Layout, default_dir
-from ..orchestrator import Testbed
-from ..seed import seed
-from lofar_datalake.compare.at_site import make_readable, site_of
 
 IMAGE_CACHE = Path(os.environ.get("LOFAR_DATALAKE_IMAGE_CACHE", "/var/cache/lofar-datalake"))
 

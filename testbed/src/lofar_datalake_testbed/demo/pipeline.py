@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from .transfers import ROOT, env_command, project_dir, shown, tool
 from ..layout import Layout, default_dir
 from ..orchestrator import Testbed
 from ..seed import seed
+from .transfers import ROOT, env_command, project_dir, shown, tool
 
 DEMO_DIR = ROOT / "demo"
 # The sites a user can run the workflow as on this machine, with what makes each different.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from datalake_core.checksums import adler32_of_file
 from datalake_core.rucio_adapter import Did, RucioAdapter, RuleState
+
 from ..layout import PROJECT_ROOT, Layout, default_dir
 from ..orchestrator import Testbed
 

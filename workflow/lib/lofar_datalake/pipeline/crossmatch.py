@@ -28,7 +28,7 @@ class Match:
 
 def separation_arcsec(ra1: float, dec1: float, ra2: np.ndarray, dec2: np.ndarray) -> np.ndarray:
     """Great-circle distance (haversine), degrees in, arcsec out."""
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    r1, d1, r2, d2 = (np.radians(v) for v in (ra1, dec1, ra2, dec2))
     a = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
     return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))) * 3600
 

@@ -82,9 +82,9 @@ def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str,
                             "inputs can be reproduced elsewhere from their manifest")
     # Rucio files are immutable: the reproduction's products get their own names.
     config["datalake"]["products"] = f"{config['datalake']['products']}/reproduced-{stamp}"
-    path = out / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    written = out / "config.yaml"
+    written.write_text(yaml.safe_dump(config, sort_keys=False))
+    return written
 
 
 def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[str, Any]) -> Path:

@@ -38,7 +38,7 @@ class _Request(cheroot_server.HTTPRequest):
         super().__init__(server, conn, proxy_mode, strict_mode=False)
 
     def read_request_line(self) -> bool:
-        if not super().read_request_line():  # type: ignore[no-untyped-call]
+        if not super().read_request_line():
             return False
         if self.uri.startswith(b"//"):
             target, _, query = self.uri.partition(b"?")

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from datalake_core import materialise
-from datalake_core.journal import Journal, Staged, Way, read_events
+from datalake_core.journal import (
+    Event,
+    InputEvent,
+    Journal,
+    OutputEvent,
+    SiteTransferEvent,
+    Staged,
+    Way,
+    read_events,
+    read_journal,
+)
 from datalake_core.mirror import OfflineCopy, save_index
 from datalake_core.rucio_adapter import DataLakeError, Did
 from datalake_core.settings import LinkMode
@@ -29,14 +39,32 @@ def _adler(data: bytes) -> str:
 
 def test_journal_is_private_and_read_back_in_time_order(tmp_path):
     journal = Journal("run1", tmp_path / ".snakemake" / "datalake")
-    journal.record("input", did="lofar:a", bytes=3)
-    journal.record("output", did="lofar:b")
+    journal.record(InputEvent(did="lofar:a", bytes=3, how=Staged(Way.HTTPS, "SITE_C")))
+    journal.record(OutputEvent(did="lofar:b"))
     assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
     with open(journal.path, "a") as handle:
         handle.write('{"event": "input", "ti')  # a line cut by a killed process
     events = read_events(tmp_path)
     assert [e["event"] for e in events] == ["input", "output"]
     assert read_events(tmp_path, since=events[1]["time"])[0]["did"] == "lofar:b"
+    assert events[0]["how"] == "https from SITE_C" and events[0]["run"] == "run1"
+    typed = read_journal(tmp_path)
+    assert [type(e) for e in typed] == [InputEvent, OutputEvent]
+    assert typed[0].how == Staged(Way.HTTPS, "SITE_C") and typed[0].began == typed[0].time
+    assert [e.to_json() for e in typed] == events  # the lines as written, key for key
+
+
+def test_journal_lines_keep_their_keys():
+    rule = SiteTransferEvent(policy="rule", destination="SITE_A", rules=["r1"], time=2.0, run="r")
+    assert list(rule.to_json()) == ["event", "time", "run", "policy", "destination", "start",
+                                    "files", "bytes", "failed", "rules"]
+    line = {"event": "input", "time": 1.0, "run": "r", "did": "lofar:a", "bytes": 3,
+            "adler32": None, "md5": None, "how": "already present and verified", "rse": None,
+            "pfn": None, "at_site": True, "start": 1.0}
+    event = Event.from_json(line)
+    assert isinstance(event, InputEvent) and not event.how.moved
+    assert event.to_json() == line and list(event.to_json()) == list(line)
+    assert Event.from_json({"event": "from_a_newer_version", "time": 1.0}) is None
 
 
 def _local_copy(tmp_path, data: bytes, adler32: str | None = None) -> Path:
@@ -125,11 +153,12 @@ class FakeRucio:
 
 
 def test_bytes_moved_come_from_the_transfer_records():
-    transfers = [{"policy": "rule", "destination": "SITE_A", "rules": ["r1"],
-                  "files": ["lofar:a", "lofar:b"]},
-                 {"policy": "fts", "fts_jobs": ["j9"], "bytes": 7}]
-    events = [{"how": "symlink from SITE_A", "rse": "SITE_A", "bytes": 100},
-              {"how": "https from SITE_C", "rse": "SITE_C", "bytes": 5}]
+    transfers = [SiteTransferEvent(policy="rule", destination="SITE_A", rules=["r1"],
+                                   files=["lofar:a", "lofar:b"]),
+                 SiteTransferEvent(policy="fts", destination="SITE_A", fts_jobs=["j9"], bytes=7)]
+    events = [InputEvent(did="lofar:a", how=Staged(Way.SYMLINK, "SITE_A"), rse="SITE_A",
+                         bytes=100),
+              InputEvent(did="lofar:c", how=Staged(Way.HTTPS, "SITE_C"), rse="SITE_C", bytes=5)]
     moved = moved_bytes(events, transfers, FakeRucio)
     assert moved["by_rule"] == 200 and moved["by_fts"] == 7 and moved["direct"] == 5
     assert moved["bytes"] == 212 and moved["fts_jobs"] == 3 and moved["rucio_rules"] == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import adler32_of_file
-from .journal import Journal, Staged, Way
+from .journal import InputEvent, Journal, OutputEvent, Staged, Way
 from .materialise import TransferFailed, link
 from .resolver import FileInfo, Replica
 from .rucio_adapter import DataLakeError, Did
@@ -130,9 +130,9 @@ class OfflineCopy:
             raise DataLakeError(f"{did}: the local copy is not usable: {exc}") from None
         staged = Staged(Way(how), "the local copy")
         if self.journal is not None:
-            self.journal.record("input", did=str(did), bytes=info.bytes, adler32=info.adler32,
-                                md5=info.md5, how=str(staged), rse=RSE,
-                                pfn=str(self.path_of(did)), at_site=True, start=began)
+            self.journal.record(InputEvent(
+                did=str(did), bytes=info.bytes, adler32=info.adler32, md5=info.md5, how=staged,
+                rse=RSE, pfn=str(self.path_of(did)), at_site=True, start=began))
         return staged
 
     # -- outputs -------------------------------------------------------------------------------
@@ -147,9 +147,9 @@ class OfflineCopy:
         part.replace(target)
         self._known.pop(did, None)
         if self.journal is not None:
-            self.journal.record("output", did=str(did), bytes=path.stat().st_size,
-                                adler32=checksum, rse=RSE, action="written to the local copy",
-                                rules=[], dataset=None)
+            self.journal.record(OutputEvent(
+                did=str(did), bytes=path.stat().st_size, adler32=checksum, rse=RSE,
+                action="written to the local copy", rules=[], dataset=None))
         return "written to the local copy"
 
     def remove(self, did: Did) -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checksums import adler32_of_file, same_adler32
-from .journal import Journal
+from .journal import Journal, OutputEvent, OutputFailedEvent
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
 from .settings import ProviderConfig
 
@@ -95,9 +95,10 @@ class Outputs:
         self.log.info(f"datalake: {did} {action}")
         self._drop_kept(did, checksum)
         if self.journal is not None:
-            self.journal.record("output", did=str(did), bytes=path.stat().st_size,
-                                adler32=checksum, rse=rse, action=action, rules=record.rules,
-                                dataset=str(record.dataset) if record.dataset else None)
+            self.journal.record(OutputEvent(
+                did=str(did), bytes=path.stat().st_size, adler32=checksum, rse=rse,
+                action=action, rules=record.rules,
+                dataset=str(record.dataset) if record.dataset else None))
         return action
 
     def kept_path(self, did: Did) -> Path:
@@ -116,9 +117,9 @@ class Outputs:
                     "removes the failed job's outputs"
         registered = self._registered(did)
         if self.journal is not None:
-            self.journal.record("output_failed", did=str(did), rse=rse, adler32=checksum,
-                                reason=str(exc), kept=str(kept) if kept.exists() else None,
-                                registered=registered)
+            self.journal.record(OutputFailedEvent(
+                did=str(did), rse=rse, adler32=checksum, reason=str(exc),
+                kept=str(kept) if kept.exists() else None, registered=registered))
         return DataLakeError(f"{did} not stored: {exc}. {registered}; {where}; run the workflow "
                              f"again once {rse} accepts writes to store it")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fts_adapter import FtsAdapter, FtsOutcome, FtsTransfer
-from .journal import Journal
+from .journal import FtsRetryEvent, Journal, SiteTransferEvent
 from .locality import Source
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
@@ -82,14 +82,17 @@ class SiteTransfers:
         return {d: problems.get(d) for d in dids}
 
     def _record(self, policy: str, destination: str, began: float, infos: Sequence[FileInfo],
-                problems: dict[Did, str], **ids: list[str]) -> None:
+                problems: dict[Did, str], *, rules: list[str] | None = None,
+                fts_jobs: list[str] | None = None, fts_endpoint: list[str] | None = None,
+                attempts: dict[str, int] | None = None) -> None:
         if self.journal is None:
             return
         moved = [i for i in infos if i.did not in problems]
-        self.journal.record("site_transfer", policy=policy, destination=destination,
-                            start=began, files=[str(i.did) for i in moved],
-                            bytes=sum(i.bytes for i in moved),
-                            failed={str(d): why for d, why in problems.items()}, **ids)
+        self.journal.record(SiteTransferEvent(
+            policy=policy, destination=destination, start=began,
+            files=[str(i.did) for i in moved], bytes=sum(i.bytes for i in moved),
+            failed={str(d): why for d, why in problems.items()}, rules=rules,
+            fts_jobs=fts_jobs, fts_endpoint=fts_endpoint, attempts=attempts))
 
     def _add_rules(self, dids: list[Did], expression: str) -> None:
         """Where this account has a rule for some DIDs already (an earlier, interrupted run),
@@ -122,7 +125,8 @@ class SiteTransfers:
         fts = self._fts_for(site)
         attempts, backoff = self.fts_retry_policy()
         deadline = time.monotonic() + self.cfg.stage_timeout
-        began, jobs = time.time(), []
+        began = time.time()
+        jobs: list[str] = []
         failed: dict[Did, list[str]] = {}
         made: dict[Did, int] = {}  # attempts made per file
         pending, attempt = list(by_did), 0
@@ -139,9 +143,9 @@ class SiteTransfers:
             self.log.warning(f"datalake: {len(pending)} files not copied to {site} by FTS "
                              f"(attempt {attempt} of {attempts}); next attempt in {delay:.0f} s")
             if self.journal is not None:
-                self.journal.record("fts_retry", destination=site, attempt=attempt,
-                                    attempts=attempts, delay=delay,
-                                    failed={str(d): failed[d] for d in pending})
+                self.journal.record(FtsRetryEvent(
+                    destination=site, attempt=attempt, attempts=attempts, delay=delay,
+                    failed={str(d): failed[d] for d in pending}))
             time.sleep(delay)
         self.resolver.refresh(list(by_did))
         result: dict[Did, str | None] = {}

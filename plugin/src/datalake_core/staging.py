@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 from . import materialise, transfer_http
-from .journal import Journal, Staged, Way
+from .journal import BadReplicaEvent, InputEvent, Journal, Staged, Way
 from .locality import Source, protocol_bases, sources
 from .materialise import CorruptReplica, LocalWriteError, TransferFailed
 from .resolver import FileInfo, Resolver
@@ -217,11 +217,10 @@ class Stager:
 
     def _record(self, info: FileInfo, how: Staged, source: Source | None, began: float) -> None:
         if self.journal is not None:
-            self.journal.record(
-                "input", did=str(info.did), bytes=info.bytes, adler32=info.adler32, md5=info.md5,
-                how=str(how), rse=source.rse if source else None,
-                pfn=source.pfn if source else None, at_site=source.at_site if source else True,
-                start=began)
+            self.journal.record(InputEvent(
+                did=str(info.did), bytes=info.bytes, adler32=info.adler32, md5=info.md5, how=how,
+                rse=source.rse if source else None, pfn=source.pfn if source else None,
+                at_site=source.at_site if source else True, start=began))
 
     def _suspect(self, info: FileInfo, source: Source, reason: str) -> None:
         """Report a replica whose bytes differ from the catalogue: a journal event, its name in a
@@ -242,8 +241,9 @@ class Stager:
             fd = os.open(listing, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with self._lock, os.fdopen(fd, "a") as handle:
                 handle.write(info.did.name + "\n")
-            self.journal.record("bad_replica", did=str(info.did), rse=source.rse,
-                                pfn=source.pfn, reason=reason, lfn_list=str(listing))
+            self.journal.record(BadReplicaEvent(did=str(info.did), rse=source.rse,
+                                                pfn=source.pfn, reason=reason,
+                                                lfn_list=str(listing)))
             target = ["--reason", f"{why}, run {self.journal.run_id})", "--lfn", "--scope",
                       info.did.scope, "--rse", source.rse, str(listing)]
             also = f" (covers every suspect on {source.rse} listed in {listing.name})"

@@ -5,9 +5,11 @@ files it read directly (https or a copy). Links to replicas already at the site 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from datalake_core.journal import InputEvent, SiteTransferEvent
+from datalake_core.mirror import RSE as LOCAL_COPY
 from datalake_core.rucio_adapter import Did, RucioAdapter
 
 
@@ -17,8 +19,8 @@ def _did(text: str) -> Did:
 
 
 def moved_bytes(
-    events: list[dict[str, Any]],
-    site_transfers: list[dict[str, Any]],
+    events: Sequence[InputEvent],
+    site_transfers: Sequence[SiteTransferEvent],
     rucio: Callable[[], RucioAdapter] | None,
 ) -> dict[str, Any]:
     """Totals by way of moving, each with where the figure comes from."""
@@ -27,12 +29,12 @@ def moved_bytes(
     fts_jobs: set[str] = set()
     rucio_rules: set[str] = set()
     for transfer in site_transfers:
-        if transfer.get("policy") == "rule":
-            rucio_rules.update(transfer.get("rules") or [])
-            for name in transfer.get("files") or []:
+        if transfer.policy == "rule":
+            rucio_rules.update(transfer.rules or [])
+            for name in transfer.files:
                 rule_files += 1
                 record = (
-                    rucio().transfer_record(_did(name), str(transfer["destination"]))
+                    rucio().transfer_record(_did(name), transfer.destination)
                     if rucio
                     else None
                 )
@@ -42,15 +44,11 @@ def moved_bytes(
                     if record.get("external_id"):
                         fts_jobs.add(str(record["external_id"]))
                         fts_jobs_rule += 1
-        elif transfer.get("policy") == "fts":
-            by_fts += int(transfer.get("bytes") or 0)
-            fts_jobs.update(transfer.get("fts_jobs") or [])
-    direct = sum(
-        int(e.get("bytes") or 0)
-        for e in events
-        if not str(e.get("how", "")).startswith(("symlink", "hardlink", "already"))
-        and e.get("rse") not in (None, "LOCAL_COPY")
-    )
+        elif transfer.policy == "fts":
+            by_fts += transfer.bytes
+            fts_jobs.update(transfer.fts_jobs or [])
+    # Reads from the local copy moved nothing in this run: the copy was made beforehand.
+    direct = sum(e.bytes for e in events if e.how.moved and e.rse not in (None, LOCAL_COPY))
     sources = []
     if rule_files:
         sources.append(f"Rucio request history ({rule_records}/{rule_files} staged files)")

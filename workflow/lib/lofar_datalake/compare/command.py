@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datalake_core.journal import read_events
+from datalake_core.journal import InputEvent, SiteTransferEvent
 from datalake_core.rucio_adapter import DataLakeError, RucioAdapter
 from datalake_core.settings import ProviderConfig
 
@@ -63,7 +63,7 @@ def run_comparison(job: Comparison) -> int:
     copy: dict[str, Any] = {}
     if datalake.exit_code == 0:
         dids = sorted(
-            {e["did"] for e in read_events(datalake.workdir) if e.get("event") == "input"}
+            {e.did for e in runs.staging_events(datalake.workdir, since=0.0)}
         )
         copy_dir = job.local_copy or (
             site.local_copy_dir(job.out) if site else job.out / "local-copy")
@@ -166,8 +166,8 @@ def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, A
         moved = accounting.moved_bytes(events, transfers, rucio)
     except DataLakeError as exc:
         moved = {"bytes": None, "bytes_source": f"Rucio records not readable: {exc}"}
-    starts = [e["start"] for e in events] + [float(t["start"]) for t in transfers]
-    ends = [e["end"] for e in events] + [float(t["time"]) for t in transfers]
+    starts = [e.began for e in events] + [t.start for t in transfers]
+    ends = [e.time for e in events] + [t.time for t in transfers]
     return {
         "label": run.label,
         "workdir": str(run.workdir),
@@ -180,7 +180,7 @@ def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, A
             "files": len(events),
             "bytes": moved.get("bytes"),
             "bytes_source": moved.get("bytes_source"),
-            "events": _site_bars(transfers) + events,
+            "events": _site_bars(transfers) + _input_bars(events),
         },
         "requests": {
             "rucio": runs.rucio_requests(run) if run.started else None,
@@ -190,16 +190,20 @@ def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, A
     }
 
 
-def _site_bars(transfers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _site_bars(transfers: list[SiteTransferEvent]) -> list[dict[str, Any]]:
     """Rules and FTS jobs bringing files to the site, as bars of the staging timeline."""
     bars = []
     for t in transfers:
-        way = "Rucio rule (conveyor + FTS)" if t.get("policy") == "rule" else "FTS jobs"
-        bars.append({"did": f"{t.get('policy')} to {t.get('destination')}",
-                     "start": float(t["start"]), "end": float(t["time"]),
-                     "bytes": int(t.get("bytes") or 0),
-                     "how": f"{way}, {len(t.get('files') or [])} files"})
+        way = "Rucio rule (conveyor + FTS)" if t.policy == "rule" else "FTS jobs"
+        bars.append({"did": f"{t.policy} to {t.destination}", "start": t.start, "end": t.time,
+                     "bytes": t.bytes, "how": f"{way}, {len(t.files)} files"})
     return bars
+
+
+def _input_bars(events: list[InputEvent]) -> list[dict[str, Any]]:
+    """Each input made local, as a bar of the staging timeline."""
+    return [{"did": e.did, "start": e.began, "end": e.time, "bytes": e.bytes,
+             "how": str(e.how), "rse": e.rse} for e in events]
 
 
 def _figures(

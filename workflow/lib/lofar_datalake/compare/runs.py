@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datalake_core import request_counter
-from datalake_core.journal import read_events
+from datalake_core.journal import InputEvent, SiteTransferEvent, read_journal
 
 if TYPE_CHECKING:
     from .at_site import SiteRuns
@@ -90,26 +90,13 @@ def stage_times(workdir: Path, since: float) -> dict[str, dict[str, float]]:
     return stages
 
 
-def staging_events(workdir: Path, since: float) -> list[dict[str, Any]]:
-    """Inputs made local in this run (`start`/`end` per file), from the provider's journal."""
-    out = []
-    for event in read_events(workdir, since):
-        if event.get("event") == "input":
-            out.append(
-                {
-                    "did": event["did"],
-                    "start": float(event.get("start") or event["time"]),
-                    "end": float(event["time"]),
-                    "bytes": int(event.get("bytes") or 0),
-                    "how": str(event.get("how")),
-                    "rse": event.get("rse"),
-                }
-            )
-    return out
+def staging_events(workdir: Path, since: float) -> list[InputEvent]:
+    """Inputs made local in this run, from the provider's journal."""
+    return [e for e in read_journal(workdir, since) if isinstance(e, InputEvent)]
 
 
-def site_transfers(workdir: Path, since: float) -> list[dict[str, Any]]:
-    return [e for e in read_events(workdir, since) if e.get("event") == "site_transfer"]
+def site_transfers(workdir: Path, since: float) -> list[SiteTransferEvent]:
+    return [e for e in read_journal(workdir, since) if isinstance(e, SiteTransferEvent)]
 
 
 def rucio_requests(run: Run) -> int:

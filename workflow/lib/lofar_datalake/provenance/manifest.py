@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from datalake_core.checksums import adler32_of_file, sha256_of_file
-from datalake_core.journal import read_events
+from datalake_core.journal import InputEvent, read_journal
 
 from .tools import image_records
 
@@ -68,23 +68,21 @@ def embed_files(config: Mapping[str, Any], base: Path) -> dict[str, dict[str, An
 
 def input_records(dids: Iterable[str], workdir: Path) -> list[dict[str, Any]]:
     """Each input DID with its catalogue checksums and the replica last used for it here."""
-    latest: dict[str, dict[str, Any]] = {}
-    for event in read_events(workdir):
-        if event.get("event") == "input":
-            previous = latest.get(event["did"])
+    latest: dict[str, InputEvent] = {}
+    for event in read_journal(workdir):
+        if isinstance(event, InputEvent):
             # A rerun finds its inputs "already present": keep the replica they came from.
-            if event.get("rse") or previous is None:
-                latest[event["did"]] = event
-    records = []
-    for did in dids:
-        event = latest.get(did, {})
-        records.append({
-            "did": did, "bytes": event.get("bytes"), "adler32": event.get("adler32"),
-            "md5": event.get("md5"),
-            "replica": {"rse": event.get("rse"), "pfn": event.get("pfn"),
-                        "how": event.get("how"), "at": event.get("time")} if event else None,
-        })
-    return records
+            if event.rse or event.did not in latest:
+                latest[event.did] = event
+    return [_input_record(did, latest.get(did)) for did in dids]
+
+
+def _input_record(did: str, event: InputEvent | None) -> dict[str, Any]:
+    if event is None:
+        return {"did": did, "bytes": None, "adler32": None, "md5": None, "replica": None}
+    return {"did": did, "bytes": event.bytes, "adler32": event.adler32, "md5": event.md5,
+            "replica": {"rse": event.rse, "pfn": event.pfn, "how": str(event.how),
+                        "at": event.time}}
 
 
 def storage_settings(settings: Any) -> dict[str, Any]:

@@ -148,14 +148,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _input_notes(manifest: Mapping[str, Any], workdir: Path) -> list[str]:
-    from datalake_core.journal import read_events
+    from datalake_core.journal import InputEvent, read_journal
 
-    used = {e["did"]: e for e in read_events(workdir) if e.get("event") == "input"}
+    used = {e.did: e for e in read_journal(workdir) if isinstance(e, InputEvent)}
     notes = []
     for item in manifest.get("inputs", []):
         now = used.get(item["did"])
-        if now is not None and now.get("adler32") != item.get("adler32"):
-            notes.append(f"input {item['did']}: adler32 {now.get('adler32')} now, "
+        if now is not None and now.adler32 != item.get("adler32"):
+            notes.append(f"input {item['did']}: adler32 {now.adler32} now, "
                          f"{item.get('adler32')} in the manifest")
     return notes
 

@@ -90,7 +90,7 @@ def test_no_token_without_a_password_or_a_supported_auth_type() -> None:
 
 
 def test_only_a_job_snakemake_started_acts_as_a_job() -> None:
-    from datalake_core.job_auth import running_as_job
+    from snakemake_storage_plugin_datalake.snakemake_internals import running_as_job
 
     assert running_as_job(["python", "-m", "snakemake", "--target-jobs", "a:", "--mode",
                            "remote"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,23 +23,12 @@ PASSWORD_ENV = "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD"  # noqa: S105  (a variable 
 CREDENTIAL_ENV = "SNAKEMAKE_STORAGE_DATALAKE_JOB_CREDENTIAL"
 
 
-def running_as_job(argv: list[str] | None = None) -> bool:
-    """Snakemake starts every job (spawned locally or on a batch system) with `--mode
-    subprocess` or `--mode remote`; a run a user starts has neither. A job credential in the
-    environment of a run (inherited from an earlier run in the same process tree) is that
-    run's business, not a reason to act as a job."""
-    args = sys.argv if argv is None else argv
-    for i, arg in enumerate(args):
-        value = arg.partition("=")[2] if arg.startswith("--mode=") else (
-            args[i + 1] if arg == "--mode" and i + 1 < len(args) else None)
-        if value in ("subprocess", "remote"):
-            return True
-    return False
-
-
 class JobAuthority:
-    def __init__(self, cfg: ProviderConfig) -> None:
-        if cfg.job_credential is not None and not running_as_job():
+    def __init__(self, cfg: ProviderConfig, *, as_job: bool) -> None:
+        """`as_job`: whether Snakemake started this process as one of a run's jobs (the plugin
+        tells). A job credential in the environment of a run (inherited from an earlier run in
+        the same process tree) is that run's business, not a reason to act as a job."""
+        if cfg.job_credential is not None and not as_job:
             cfg = replace(cfg, job_credential=None)
         self.cfg = cfg
         self._credential: jc.JobCredential | None = None

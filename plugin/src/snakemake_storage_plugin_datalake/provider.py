@@ -38,6 +38,7 @@ from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter
 from datalake_core.settings import ProviderConfig, SettingsError
 from datalake_core.staging import Stager
 
+from . import snakemake_internals as internals
 from .settings import StorageProviderSettings, describe
 
 # How long a retrieval waits for its siblings (other inputs Snakemake retrieves in the same
@@ -60,7 +61,7 @@ class StorageProvider(StorageProviderBase):
         self._rucio_lock = threading.Lock()
         self._objects: weakref.WeakSet[StorageObject] = weakref.WeakSet()
         self._producers: dict[str, str] = {}
-        self.jobs = job_auth.JobAuthority(self.cfg)
+        self.jobs = job_auth.JobAuthority(self.cfg, as_job=internals.running_as_job())
         # A job stores its products under its submitter's run; its journal is its own file.
         self.run_id = self.jobs.run_id() or self.run_id
         self.journal = Journal(self.jobs.journal_id(self.run_id))
@@ -123,15 +124,13 @@ class StorageProvider(StorageProviderBase):
         """Snakemake's DAG, reached through a storage object's file. Not part of the plugin
         interface: callers must cope with None."""
         for obj in list(self._objects):
-            iofile = getattr(obj, "_iofile", None)
-            dag = getattr(getattr(getattr(iofile, "rule", None), "workflow", None), "dag", None)
+            dag = internals.dag_of(obj)
             if dag is not None:
                 return dag
         return None
 
     def _own(self, files: Iterable[Any]) -> Iterable[StorageObject]:
-        for f in files:
-            obj = getattr(f, "storage_object", None) if getattr(f, "is_storage", False) else None
+        for obj in internals.storage_objects(files):
             if isinstance(obj, StorageObject) and obj.provider is self and obj.did is not None:
                 yield obj
 
@@ -140,8 +139,8 @@ class StorageProvider(StorageProviderBase):
         dag = self._dag()
         dids: dict[Did, None] = {}
         with contextlib.suppress(Exception):
-            for job in dag.needrun_jobs() if dag is not None else ():
-                for obj in self._own(job.input):
+            for job in internals.jobs_to_run(dag):
+                for obj in self._own(internals.job_inputs(job)):
                     dids[obj.did] = None  # type: ignore[index]
         return list(dids)
 
@@ -151,9 +150,9 @@ class StorageProvider(StorageProviderBase):
         if query not in self._producers:
             dag = self._dag()
             with contextlib.suppress(Exception):
-                for job in dag.jobs if dag is not None else ():
-                    for obj in self._own(job.output):
-                        self._producers[obj.query] = str(job.rule.name)
+                for job in internals.all_jobs(dag):
+                    for obj in self._own(internals.job_outputs(job)):
+                        self._producers[obj.query] = internals.rule_name(job)
         return self._producers.get(query)
 
 

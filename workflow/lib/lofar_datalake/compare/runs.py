@@ -4,7 +4,6 @@ the Rucio requests made (counted by the request counter)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from datalake_core import request_counter
 from datalake_core.journal import InputEvent, SiteTransferEvent, read_journal
+from snakemake_storage_plugin_datalake import snakemake_internals as internals
 
 if TYPE_CHECKING:
     from .at_site import SiteRuns
@@ -71,11 +71,7 @@ def run_snakemake(run: Run, args: Sequence[str], env: dict[str, str] | None = No
 def stage_times(workdir: Path, since: float) -> dict[str, dict[str, float]]:
     """Per rule: jobs and summed wall seconds, from Snakemake's metadata of jobs run since."""
     jobs: dict[tuple[str, str], tuple[float, float]] = {}
-    for path in (workdir / ".snakemake" / "metadata").glob("*"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            continue
+    for path, record in internals.job_records(workdir):
         start, end = record.get("starttime"), record.get("endtime")
         if start is None or end is None or float(start) < since:
             continue

@@ -13,6 +13,7 @@ from astropy.table import Table
 
 from lofar_datalake.compare import figures
 from lofar_datalake.compare.html import render
+from lofar_datalake.compare.verdict import Verdict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLANTED = "<script>alert('x')</script>"
@@ -149,7 +150,7 @@ def verdict() -> dict:
 
 def test_report_is_one_escaped_self_contained_page(figure_files, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    render(verdict(), figure_files, out)
+    render(Verdict.from_json(verdict()), figure_files, out)
     page = out.read_text()
     assert "NOT EQUIVALENT" in page and "3 products: 1 equivalent, 1 differ" in page
     # the differing product comes first, before the one that sorts first by name
@@ -164,9 +165,25 @@ def test_report_is_one_escaped_self_contained_page(figure_files, tmp_path: Path)
     assert "Wall time of each workflow rule" in page  # the caption of a known figure
 
 
+def test_verdict_json_round_trips_key_for_key() -> None:
+    data = {**verdict(), "figures": {"Staging timeline": "t.png"}}
+    for run in data["runs"].values():
+        run["requests"].pop("fts")
+        run["log"] = None
+        run["staging"]["events"] = [{"did": "rule to SITE_A", "start": 1.0, "end": 2.0,
+                                     "bytes": 3, "how": "Rucio rule (conveyor + FTS), 1 files"},
+                                    {"did": "lofar:a", "start": 1.5, "end": 2.0, "bytes": 3,
+                                     "how": "symlink from SITE_A", "rse": "SITE_A"}]
+    written = Verdict.from_json(data).to_json()
+    assert written == data
+    assert list(written["runs"]["local"]) == ["label", "workdir", "exit_code", "log", "wall_s",
+                                              "stages", "staging", "requests", "copy"]
+
+
 def test_report_survives_a_sparse_verdict_and_a_missing_figure(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    render({"runs": {"datalake": {"label": "DataLake"}}}, {"lost": tmp_path / "no.png"}, out)
+    sparse = Verdict.from_json({"runs": {"datalake": {"label": "DataLake"}}})
+    render(sparse, {"lost": tmp_path / "no.png"}, out)
     page = out.read_text()
     assert "NO VERDICT" in page and "lost: figure not available" in page
 
@@ -177,7 +194,7 @@ def test_report_names_the_site_executor_images_and_where_jobs_ran(tmp_path: Path
            "jobs": [{"rule": "flag", "slurm_job": "17", "node": "localhost",
                      "state": "COMPLETED"}]}
     verdict = {"equivalent": True, "products": [], "site": {"datalake": run, "local": run}}
-    render(verdict, {}, tmp_path / "r.html")
+    render(Verdict.from_json(verdict), {}, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
     section = page[page.index("<h2>Site</h2>"):]
     for text in ("executor <b>slurm</b>", "SITE_SLURM_DISK", "sha256:abc", "<td>17</td>",

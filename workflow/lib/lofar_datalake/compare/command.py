@@ -9,9 +9,9 @@ import argparse
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datalake_core.journal import InputEvent, SiteTransferEvent
 from datalake_core.rucio_adapter import DataLakeError, RucioAdapter
@@ -20,6 +20,10 @@ from datalake_core.settings import ProviderConfig
 from . import accounting, at_site, runs
 from .make_mirror import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
+from .verdict import Bar, Requests, RunSummary, Stage, Staging, Verdict
+
+if TYPE_CHECKING:
+    from .equivalence import ProductResult
 
 ROOT = Path(__file__).resolve().parents[4]  # the project: workflow/lib/lofar_datalake/compare
 DEFAULT_RULES = ROOT / "config" / "compare.yaml"
@@ -59,7 +63,7 @@ def run_comparison(job: Comparison) -> int:
         Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, env=env, site=site
     )
     local = Run("local copy", job.out / "local")
-    verdict: dict[str, Any] = {"equivalent": False, "notes": []}
+    verdict = Verdict(equivalent=False)
     copy: dict[str, Any] = {}
     if datalake.exit_code == 0:
         dids = sorted(
@@ -74,7 +78,7 @@ def run_comparison(job: Comparison) -> int:
                 site.site.hand_to_jobs(copy_dir)
         else:
             copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
-            verdict["notes"].append(f"local copy given: {copy_dir} (used as it is)")
+            verdict.notes.append(f"local copy given: {copy_dir} (used as it is)")
         if site is not None:
             # A pool's jobs take this directory with them (its profile lists it); a
             # local-copy run has no DataLake credential to put there.
@@ -84,7 +88,7 @@ def run_comparison(job: Comparison) -> int:
                            env=site.bind_env([*job.binds, copy_dir]) if site else None,
                            site=site)
     if site is not None:
-        verdict["site"] = {
+        verdict.site = {
             "datalake": site.describe(datalake.workdir, at_site.config_of(args)),
             "local": site.describe(local.workdir, at_site.config_of(args)),
         }
@@ -96,36 +100,31 @@ def judge(
     job: Comparison,
     datalake: Run,
     local: Run,
-    verdict: dict[str, Any],
+    verdict: Verdict,
     *,
     rucio: Callable[[], RucioAdapter] | None,
     copy: dict[str, Any] | None = None,
 ) -> int:
     """Compare the products of a reference run and a candidate run, write the verdict and the
     report; the exit code of `compare`."""
-    from .equivalence import compare_trees, to_json
+    from .equivalence import compare_trees
     from .rules import load_rules
 
     rules = load_rules(job.rules)
-    verdict["runs"] = {
+    verdict.runs = {
         "datalake": _describe(datalake, rucio),
-        "local": {**_describe(local, rucio), **({"copy": copy} if copy else {})},
+        "local": replace(_describe(local, rucio), copy=copy or None),
     }
-    verdict |= {
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "workflow": {
-            "snakemake_args": job.snakemake_args,
-            "profile": str(job.profile) if job.profile else None,
-            **job.description,
-        },
-        "tolerances": [
-            {"pattern": r.pattern, "method": r.method, "params": r.params} for r in rules
-        ],
-        "products": [],
+    verdict.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    verdict.workflow = {
+        "snakemake_args": job.snakemake_args,
+        "profile": str(job.profile) if job.profile else None,
+        **job.description,
     }
+    verdict.tolerances, verdict.products = list(rules), []
     failed = [r.label for r in (datalake, local) if r.exit_code != 0]
     if failed:
-        verdict["notes"].append(f"run failed: {', '.join(failed)}; see the logs named above")
+        verdict.notes.append(f"run failed: {', '.join(failed)}; see the logs named above")
     else:
         ref, cand = _products_root(datalake.workdir, job), _products_root(local.workdir, job)
         only = job.only
@@ -134,20 +133,21 @@ def judge(
             return _bookkeeping(path) or (only is not None and path not in only)
 
         results = compare_trees(ref, cand, rules, exclude=exclude)
-        verdict["products"] = to_json(results)
-        verdict["equivalent"] = bool(results) and all(r.equivalent for r in results)
+        verdict.products = results
+        verdict.equivalent = bool(results) and all(r.equivalent for r in results)
         if not results:
-            verdict["notes"].append(f"no products found under {ref}")
+            verdict.notes.append(f"no products found under {ref}")
     figures = _figures(job.out, verdict, datalake, local, job)
-    verdict["figures"] = {k: str(v) for k, v in figures.items()}
-    (job.out / "verdict.json").write_text(json.dumps(verdict, indent=1, default=str) + "\n")
+    verdict.figures = {k: str(v) for k, v in figures.items()}
+    text = json.dumps(verdict.to_json(), indent=1, default=str)
+    (job.out / "verdict.json").write_text(text + "\n")
     from .html import render
 
     render(verdict, figures, job.out / "report.html")
     _print_summary(verdict, job.out)
     if failed:
         return 2
-    return 0 if verdict["equivalent"] else 1
+    return 0 if verdict.equivalent else 1
 
 
 def _products_root(workdir: Path, job: Comparison) -> Path:
@@ -159,7 +159,7 @@ def _bookkeeping(path: str) -> bool:
     return path.startswith(NOT_PRODUCTS) or path.endswith((".part", ".log"))
 
 
-def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, Any]:
+def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> RunSummary:
     events = runs.staging_events(run.workdir, run.started) if run.started else []
     transfers = runs.site_transfers(run.workdir, run.started) if run.started else []
     try:
@@ -168,73 +168,73 @@ def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> dict[str, A
         moved = {"bytes": None, "bytes_source": f"Rucio records not readable: {exc}"}
     starts = [e.began for e in events] + [t.start for t in transfers]
     ends = [e.time for e in events] + [t.time for t in transfers]
-    return {
-        "label": run.label,
-        "workdir": str(run.workdir),
-        "exit_code": run.exit_code,
-        "log": str(run.log) if run.log else None,
-        "wall_s": round(run.wall_s, 2),
-        "stages": runs.stage_times(run.workdir, run.started) if run.started else {},
-        "staging": {
-            "wall_s": round(max(ends) - min(starts), 2) if starts else 0.0,
-            "files": len(events),
-            "bytes": moved.get("bytes"),
-            "bytes_source": moved.get("bytes_source"),
-            "events": _site_bars(transfers) + _input_bars(events),
-        },
-        "requests": {
-            "rucio": runs.rucio_requests(run) if run.started else None,
-            "fts_jobs": moved.get("fts_jobs"),
-            "rucio_rules": moved.get("rucio_rules"),
-        },
-    }
+    stages = runs.stage_times(run.workdir, run.started) if run.started else {}
+    return RunSummary(
+        label=run.label,
+        workdir=str(run.workdir),
+        exit_code=run.exit_code,
+        log=str(run.log) if run.log else None,
+        wall_s=round(run.wall_s, 2),
+        stages={rule: Stage(int(s["jobs"]), s["wall_s"]) for rule, s in stages.items()},
+        staging=Staging(
+            wall_s=round(max(ends) - min(starts), 2) if starts else 0.0,
+            files=len(events),
+            bytes=moved.get("bytes"),
+            bytes_source=moved.get("bytes_source"),
+            events=_site_bars(transfers) + _input_bars(events),
+        ),
+        requests=Requests(
+            rucio=runs.rucio_requests(run) if run.started else None,
+            fts_jobs=moved.get("fts_jobs"),
+            rucio_rules=moved.get("rucio_rules"),
+        ),
+    )
 
 
-def _site_bars(transfers: list[SiteTransferEvent]) -> list[dict[str, Any]]:
+def _site_bars(transfers: list[SiteTransferEvent]) -> list[Bar]:
     """Rules and FTS jobs bringing files to the site, as bars of the staging timeline."""
     bars = []
     for t in transfers:
         way = "Rucio rule (conveyor + FTS)" if t.policy == "rule" else "FTS jobs"
-        bars.append({"did": f"{t.policy} to {t.destination}", "start": t.start, "end": t.time,
-                     "bytes": t.bytes, "how": f"{way}, {len(t.files)} files"})
+        bars.append(Bar(f"{t.policy} to {t.destination}", t.start, t.time, t.bytes,
+                        f"{way}, {len(t.files)} files", is_input=False))
     return bars
 
 
-def _input_bars(events: list[InputEvent]) -> list[dict[str, Any]]:
+def _input_bars(events: list[InputEvent]) -> list[Bar]:
     """Each input made local, as a bar of the staging timeline."""
-    return [{"did": e.did, "start": e.began, "end": e.time, "bytes": e.bytes,
-             "how": str(e.how), "rse": e.rse} for e in events]
+    return [Bar(e.did, e.began, e.time, e.bytes, str(e.how), e.rse) for e in events]
 
 
 def _figures(
-    out: Path, verdict: dict[str, Any], datalake: Run, local: Run, job: Comparison
+    out: Path, verdict: Verdict, datalake: Run, local: Run, job: Comparison
 ) -> dict[str, Path]:
     from . import figures as fig
 
     made: dict[str, Path] = {}
-    run_info = verdict.get("runs", {})
     stages = {
-        r["label"]: {rule: v["wall_s"] for rule, v in r.get("stages", {}).items()}
-        for r in run_info.values()
+        r.label: {rule: s.wall_s for rule, s in r.stages.items()} for r in verdict.runs.values()
     }
     if any(stages.values()):
         made["Wall time per stage"] = out / "stage_timing.png"
         fig.stage_timing_bars(stages, made["Wall time per stage"])
-    events = {r["label"]: r.get("staging", {}).get("events", []) for r in run_info.values()}
+    events = {
+        r.label: [b.to_json() for b in r.staging.events] for r in verdict.runs.values()
+    }
     if any(events.values()):
         made["Staging timeline"] = out / "staging_timeline.png"
         fig.staging_timeline(events, made["Staging timeline"])
     ref, cand = _products_root(datalake.workdir, job), _products_root(local.workdir, job)
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for product in verdict.get("products", []):
-        by_method.setdefault(product["method"], []).append(product)
+    by_method: dict[str, list[ProductResult]] = {}
+    for product in verdict.products:
+        by_method.setdefault(product.method, []).append(product)
     for method, name in (("fits-image", "Image difference"), ("catalogue", "Catalogue fluxes")):
         # The first product of the kind that differs, else the first one.
-        candidates = sorted(by_method.get(method, []), key=lambda p: (p["equivalent"], p["path"]))
+        candidates = sorted(by_method.get(method, []), key=lambda p: (p.equivalent, p.path))
         if method == "catalogue":
-            candidates = [p for p in candidates if p["path"].endswith(".fits")] or candidates
+            candidates = [p for p in candidates if p.path.endswith(".fits")] or candidates
         for product in candidates:
-            a, b = ref / product["path"], cand / product["path"]
+            a, b = ref / product.path, cand / product.path
             if not (a.is_file() and b.is_file()):
                 continue
             target = out / f"{name.lower().replace(' ', '_')}.png"
@@ -243,33 +243,31 @@ def _figures(
                     fig.image_difference_map(a, b, target)
                 else:
                     fig.flux_scatter(
-                        a, b, target, float(product.get("params", {}).get("match_arcsec", 5.0))
+                        a, b, target, float(product.params.get("match_arcsec", 5.0))
                     )
             except (OSError, ValueError, KeyError) as exc:
-                verdict["notes"].append(f"figure for {product['path']} not made: {exc}")
+                verdict.notes.append(f"figure for {product.path} not made: {exc}")
                 break
-            made[f"{name}: {product['path']}"] = target
+            made[f"{name}: {product.path}"] = target
             break
     return made
 
 
-def _print_summary(verdict: dict[str, Any], out: Path) -> None:
-    products = verdict.get("products", [])
-    differing = [p for p in products if not p["equivalent"]]
-    word = "EQUIVALENT" if verdict["equivalent"] else "NOT EQUIVALENT"
+def _print_summary(verdict: Verdict, out: Path) -> None:
+    products = verdict.products
+    differing = [p for p in products if not p.equivalent]
+    word = "EQUIVALENT" if verdict.equivalent else "NOT EQUIVALENT"
     print(f"==> {word}: {len(products) - len(differing)}/{len(products)} products agree")
     for product in differing:
-        print(f"    differs: {product['path']} ({product['method']}): {product['summary']}")
-    for label, run in verdict.get("runs", {}).items():
-        staging = run.get("staging", {})
-        moved = staging.get("bytes")
+        print(f"    differs: {product.path} ({product.method}): {product.summary}")
+    for run in verdict.runs.values():
         print(
-            f"    {run.get('label', label):<12} wall {run.get('wall_s', 0):7.1f} s, staging "
-            f"{staging.get('wall_s', 0):6.1f} s, "
-            f"{(moved or 0) / 2**20:8.1f} MiB moved, Rucio requests "
-            f"{run.get('requests', {}).get('rucio')}"
+            f"    {run.label:<12} wall {run.wall_s or 0:7.1f} s, staging "
+            f"{run.staging.wall_s:6.1f} s, "
+            f"{(run.staging.bytes or 0) / 2**20:8.1f} MiB moved, Rucio requests "
+            f"{run.requests.rucio}"
         )
-    for note in verdict.get("notes", []):
+    for note in verdict.notes:
         print(f"    note: {note}")
     print(f"    verdict: {out / 'verdict.json'}\n    report:  {out / 'report.html'}")
 

@@ -8,7 +8,13 @@ import html
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from .rules import Rule
+from .verdict import RunSummary, Stage, Verdict
+
+if TYPE_CHECKING:
+    from .equivalence import ProductResult
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222;
@@ -63,25 +69,16 @@ def _bytes(value: object) -> str:
     return f"{value / 2**20:,.1f} MiB ({int(value):,} B)"
 
 
-def _get(data: object, *keys: str) -> Any:
-    """data[k1][k2]…, or None where any level is missing or not a mapping."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _verdict_class(product: dict[str, Any]) -> str:
-    if product.get("method") == "ignore":
+def _verdict_class(product: ProductResult) -> str:
+    if product.method == "ignore":
         return "ignored"
-    return "ok" if product.get("equivalent") else "differs"
+    return "ok" if product.equivalent else "differs"
 
 
-def _banner(verdict: dict[str, Any], products: list[dict[str, Any]]) -> str:
+def _banner(verdict: Verdict, products: list[ProductResult]) -> str:
     classes = [_verdict_class(p) for p in products]
     counts = {k: classes.count(k) for k in ("ok", "differs", "ignored")}
-    equivalent = verdict.get("equivalent")
+    equivalent = verdict.equivalent
     if equivalent is True:
         word, css = "EQUIVALENT", "ok"
     elif equivalent is False:
@@ -94,7 +91,7 @@ def _banner(verdict: dict[str, Any], products: list[dict[str, Any]]) -> str:
     )
     return (
         f'<div class="banner {css}"><div class="word">{word}</div><div>{_esc(detail)}</div>'
-        f"<div>created {_esc(str(verdict.get('created', '—')))}</div></div>"
+        f"<div>created {_esc(verdict.created or '—')}</div></div>"
     )
 
 
@@ -108,39 +105,33 @@ def _metrics(metrics: object) -> str:
     return f"<details><summary>metrics</summary><table>{rows}</table></details>"
 
 
-def _products_table(products: list[dict[str, Any]]) -> str:
+def _products_table(products: list[ProductResult]) -> str:
     if not products:
         return "<p class=muted>No products were compared.</p>"
     order = {"differs": 0, "ok": 1, "ignored": 2}
     rows = []
-    for p in sorted(products, key=lambda p: (order[_verdict_class(p)], str(p.get("path")))):
+    for p in sorted(products, key=lambda p: (order[_verdict_class(p)], p.path)):
         kind = _verdict_class(p)
         word = {"differs": "differs", "ok": "equivalent", "ignored": "ignored"}[kind]
         css = "verdict-differs" if kind == "differs" else "verdict-ok"
         rows.append(
-            f'<tr class="{kind}"><td class=path>{_esc(str(p.get("path", "?")))}</td>'
-            f"<td>{_esc(str(p.get('method', '?')))}</td><td class={css}>{word}</td>"
-            f"<td>{_esc(str(p.get('summary', '')))}{_metrics(p.get('metrics'))}</td></tr>"
+            f'<tr class="{kind}"><td class=path>{_esc(p.path)}</td>'
+            f"<td>{_esc(p.method)}</td><td class={css}>{word}</td>"
+            f"<td>{_esc(p.summary)}{_metrics(p.metrics)}</td></tr>"
         )
     head = "<tr><th>product</th><th>method</th><th>verdict</th><th>evidence</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _tolerance_table(tolerances: object) -> str:
-    if not isinstance(tolerances, list) or not tolerances:
+def _tolerance_table(tolerances: list[Rule]) -> str:
+    if not tolerances:
         return "<p class=muted>No tolerance rules recorded.</p>"
     rows = []
     for i, rule in enumerate(tolerances):
-        rule = rule if isinstance(rule, dict) else {}
-        params = rule.get("params") or {}
-        shown = (
-            ", ".join(f"{k} = {v}" for k, v in params.items())
-            if isinstance(params, dict)
-            else str(params)
-        )
+        shown = ", ".join(f"{k} = {v}" for k, v in rule.params.items())
         rows.append(
-            f"<tr><td class=num>{i}</td><td class=path>{_esc(str(rule.get('pattern', '?')))}</td>"
-            f"<td>{_esc(str(rule.get('method', '?')))}</td><td>{_esc(shown)}</td></tr>"
+            f"<tr><td class=num>{i}</td><td class=path>{_esc(rule.pattern)}</td>"
+            f"<td>{_esc(rule.method)}</td><td>{_esc(shown)}</td></tr>"
         )
     head = "<tr><th>#</th><th>pattern (first match wins)</th><th>method</th><th>params</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
@@ -154,60 +145,67 @@ def _secs(value: object) -> str:
 
 def _stage(stage: object) -> str:
     """One rule's wall time and its number of jobs."""
-    if not isinstance(stage, dict):
+    if not isinstance(stage, Stage):
         return _num(stage)
-    jobs = stage.get("jobs")
-    return _secs(stage.get("wall_s")) + (f" ({_num(jobs)} jobs)" if jobs is not None else "")
+    return _secs(stage.wall_s) + f" ({_num(stage.jobs)} jobs)"
 
 
-# (row label, path into a run, formatter); ratio of the two runs where both are numbers.
-RUN_ROWS: list[tuple[str, tuple[str, ...], Callable[[object], str]]] = [
-    ("exit code", ("exit_code",), _num),
-    ("wall time of the run", ("wall_s",), _secs),
-    ("staging: wall time", ("staging", "wall_s"), _secs),
-    ("staging: files", ("staging", "files"), _num),
-    ("staging: bytes moved", ("staging", "bytes"), _bytes),
-    ("staging: bytes counted from", ("staging", "bytes_source"), _num),
-    ("local copy: wall time", ("copy", "wall_s"), _secs),
-    ("local copy: files", ("copy", "files"), _num),
-    ("local copy: bytes", ("copy", "bytes"), _bytes),
-    ("Rucio requests", ("requests", "rucio"), _num),
-    ("FTS requests", ("requests", "fts"), _num),
-    ("FTS jobs", ("requests", "fts_jobs"), _num),
-    ("Rucio rules", ("requests", "rucio_rules"), _num),
+def _copy(key: str) -> Callable[[RunSummary], object]:
+    return lambda r: (r.copy or {}).get(key)
+
+
+# (row label, what of a run, formatter); ratio of the two runs where both are numbers.
+RUN_ROWS: list[tuple[str, Callable[[RunSummary], object], Callable[[object], str]]] = [
+    ("exit code", lambda r: r.exit_code, _num),
+    ("wall time of the run", lambda r: r.wall_s, _secs),
+    ("staging: wall time", lambda r: r.staging.wall_s, _secs),
+    ("staging: files", lambda r: r.staging.files, _num),
+    ("staging: bytes moved", lambda r: r.staging.bytes, _bytes),
+    ("staging: bytes counted from", lambda r: r.staging.bytes_source, _num),
+    ("local copy: wall time", _copy("wall_s"), _secs),
+    ("local copy: files", _copy("files"), _num),
+    ("local copy: bytes", _copy("bytes"), _bytes),
+    ("Rucio requests", lambda r: r.requests.rucio, _num),
+    ("FTS jobs", lambda r: r.requests.fts_jobs, _num),
+    ("Rucio rules", lambda r: r.requests.rucio_rules, _num),
 ]
 
 
 def _ratio(a: object, b: object) -> str:
-    if isinstance(a, dict) and isinstance(b, dict):  # a stage: compare wall times
-        a, b = a.get("wall_s"), b.get("wall_s")
+    if isinstance(a, Stage) and isinstance(b, Stage):  # a stage: compare wall times
+        a, b = a.wall_s, b.wall_s
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
     if not numbers or not b:
         return "—"
     return f"{a / b:.2f}×"  # type: ignore[operator]
 
 
-def _runs_table(runs: object) -> str:
-    dl, local = _get(runs, "datalake") or {}, _get(runs, "local") or {}
+def _stage_of(rule: str) -> Callable[[RunSummary], object]:
+    return lambda r: r.stages.get(rule)
+
+
+def _runs_table(runs: dict[str, RunSummary]) -> str:
+    dl = runs.get("datalake") or RunSummary("DataLake")
+    local = runs.get("local") or RunSummary("local copy")
     rows = list(RUN_ROWS)
-    stages = sorted({*(_get(dl, "stages") or {}), *(_get(local, "stages") or {})})
-    rows += [(f"rule {rule}", ("stages", rule), _stage) for rule in stages]
+    stages = sorted({*dl.stages, *local.stages})
+    rows += [(f"rule {rule}", _stage_of(rule), _stage) for rule in stages]
     body = []
-    for label, path, fmt in rows:
-        a, b = _get(dl, *path), _get(local, *path)
+    for label, what, fmt in rows:
+        a, b = what(dl), what(local)
         if a is None and b is None:
             continue
         body.append(
             f"<tr><th>{_esc(label)}</th><td class=num>{fmt(a)}</td><td class=num>{fmt(b)}</td>"
             f"<td class=num>{_ratio(a, b)}</td></tr>"
         )
-    names = [_esc(str(_get(r, "label") or d)) for r, d in ((dl, "DataLake"), (local, "local copy"))]
+    names = [_esc(r.label) for r in (dl, local)]
     head = (
         f"<tr><th></th><th>{names[0]}</th><th>{names[1]}</th>"
         f"<th>ratio {names[0]} / {names[1]}</th></tr>"
     )
     workdirs = "".join(
-        f"<li>{n}: <code>{_esc(str(_get(r, 'workdir') or '—'))}</code></li>"
+        f"<li>{n}: <code>{_esc(r.workdir or '—')}</code></li>"
         for n, r in zip(names, (dl, local), strict=True)
     )
     return f"<table>{head}{''.join(body)}</table><p>Working directories:</p><ul>{workdirs}</ul>"
@@ -267,20 +265,19 @@ def _figures(figures: dict[str, Path]) -> str:
     return "".join(parts) or "<p class=muted>No figures.</p>"
 
 
-def render(verdict: dict[str, Any], figures: dict[str, Path], out: Path) -> None:
+def render(verdict: Verdict, figures: dict[str, Path], out: Path) -> None:
     """Write the report of one comparison to `out`."""
-    products = [p for p in verdict.get("products") or [] if isinstance(p, dict)]
-    notes = verdict.get("notes") or []
+    products, notes = verdict.products, verdict.notes
     sections = [
         _banner(verdict, products),
         "<h2>Products</h2>",
         _products_table(products),
         "<h2>Tolerances</h2>",
-        _tolerance_table(verdict.get("tolerances")),
+        _tolerance_table(verdict.tolerances),
         "<h2>Runs</h2>",
-        _runs_table(verdict.get("runs")),
-        _workflow(verdict.get("workflow")),
-        _site(verdict.get("site")),
+        _runs_table(verdict.runs),
+        _workflow(verdict.workflow),
+        _site(verdict.site),
         "<h2>Figures</h2>",
         _figures(figures),
     ]

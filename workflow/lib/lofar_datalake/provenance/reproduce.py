@@ -26,6 +26,7 @@ from ..compare.at_site import config_of, make_readable, site_of
 from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
 from ..compare.make_mirror import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
+from ..compare.verdict import Verdict
 from .manifest import EMBEDDED_KEYS, SCHEMA
 
 
@@ -140,9 +141,9 @@ def main(args: argparse.Namespace) -> int:
     rerun = run_snakemake(Run("reproduction", out / "run"),
                           [*job.snakemake_args, *profile_args],
                           env=site.bind_env([inputs]) if site else None, site=site)
-    verdict: dict[str, Any] = {"equivalent": False, "notes": _input_notes(manifest, rerun.workdir)}
+    verdict = Verdict(equivalent=False, notes=_input_notes(manifest, rerun.workdir))
     if site is not None:
-        verdict["site"] = {"reproduction": site.describe(rerun.workdir, config_of(
+        verdict.site = {"reproduction": site.describe(rerun.workdir, config_of(
             [*job.snakemake_args]))}
     return judge(job, original, rerun, verdict, rucio=None)
 

@@ -1,7 +1,7 @@
 """Site tests run the workflow through a real batch system with a site profile (minutes), and
 in real containers: stage images built from workflow/containers/*.def (debootstrap + chroot,
 lofar_datalake.container_sandbox), run by Snakemake's own Apptainer code through the test
-launcher (lofar_datalake/testbed/launchers/apptainer, Podman): Apptainer cannot be installed
+launcher (lofar_datalake_testbed/launchers/apptainer, Podman): Apptainer cannot be installed
 here."""
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from pathlib import Path
 from staging import remote, site
 from staging.common import RESULTS, client_env, say, write_results
 
+from datalake_core.settings import default
 from lofar_datalake_testbed.layout import default_dir
 
 
@@ -47,9 +48,9 @@ def parse_args() -> argparse.Namespace:
                         help="size of each remote file in MiB (default: %(default)s)")
     parser.add_argument("--policies", default="download,fts,rule",
                         help="stage policies (default: %(default)s)")
-    parser.add_argument("--transfers", type=int, default=4,
-                        help="--storage-datalake-max-concurrent-transfers (default: 4, the "
-                             "plugin's default)")
+    parser.add_argument("--transfers", type=int, default=default("max_concurrent_transfers"),
+                        help="--storage-datalake-max-concurrent-transfers (default: "
+                             "%(default)s, the plugin's default)")
     parser.add_argument("--warm-cache", action="store_true",
                         help="do not drop the page cache between variants")
     parser.add_argument("--profile", action="store_true",

@@ -17,7 +17,7 @@ from typing import Any
 from datalake_core.journal import Journal
 from datalake_core.resolver import Resolver
 from datalake_core.rucio_adapter import Did, RucioAdapter
-from datalake_core.settings import ProviderConfig
+from datalake_core.settings import ProviderConfig, default
 from datalake_core.staging import Stager
 
 
@@ -108,7 +108,7 @@ def settings(rucio_config: Path, ca_bundle: Path, site_rse: str, mount: Path, po
     carry a site-replica check: `symlink+size` is a symlink after a size check only."""
     link_mode, _, verify = link_mode.partition("+")
     return {
-        "verify_site_replicas": verify or "adler32",
+        "verify_site_replicas": verify or default("verify_site_replicas"),
         "rucio_config": str(rucio_config),
         "ca_bundle": str(ca_bundle),
         "site_rse": site_rse,

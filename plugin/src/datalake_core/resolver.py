@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from .query import SCHEME, has_wildcards, to_query
 from .rucio_adapter import DataLakeError, Did, RucioAdapter
+from .settings import default
 
 # Seconds a "not there" answer is trusted: long enough for one DAG build to ask about every
 # file once per pass, short enough that a file stored by a remote job is seen at once.
@@ -96,7 +97,7 @@ class Template:
 @dataclass
 class Resolver:
     rucio_factory: Callable[[], RucioAdapter]  # called on first use: start-up stays offline
-    prefetch_limit: int = 10000
+    prefetch_limit: int = default("prefetch_limit")
     _rucio: RucioAdapter | None = None
     _known: dict[Did, FileInfo | None] = field(default_factory=dict)
     _pending: dict[Did, None] = field(default_factory=dict)  # insertion-ordered set

@@ -7,34 +7,25 @@ structured ones have small textual forms, parsed and validated here once, at sta
                  prefix = local directory where that storage is mounted)
 - output rules:  `2:tier=disk:86400;1:SITE_C_DAV` (copies:RSE expression[:lifetime seconds])
 - metadata:      `project=LOFAR2,campaign=cycle21` (DID metadata set on every output)
+
+Every setting is declared once, in SETTINGS (name, type, default, help, environment variable,
+secret or not); the plugin's settings class, ProviderConfig with its defaults and parsing, and
+the settings table of the plugin's README are all derived from it.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RULE_LIFETIME = 7 * 24 * 3600
-DEFAULT_MAX_TRANSFERS = 4
-DEFAULT_STAGE_TIMEOUT = 3600
-DEFAULT_HTTP_TIMEOUT = 60
-# Rucio's client waits 600 s for an answer by default: far too long for a workflow to notice that
-# the server is gone; a bulk pass over 10,000 DIDs takes ~10 s on a busy server.
-DEFAULT_RUCIO_TIMEOUT = 120
-DEFAULT_FTS_ATTEMPTS = 3  # FTS jobs per file before policy `fts` gives up on it
-DEFAULT_FTS_BACKOFF = 5  # seconds before the second attempt; doubled before each next one
+from .errors import SettingsError
 
-
-class SettingsError(ValueError):
-    """A setting has a value the provider cannot use; the message names the setting."""
-
-    def __init__(self, setting: str, reason: str) -> None:
-        self.setting = setting.replace("_", "-")  # as in --storage-datalake-<setting>
-        self.reason = reason
-        super().__init__(f"{self.setting}: {reason}")
+CLI_PREFIX = "--storage-datalake-"  # Snakemake's name for the options of plugin `datalake`
+ENV_PREFIX = "SNAKEMAKE_STORAGE_DATALAKE_"
 
 
 class StagePolicy(enum.StrEnum):
@@ -76,113 +67,6 @@ class Mount:
     @property
     def is_prefix(self) -> bool:
         return "://" in self.key
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    rucio_config: Path | None = None
-    account: str | None = None
-    auth_type: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    site_rse: str | None = None  # an RSE name or an RSE expression
-    stage_policy: StagePolicy = StagePolicy.DOWNLOAD
-    rule_lifetime: int = DEFAULT_RULE_LIFETIME
-    fts_endpoint: str | None = None
-    fts_token: str | None = field(default=None, repr=False)
-    max_concurrent_transfers: int = DEFAULT_MAX_TRANSFERS
-    output_rse: str | None = None
-    output_dataset: str | None = None
-    output_rules: tuple[OutputRule, ...] = ()
-    output_metadata: tuple[tuple[str, str], ...] = ()
-    mounts: tuple[Mount, ...] = ()
-    link_mode: LinkMode = LinkMode.SYMLINK
-    ca_bundle: Path | None = None
-    tls_verify: bool = True
-    stage_timeout: float = DEFAULT_STAGE_TIMEOUT
-    http_timeout: float = DEFAULT_HTTP_TIMEOUT
-    rucio_timeout: float = DEFAULT_RUCIO_TIMEOUT
-    fts_attempts: int = DEFAULT_FTS_ATTEMPTS
-    verify_site_replicas: SiteVerify = SiteVerify.ADLER32
-    fts_retry_backoff: float = DEFAULT_FTS_BACKOFF
-    stage_ahead: bool = True
-    prefetch_limit: int = 10000
-    local_copy: Path | None = None
-    job_auth: JobAuth = JobAuth.TOKEN
-    job_credential: Path | None = None  # set in jobs: the submit host's short-lived credential
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> ProviderConfig:
-        """From the plugin's settings (names as there, values as Snakemake passes them)."""
-        def num(name: str, default: int, minimum: int) -> int:
-            value = raw.get(name)
-            try:
-                value = default if value is None else int(value)
-            except (TypeError, ValueError):
-                raise SettingsError(name, f"{value!r} is not an integer") from None
-            if value < minimum:
-                raise SettingsError(name, f"must be at least {minimum}")
-            return value
-
-        def path(name: str) -> Path | None:
-            value = raw.get(name)
-            return Path(os.path.expanduser(str(value))) if value else None
-
-        def text(name: str) -> str | None:
-            value = raw.get(name)
-            return str(value).strip() or None if value is not None else None
-
-        ca_bundle = path("ca_bundle")
-        if ca_bundle is not None and not ca_bundle.is_file():
-            raise SettingsError("ca_bundle", f"{ca_bundle} is not a file (PEM CA certificates)")
-        rucio_config = path("rucio_config")
-        job_credential = path("job_credential")
-        # A job with a credential from its submit host uses that, not the Rucio configuration
-        # (which a worker without a shared file system does not have).
-        if job_credential is None and rucio_config is not None and not rucio_config.is_file():
-            raise SettingsError("rucio_config", f"{rucio_config} is not a file")
-        return cls(
-            rucio_config=rucio_config, account=text("account"),
-            auth_type=text("auth_type"), username=text("username"), password=raw.get("password"),
-            site_rse=text("site_rse"),
-            stage_policy=parse_enum(StagePolicy, "stage-policy", text("stage_policy"),
-                                    StagePolicy.DOWNLOAD),  # type: ignore[arg-type]
-            rule_lifetime=num("rule_lifetime", DEFAULT_RULE_LIFETIME, 60),
-            fts_endpoint=text("fts_endpoint"), fts_token=raw.get("fts_token"),
-            max_concurrent_transfers=num("max_concurrent_transfers", DEFAULT_MAX_TRANSFERS, 1),
-            output_rse=text("output_rse"), output_dataset=text("output_dataset"),
-            output_rules=parse_output_rules(text("output_rules")),
-            output_metadata=parse_metadata(text("output_metadata")),
-            mounts=parse_mounts(text("mounts")),
-            link_mode=parse_enum(LinkMode, "link-mode", text("link_mode"),
-                                 LinkMode.SYMLINK),  # type: ignore[arg-type]
-            ca_bundle=ca_bundle,
-            tls_verify=not parse_flag("insecure_no_tls_verify", raw.get("insecure_no_tls_verify")),
-            stage_timeout=num("stage_timeout", DEFAULT_STAGE_TIMEOUT, 1),
-            http_timeout=num("http_timeout", DEFAULT_HTTP_TIMEOUT, 1),
-            rucio_timeout=num("rucio_timeout", DEFAULT_RUCIO_TIMEOUT, 1),
-            fts_attempts=num("fts_attempts", DEFAULT_FTS_ATTEMPTS, 1),
-            verify_site_replicas=parse_enum(SiteVerify, "verify-site-replicas",
-                                            text("verify_site_replicas"),
-                                            SiteVerify.ADLER32),  # type: ignore[arg-type]
-            fts_retry_backoff=num("fts_retry_backoff", DEFAULT_FTS_BACKOFF, 0),
-            stage_ahead=not parse_flag("no_stage_ahead", raw.get("no_stage_ahead")),
-            prefetch_limit=num("prefetch_limit", 10000, 0),
-            local_copy=path("local_copy"),
-            job_auth=parse_enum(JobAuth, "job-auth", text("job_auth"),
-                                JobAuth.TOKEN),  # type: ignore[arg-type]
-            job_credential=job_credential,
-        )
-
-    def site_is_expression(self) -> bool:
-        return self.site_rse is not None and any(c in self.site_rse for c in "=&|\\()")
-
-    def tls(self) -> str | bool:
-        """What `requests` gets as `verify`: a CA bundle, the system store, or (only when
-        explicitly asked for) nothing."""
-        if not self.tls_verify:
-            return False
-        return str(self.ca_bundle) if self.ca_bundle else True
 
 
 def parse_mounts(text: str | None) -> tuple[Mount, ...]:
@@ -254,3 +138,287 @@ def parse_enum(kind: type[enum.StrEnum], name: str, value: str | None,
 
 def _items(text: str | None, sep: str) -> list[str]:
     return [part.strip() for part in (text or "").split(sep) if part.strip()]
+
+
+# --- The settings, declared once ------------------------------------------------------------
+# Each setting is one `Setting` in SETTINGS below; from it come the plugin's settings class
+# (snakemake_storage_plugin_datalake.settings), ProviderConfig and its parsing here, the
+# settings `lofar-datalake compare` reads from profiles, and the table in plugin/README.md.
+
+Convert = Callable[["Setting", Any], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One plugin setting: `--storage-datalake-<name>`, a profile's `storage-datalake-<name>`,
+    and `SNAKEMAKE_STORAGE_DATALAKE_<NAME>` if `env_var`."""
+
+    name: str
+    kind: type  # str, int, bool, Path, or a StrEnum whose values are the choices
+    default: str | int | bool | None
+    help: str
+    minimum: int | None = None  # for integers
+    convert: Convert | None = None  # plain value -> typed value; None: by `kind`
+    config_field: str | None = None  # its ProviderConfig field, where named otherwise
+    env_var: bool = False
+    secret: bool = False  # only from the environment, never in a repr or on a command line
+    required: bool = False
+    internal: bool = False  # set by the submitting Snakemake for its jobs, not by users
+
+    @property
+    def config_name(self) -> str:
+        return self.config_field or self.name
+
+    @property
+    def option(self) -> str:
+        return CLI_PREFIX + self.name.replace("_", "-")
+
+    @property
+    def env_name(self) -> str | None:
+        return ENV_PREFIX + self.name.upper() if self.env_var else None
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(m.value for m in self.kind) if issubclass(self.kind, enum.StrEnum) else ()
+
+    @property
+    def value_type(self) -> type:
+        """What Snakemake converts the command line string to."""
+        return str if self.choices else self.kind
+
+    def parse(self, value: Any) -> Any:
+        """The typed value ProviderConfig holds, from a plain one (None: the default)."""
+        convert = self.convert or (_choice if self.choices else _CONVERT_BY_KIND[self.kind])
+        return convert(self, self.default if value is None else value)
+
+
+def _text(setting: Setting, value: Any) -> str | None:
+    return _text_value(value)
+
+
+def _choice(setting: Setting, value: Any) -> enum.StrEnum:
+    return parse_enum(setting.kind, setting.name, _text_value(value),
+                      setting.kind(setting.default))
+
+
+def _text_value(value: Any) -> str | None:
+    return str(value).strip() or None if value is not None else None
+
+
+def _integer(setting: Setting, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(setting.name, f"{value!r} is not an integer") from None
+    if setting.minimum is not None and number < setting.minimum:
+        raise SettingsError(setting.name, f"must be at least {setting.minimum}")
+    return number
+
+
+def _path(setting: Setting, value: Any) -> Path | None:
+    return Path(os.path.expanduser(str(value))) if value else None
+
+
+def _flag(setting: Setting, value: Any) -> bool:
+    return parse_flag(setting.name, value)
+
+
+def _negated_flag(setting: Setting, value: Any) -> bool:
+    return not parse_flag(setting.name, value)
+
+
+def _as_given(setting: Setting, value: Any) -> Any:
+    return value  # a secret: not stripped or otherwise touched
+
+
+def _ca_bundle(setting: Setting, value: Any) -> Path | None:
+    path = _path(setting, value)
+    if path is not None and not path.is_file():
+        raise SettingsError(setting.name, f"{path} is not a file (PEM CA certificates)")
+    return path
+
+
+def _structured(parse: Callable[[str | None], Any]) -> Convert:
+    return lambda setting, value: parse(_text_value(value))
+
+
+_CONVERT_BY_KIND: dict[type, Convert] = {int: _integer, bool: _flag, Path: _path, str: _text}
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("rucio_config", Path, None,
+            "Rucio client configuration file (default: $RUCIO_CONFIG, then Rucio's own "
+            "search)."),
+    Setting("account", str, None, "Rucio account (default: from the Rucio configuration)."),
+    Setting("auth_type", str, None,
+            "Rucio authentication type, e.g. userpass, x509_proxy, oidc (default: from the Rucio "
+            "configuration)."),
+    Setting("username", str, None,
+            "User name for userpass authentication (default: from the Rucio configuration)."),
+    Setting("password", str, None,
+            "Password for userpass authentication; only from the environment variable. Jobs "
+            "Snakemake starts get it by inheriting the environment, never on a command line.",
+            convert=_as_given, env_var=True, secret=True),
+    Setting("site_rse", str, None,
+            "The RSE (or RSE expression) of the site the jobs run at: replicas there are used in "
+            "place, and the rule/fts policies stage inputs to it."),
+    Setting("stage_policy", StagePolicy, StagePolicy.DOWNLOAD.value,
+            "How inputs missing at the site are obtained: 'rule' (a Rucio rule to the site RSE), "
+            "'fts' (FTS jobs submitted by Snakemake, then registered), 'download' (read the best "
+            "remote replica directly)."),
+    Setting("rule_lifetime", int, 7 * 24 * 3600,
+            "Lifetime in seconds of the rules made to stage inputs to the site.", minimum=60),
+    Setting("fts_endpoint", str, None,
+            "FTS server for the fts policy (default: the site RSE's `fts` attribute)."),
+    Setting("fts_token", str, None,
+            "Bearer token for FTS (default: X.509 proxy over https, anonymous over http); only "
+            "from the environment variable, which jobs Snakemake starts inherit (it is never put "
+            "on a command line).", convert=_as_given, env_var=True, secret=True),
+    Setting("max_concurrent_transfers", int, 4,
+            "How many files are read or copied at the same time.", minimum=1),
+    Setting("output_rse", str, None, "The RSE outputs are uploaded to."),
+    Setting("output_dataset", str, None,
+            "Dataset outputs are attached to (created if missing); may use {scope}, {workflow}, "
+            "{date}, {run} (default: {scope}:snakemake/{workflow}/{date})."),
+    Setting("output_rules", str, None,
+            "Replication rules added to every output: COPIES:RSE_EXPRESSION[:LIFETIME] separated "
+            "by ';'.", convert=_structured(parse_output_rules)),
+    Setting("output_metadata", str, None,
+            "DID metadata set on every output (besides provenance): KEY=VALUE separated by ','.",
+            convert=_structured(parse_metadata)),
+    Setting("mounts", str, None,
+            "Storage mounted on this machine, for zero-copy access: RSE_OR_PFN_PREFIX=/local/dir "
+            "separated by ','.", convert=_structured(parse_mounts)),
+    Setting("link_mode", LinkMode, LinkMode.SYMLINK.value,
+            "How a replica at the site that is a local file is made available: symlink, hardlink "
+            "or copy."),
+    Setting("ca_bundle", Path, None,
+            "CA certificates for https to storage and FTS (default: the system's).",
+            convert=_ca_bundle, env_var=True),
+    Setting("insecure_no_tls_verify", bool, False,
+            "Do not verify TLS certificates of storage and FTS (insecure; for debugging only).",
+            convert=_negated_flag, config_field="tls_verify"),
+    Setting("stage_timeout", int, 3600,
+            "Seconds to wait for a rule or FTS job staging inputs.", minimum=1),
+    Setting("http_timeout", int, 60,
+            "Seconds without data after which an https read is abandoned.", minimum=1),
+    # Rucio's client waits 600 s for an answer by default: far too long for a workflow to notice
+    # that the server is gone; a bulk pass over 10,000 DIDs takes ~10 s on a busy server.
+    Setting("rucio_timeout", int, 120,
+            "Seconds to wait for each answer of the Rucio server; a server that does not answer "
+            "in time (or cannot be reached) fails the run with an error naming the server, "
+            "instead of hanging (Rucio's own default is 600).", minimum=1),
+    Setting("verify_site_replicas", SiteVerify, SiteVerify.ADLER32.value,
+            "How a replica at the site is checked before it is linked: 'adler32' reads it whole "
+            "(catches silent corruption), 'size' only compares its size (a link then costs "
+            "nothing; for storage the site trusts). Copies are always checksummed."),
+    Setting("fts_attempts", int, 3,
+            "Policy fts: FTS jobs per file before staging gives up on it (FTS's own retries are "
+            "off, so this is the bound).", minimum=1),
+    Setting("fts_retry_backoff", int, 5,
+            "Policy fts: seconds before the second attempt of a failed copy, doubled before each "
+            "next one; no attempt starts after the stage timeout.", minimum=0),
+    Setting("no_stage_ahead", bool, False,
+            "Stage only the inputs of the jobs about to run, not all inputs of the workflow that "
+            "are not at the site yet, when the first input is staged.",
+            convert=_negated_flag, config_field="stage_ahead"),
+    Setting("prefetch_limit", int, 10000,
+            "At most this many DIDs matching one input pattern are resolved in bulk ahead of use "
+            "(0: no pattern listing).", minimum=0),
+    Setting("local_copy", Path, None,
+            "A directory holding a local copy of the DataLake files (<dir>/<scope>/<name>, as "
+            "made by `lofar-datalake compare`): inputs are read from it and outputs written to "
+            "it; Rucio and FTS are not contacted."),
+    Setting("job_auth", JobAuth, JobAuth.TOKEN.value,
+            "What the jobs this Snakemake submits (batch jobs, spawned jobs) authenticate with: "
+            "'token' (a short-lived Rucio token this process obtains and writes to a private file "
+            "that jobs find; they never see the password) or 'inherit' (they log in as this "
+            "process does, the password reaching them through the environment)."),
+    Setting("job_credential", Path, None,
+            "Set by the submitting Snakemake for its jobs, not by users: the path of the job "
+            "credential file (a Rucio token, no password); jobs without a shared file system "
+            "find it by the same relative path in their sandbox.", env_var=True, internal=True),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """The declared default of a setting, as Snakemake passes it."""
+    return BY_NAME[name].default
+
+
+# Named for the modules and tests that speak of them.
+DEFAULT_RUCIO_TIMEOUT: int = default("rucio_timeout")
+DEFAULT_FTS_ATTEMPTS: int = default("fts_attempts")
+DEFAULT_FTS_BACKOFF: int = default("fts_retry_backoff")
+
+
+def _defaults_from_settings(cls: type) -> type:
+    """Applied before @dataclass: each field gets its setting's typed default, secrets are kept
+    out of the repr, and a field without a setting (or a setting without a field) fails at
+    import rather than going unparsed."""
+    by_field = {s.config_name: s for s in SETTINGS}
+    if set(cls.__annotations__) != set(by_field):
+        raise TypeError(f"{cls.__name__} and SETTINGS differ: "
+                        f"{sorted(set(cls.__annotations__) ^ set(by_field))}")
+    for name in cls.__annotations__:
+        setting = by_field[name]
+        setattr(cls, name, field(default=setting.parse(None), repr=not setting.secret))
+    return cls
+
+
+@dataclass(frozen=True)
+@_defaults_from_settings
+class ProviderConfig:
+    """The settings as typed values; defaults and parsing come from SETTINGS."""
+
+    rucio_config: Path | None
+    account: str | None
+    auth_type: str | None
+    username: str | None
+    password: str | None
+    site_rse: str | None  # an RSE name or an RSE expression
+    stage_policy: StagePolicy
+    rule_lifetime: int
+    fts_endpoint: str | None
+    fts_token: str | None
+    max_concurrent_transfers: int
+    output_rse: str | None
+    output_dataset: str | None
+    output_rules: tuple[OutputRule, ...]
+    output_metadata: tuple[tuple[str, str], ...]
+    mounts: tuple[Mount, ...]
+    link_mode: LinkMode
+    ca_bundle: Path | None
+    tls_verify: bool
+    stage_timeout: float
+    http_timeout: float
+    rucio_timeout: float
+    fts_attempts: int
+    verify_site_replicas: SiteVerify
+    fts_retry_backoff: float
+    stage_ahead: bool
+    prefetch_limit: int
+    local_copy: Path | None
+    job_auth: JobAuth
+    job_credential: Path | None  # set in jobs: the submit host's short-lived credential
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> ProviderConfig:
+        """From the plugin's settings (names as there, values as Snakemake passes them)."""
+        values = {s.config_name: s.parse(raw.get(s.name)) for s in SETTINGS}
+        rucio_config, job_credential = values["rucio_config"], values["job_credential"]
+        # A job with a credential from its submit host uses that, not the Rucio configuration
+        # (which a worker without a shared file system does not have).
+        if job_credential is None and rucio_config is not None and not rucio_config.is_file():
+            raise SettingsError("rucio_config", f"{rucio_config} is not a file")
+        return cls(**values)
+
+    def site_is_expression(self) -> bool:
+        return self.site_rse is not None and any(c in self.site_rse for c in "=&|\\()")
+
+    def tls(self) -> str | bool:
+        """What `requests` gets as `verify`: a CA bundle, the system store, or (only when
+        explicitly asked for) nothing."""
+        if not self.tls_verify:
+            return False
+        return str(self.ca_bundle) if self.ca_bundle else True

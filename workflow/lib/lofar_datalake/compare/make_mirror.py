@@ -19,15 +19,17 @@ import yaml
 from datalake_core.mirror import load_index, save_index
 from datalake_core.resolver import Resolver
 from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter
-from datalake_core.settings import LinkMode, ProviderConfig, StagePolicy
+from datalake_core.settings import (
+    CLI_PREFIX,
+    SETTINGS,
+    LinkMode,
+    ProviderConfig,
+    StagePolicy,
+)
 from datalake_core.staging import Stager
 
-PREFIX = "--storage-datalake-"
-FLAGS = ("no_stage_ahead", "insecure_no_tls_verify")
-SECRETS = {
-    "password": "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD",
-    "fts_token": "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN",
-}
+PREFIX = CLI_PREFIX
+FLAGS = tuple(s.name for s in SETTINGS if s.kind is bool)
 
 log = logging.getLogger("lofar_datalake.compare")
 
@@ -51,12 +53,14 @@ def provider_settings(profile: Path | None, args: Sequence[str]) -> dict[str, An
             raw[name] = True
         elif i + 1 < len(items):
             raw[name] = items[i + 1]
-    for name, variable in SECRETS.items():
-        if os.environ.get(variable):
-            raw[name] = os.environ[variable]
-    ca = os.environ.get("SNAKEMAKE_STORAGE_DATALAKE_CA_BUNDLE")
-    if ca and "ca_bundle" not in raw:
-        raw["ca_bundle"] = ca
+    for setting in SETTINGS:
+        if setting.env_name is None or setting.internal:
+            continue
+        value = os.environ.get(setting.env_name)
+        # Secrets come only from the environment; the others as in Snakemake, where the
+        # variable stands in for an option not given.
+        if value and (setting.secret or setting.name not in raw):
+            raw[setting.name] = value
     return raw
 
 

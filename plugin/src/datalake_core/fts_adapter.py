@@ -13,17 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .rucio_adapter import DataLakeError
+from .errors import DataLakeError, FtsTimeout
 
 FINAL_JOB_STATES = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 # Status queries that may fail in a row (e.g. while the FTS server restarts) before a wait
 # gives up; the job itself survives a restart of the server.
 MAX_POLL_ERRORS = 5
 NO_FTS_RETRY = -1
-
-
-class FtsTimeout(DataLakeError):
-    """A job did not reach a final state in the time it was given."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .rucio_connection import DataLakeError
+from .errors import DataLakeError, JobCredentialError
 
 # Relative to the run's working directory: where the submit host writes it and where a job
 # finds it in its sandbox when HTCondor transferred it (keep it out of .snakemake/datalake,
@@ -38,10 +38,6 @@ from .rucio_connection import DataLakeError
 DEFAULT_PATH = Path(".snakemake") / "datalake-credential" / "job-credential.json"
 # Options of a Rucio client configuration that never leave the submit host.
 SECRET_OPTIONS = ("password", "oidc_refresh_token", "client_secret")
-
-
-class JobCredentialError(DataLakeError):
-    """A job credential could not be made, found, or is no longer valid."""
 
 
 @dataclass(frozen=True)

@@ -15,24 +15,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .checksums import CHUNK, Adler32, adler32_of_file, same_adler32
+from .errors import CorruptReplica, LocalWriteError, TransferFailed
 from .settings import LinkMode
 
 # Errors that mean "the local file system has no room", whatever the replica.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-class TransferFailed(Exception):
-    """One attempt to obtain a replica failed; the message is the reason, without secrets."""
-
-
-class CorruptReplica(TransferFailed):
-    """The replica's bytes do not match the catalogue (size or adler32): a suspect for an operator
-    to declare bad, not a passing network problem."""
-
-
-class LocalWriteError(TransferFailed):
-    """The local staging area cannot take the file (full, read-only, ...): another replica would
-    not help, so staging stops here."""
 
 
 def part_name(dest: Path) -> Path:

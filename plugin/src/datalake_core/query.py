@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .errors import QueryError
 from .rucio_adapter import Did
 
 SCHEME = "datalake://"
@@ -19,10 +20,6 @@ _SCOPE_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NAME_RE = re.compile(r"[/A-Za-z0-9._-]+")
 # Snakemake wildcards (`{sample}`, `{sb,\d+}`) may appear in queries before they are expanded.
 _WILDCARD_RE = re.compile(r"\{[^{}]*(?:\{\d+(?:,\d+)?\}[^{}]*)*\}")
-
-
-class QueryError(ValueError):
-    """The query is not a valid `datalake://scope/name`; the message says why."""
 
 
 def has_wildcards(query: str) -> bool:

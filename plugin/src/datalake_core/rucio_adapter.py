@@ -2,10 +2,14 @@
 
 Rucio reads its configuration from RUCIO_CONFIG on first use; callers set that (or pass explicit
 connection settings) before creating a `RucioAdapter`.
+
+Rucio's exceptions do not leave this module: `rucio_errors` turns them into the core's errors
+(datalake_core.errors), naming the operation, the DID and the RSE.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -15,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import adler32_of_file
-from .rucio_connection import DataLakeError as DataLakeError
+from .errors import AlreadyExists, NotFound
+from .errors import DataLakeError as DataLakeError
+from .errors import DuplicateRuleError as DuplicateRuleError
+from .errors import RucioAuthError as RucioAuthError
+from .errors import RucioUnavailable as RucioUnavailable
 from .rucio_connection import GuardedClient, new_client, wrap
-from .rucio_connection import RucioAuthError as RucioAuthError
-from .rucio_connection import RucioUnavailable as RucioUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +33,28 @@ log = logging.getLogger(__name__)
 BULK_CHUNK = 1000
 
 
-class DuplicateRuleError(DataLakeError):
-    """This account already has a rule for (one of) these DIDs on that RSE expression."""
+@contextlib.contextmanager
+def rucio_errors(what: str, failed: str = "failed") -> Iterator[None]:
+    """Rucio's exceptions raised inside as the core's errors: `what` was being done, then
+    `failed` (empty where Rucio's reason says it all), then Rucio's reason.
+
+    The only place that knows Rucio's exception classes. The class of the error tells the
+    answers callers act on (not found, exists already) from failures. Connection and login
+    failures arrive here already explained (RucioUnavailable, RucioAuthError) and pass
+    unchanged, as does anything that is not Rucio's."""
+    from rucio.common import exception as rucio
+
+    try:
+        yield
+    except rucio.RucioException as exc:
+        if isinstance(exc, rucio.DuplicateRule):
+            raise DuplicateRuleError(f"{what} exists already: {exc}") from exc
+        kind: type[DataLakeError] = DataLakeError
+        if isinstance(exc, rucio.DataIdentifierNotFound | rucio.RuleNotFound):
+            kind = NotFound
+        elif isinstance(exc, rucio.DataIdentifierAlreadyExists | rucio.FileAlreadyExists):
+            kind = AlreadyExists
+        raise kind(f"{what} {failed}: {exc}" if failed else f"{what}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -96,10 +122,11 @@ class RucioAdapter:
         `sort='random'`: the default geoip sort costs a lookup per file on the server."""
         out: list[dict[str, Any]] = []
         for part in chunks(list(dids)):
-            out.extend(self.client.list_replicas(
-                [d.as_dict() for d in part], schemes=list(schemes) if schemes else None,
-                all_states=True, sort="random",
-            ))
+            with rucio_errors(f"listing the replicas of {len(part)} DIDs ({part[0]}, ...)"):
+                out.extend(self.client.list_replicas(
+                    [d.as_dict() for d in part], schemes=list(schemes) if schemes else None,
+                    all_states=True, sort="random",
+                ))
         return out
 
     def get_metadata_bulk(self, dids: Sequence[Did]) -> list[dict[str, Any]]:
@@ -107,125 +134,109 @@ class RucioAdapter:
         request per 1,000; DIDs that do not exist are absent."""
         out: list[dict[str, Any]] = []
         for part in chunks(list(dids)):
-            out.extend(self.client.get_metadata_bulk([d.as_dict() for d in part]))
+            with rucio_errors(f"reading the metadata of {len(part)} DIDs ({part[0]}, ...)"):
+                out.extend(self.client.get_metadata_bulk([d.as_dict() for d in part]))
         return out
 
     def get_metadata(self, did: Did) -> dict[str, Any] | None:
-        from rucio.common.exception import DataIdentifierNotFound
-
         try:
-            return dict(self.client.get_metadata(did.scope, did.name))
-        except DataIdentifierNotFound:
+            with rucio_errors(f"reading the metadata of {did}"):
+                return dict(self.client.get_metadata(did.scope, did.name))
+        except NotFound:
             return None
 
     def add_replicas(self, rse: str, files: Sequence[dict[str, Any]]) -> None:
         """Register replicas (scope, name, bytes, adler32[, pfn]) that are already on `rse`."""
-        from rucio.common.exception import RucioException
-
         for part in chunks(list(files)):
-            try:
+            with rucio_errors(f"registering {len(part)} replicas on {rse}"):
                 self.client.add_replicas(rse, list(part))
-            except RucioException as exc:
-                raise DataLakeError(f"registering {len(part)} replicas on {rse} failed: {exc}"
-                                    ) from exc
 
     def list_files(self, scope: str, pattern: str) -> list[str]:
         """Names of the files in `scope` matching a Rucio wildcard pattern (`*`)."""
-        return [str(n) for n in self.client.list_dids(scope, {"name": pattern}, did_type="file")]
+        with rucio_errors(f"listing the files {scope}:{pattern}"):
+            return [str(n) for n in
+                    self.client.list_dids(scope, {"name": pattern}, did_type="file")]
 
     def collection_files(self, did: Did, sample: int = 3) -> tuple[int, list[Did]]:
         """How many files a dataset or container holds (at any depth), and the first few."""
-        count, first = 0, []
-        for f in self.client.list_files(did.scope, did.name):
-            count += 1
-            if len(first) < sample:
-                first.append(Did(str(f["scope"]), str(f["name"])))
+        count = 0
+        first: list[Did] = []
+        with rucio_errors(f"listing the files of {did}"):
+            for f in self.client.list_files(did.scope, did.name):
+                count += 1
+                if len(first) < sample:
+                    first.append(Did(str(f["scope"]), str(f["name"])))
         return count, first
 
     def set_metadata(self, did: Did, meta: dict[str, Any]) -> None:
-        from rucio.common.exception import RucioException
-
-        try:
+        with rucio_errors(f"setting metadata {sorted(meta)} on {did}"):
             self.client.set_metadata_bulk(did.scope, did.name, meta)
-        except RucioException as exc:
-            raise DataLakeError(f"setting metadata {sorted(meta)} on {did} failed: {exc}"
-                                ) from exc
 
     # -- datasets --------------------------------------------------------------------------
     def ensure_dataset(self, dataset: Did) -> bool:
         """Create the dataset unless it exists; True if this call created it."""
-        from rucio.common.exception import DataIdentifierAlreadyExists
-
         try:
-            self.client.add_dataset(dataset.scope, dataset.name)
-        except DataIdentifierAlreadyExists:
+            with rucio_errors(f"creating dataset {dataset}"):
+                self.client.add_dataset(dataset.scope, dataset.name)
+        except AlreadyExists:
             return False
         return True
 
     def attach(self, dataset: Did, dids: Sequence[Did]) -> bool:
         """Attach files to a dataset; False if they were attached already."""
-        from rucio.common.exception import FileAlreadyExists, RucioException
-
         try:
-            self.client.attach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
-        except FileAlreadyExists:
+            with rucio_errors(f"attaching {len(dids)} files to {dataset}"):
+                self.client.attach_dids(dataset.scope, dataset.name,
+                                        [d.as_dict() for d in dids])
+        except AlreadyExists:
             return False
-        except RucioException as exc:
-            raise DataLakeError(f"attaching {len(dids)} files to {dataset} failed: {exc}"
-                                ) from exc
         return True
 
     def detach(self, dataset: Did, dids: Sequence[Did]) -> None:
-        self.client.detach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
+        with rucio_errors(f"detaching {len(dids)} files from {dataset}"):
+            self.client.detach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
 
     # -- RSEs --------------------------------------------------------------------------------
     def rse_attributes(self, rse: str) -> dict[str, Any]:
-        return dict(self.client.list_rse_attributes(rse))
+        with rucio_errors(f"reading the attributes of {rse}"):
+            return dict(self.client.list_rse_attributes(rse))
 
     def rse_info(self, rse: str) -> dict[str, Any]:
         """The RSE with its protocols, in the form `rsemanager` functions take."""
-        return dict(self.client.get_rse(rse))
+        with rucio_errors(f"reading RSE {rse}"):
+            return dict(self.client.get_rse(rse))
 
     def expand_rse_expression(self, expression: str) -> list[str]:
-        from rucio.common.exception import RucioException
-
-        try:
+        # Rucio's reason says what is wrong with the expression.
+        with rucio_errors(f"RSE expression {expression!r}", failed=""):
             return sorted(str(r["rse"]) for r in self.client.list_rses(expression))
-        except RucioException as exc:
-            raise DataLakeError(f"RSE expression {expression!r}: {exc}") from exc
 
     # -- data movement ---------------------------------------------------------------------
     def upload(self, path: Path, did: Did, rse: str) -> str:
         """Upload one file (Rucio registers it and verifies adler32); returns its adler32."""
         from rucio.client.uploadclient import UploadClient
-        from rucio.common.exception import RucioException
 
         item = {
             "path": str(path), "rse": rse, "did_scope": did.scope, "did_name": did.name,
             "register_after_upload": True,
         }
-        try:
+        with rucio_errors(f"upload of {path} as {did} to {rse}"):
             self.client.share_settings()  # Rucio looks the RSE up with a client of its own
             with self.client.guard(f"uploading {did} to {rse}"):
                 UploadClient(self.client.raw, logger=log).upload([item])
-        except RucioException as exc:
-            raise DataLakeError(f"upload of {path} as {did} to {rse} failed: {exc}") from exc
         return adler32_of_file(path)
 
     def download(self, did: Did, rse: str, dest_dir: Path) -> Path:
         """Download one file from one RSE into dest_dir (checksum verified by Rucio)."""
         from rucio.client.downloadclient import DownloadClient
-        from rucio.common.exception import RucioException
 
         # Rucio keeps the `/`-separated name under base_dir but does not create its parents.
         (dest_dir / did.name).parent.mkdir(parents=True, exist_ok=True)
         item = {"did": str(did), "rse": rse, "base_dir": str(dest_dir), "no_subdir": True}
-        try:
+        with rucio_errors(f"download of {did} from {rse}"):
             self.client.share_settings()
             with self.client.guard(f"downloading {did} from {rse}"):
                 results = DownloadClient(self.client.raw, logger=log).download_dids([item])
-        except RucioException as exc:
-            raise DataLakeError(f"download of {did} from {rse} failed: {exc}") from exc
         return Path(results[0]["dest_file_paths"][0])
 
     # -- rules -----------------------------------------------------------------------------
@@ -239,52 +250,48 @@ class RucioAdapter:
                   lifetime: int | None = None, activity: str | None = None,
                   comment: str | None = None) -> list[str]:
         """One request; Rucio makes one rule per DID and returns all their ids."""
-        from rucio.common.exception import DuplicateRule, RucioException
-
-        try:
+        with rucio_errors(f"rule to {rse_expression}"):
             ids = self.client.add_replication_rule(
                 [d.as_dict() for d in dids], copies, rse_expression, lifetime=lifetime,
                 activity=activity, asynchronous=False, comment=comment,
             )
-        except DuplicateRule as exc:
-            raise DuplicateRuleError(f"rule to {rse_expression} exists already: {exc}") from exc
-        except RucioException as exc:
-            raise DataLakeError(f"rule to {rse_expression} failed: {exc}") from exc
         return [str(i) for i in ids]
 
     def stuck_rules(self, rse_expression: str) -> dict[Did, str]:
         """This account's STUCK rules to `rse_expression`, with Rucio's reason, in one request."""
-        rules = self.client.list_replication_rules(
-            {"account": self.account, "state": "S", "rse_expression": rse_expression})
-        return {Did(r["scope"], r["name"]): str(r.get("error") or "rule STUCK") for r in rules}
+        with rucio_errors(f"listing the stuck rules to {rse_expression}"):
+            rules = self.client.list_replication_rules(
+                {"account": self.account, "state": "S", "rse_expression": rse_expression})
+            return {Did(r["scope"], r["name"]): str(r.get("error") or "rule STUCK")
+                    for r in rules}
 
     def list_did_rules(self, did: Did) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.client.list_did_rules(did.scope, did.name)]
+        with rucio_errors(f"listing the rules of {did}"):
+            return [dict(r) for r in self.client.list_did_rules(did.scope, did.name)]
 
     def transfer_record(self, did: Did, rse: str) -> dict[str, Any] | None:
         """Rucio's record of the last transfer of `did` to `rse` (bytes, FTS job id, source,
         state), from the request history; None if there is none."""
-        from rucio.common.exception import RucioException
-
         for lister in (self.client.list_request_history_by_did, self.client.list_request_by_did):
             try:
-                return dict(lister(did.name, rse, scope=did.scope))
+                with rucio_errors(f"the transfer record of {did} to {rse}"):
+                    return dict(lister(did.name, rse, scope=did.scope))
             except (RucioUnavailable, RucioAuthError):
                 raise
-            except (DataLakeError, RucioException, StopIteration, TypeError, ValueError):
+            except (DataLakeError, StopIteration, TypeError, ValueError):
                 pass  # no record there: try the next list
         return None
 
     def delete_rule(self, rule_id: str) -> None:
-        from rucio.common.exception import RuleNotFound
-
         try:
-            self.client.delete_replication_rule(rule_id, purge_replicas=False)
-        except RuleNotFound:
-            pass
+            with rucio_errors(f"deleting rule {rule_id}"):
+                self.client.delete_replication_rule(rule_id, purge_replicas=False)
+        except NotFound:
+            pass  # gone already: what was asked for
 
     def rule_state(self, rule_id: str) -> RuleState:
-        info = self.client.get_replication_rule(rule_id)
+        with rucio_errors(f"reading rule {rule_id}"):
+            info = self.client.get_replication_rule(rule_id)
         return RuleState(
             rule_id=rule_id, state=str(info["state"]), locks_ok=int(info["locks_ok_cnt"]),
             locks_replicating=int(info["locks_replicating_cnt"]),

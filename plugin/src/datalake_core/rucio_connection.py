@@ -20,22 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import DataLakeError, RucioAuthError, RucioUnavailable
+
 log = logging.getLogger(__name__)
 
 # Rucio's own default; a server that accepts connections but never answers holds a call this long.
 RUCIO_DEFAULT_TIMEOUT = 600
-
-
-class DataLakeError(RuntimeError):
-    """An operation on the DataLake failed; the message names what was tried and why."""
-
-
-class RucioUnavailable(DataLakeError):
-    """The Rucio server could not be reached, or did not answer within the timeout."""
-
-
-class RucioAuthError(DataLakeError):
-    """Rucio did not accept the account's credentials, or there were none to present."""
 
 
 @dataclass(frozen=True)

@@ -26,19 +26,15 @@ from pathlib import Path
 import requests
 
 from . import materialise, transfer_http
+from .errors import CorruptReplica, DataLakeError, LocalWriteError, StagingError, TransferFailed
 from .journal import BadReplicaEvent, InputEvent, Journal, Staged, Way
 from .locality import Source, protocol_bases, sources
-from .materialise import CorruptReplica, LocalWriteError, TransferFailed
 from .resolver import FileInfo, Resolver
-from .rucio_adapter import DataLakeError, Did, RucioAdapter
+from .rucio_adapter import Did, RucioAdapter
 from .settings import ProviderConfig, SiteVerify, StagePolicy
 from .site_transfer import SiteTransfers
 
 PRESENT = Staged(Way.PRESENT)
-
-
-class StagingError(DataLakeError):
-    """No replica of a file could be made available; names the DID, the RSEs and reasons."""
 
 
 @dataclass

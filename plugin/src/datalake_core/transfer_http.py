@@ -14,17 +14,14 @@ from urllib.parse import urlsplit
 import requests
 
 from .checksums import Adler32
-from .materialise import TransferFailed, commit, local_error, open_part, part_name
+from .errors import TransferFailed, TransientFailure
+from .materialise import commit, local_error, open_part, part_name
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15.0
 ATTEMPTS = 3  # a reset or timed-out connection is tried again, after BACKOFF, 2 x BACKOFF
 BACKOFF = 0.5
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
-
-
-class TransientFailure(TransferFailed):
-    """The connection was reset or timed out: the same replica may well work a moment later."""
 
 
 def fetch(url: str, dest: Path, *, size: int, adler32: str | None, verify: str | bool,

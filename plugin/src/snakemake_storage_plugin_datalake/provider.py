@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -30,12 +30,13 @@ from snakemake_interface_storage_plugins.storage_provider import (
 
 from datalake_core import job_auth
 from datalake_core import query as dlquery
+from datalake_core.errors import DataLakeError, QueryError, SettingsError
 from datalake_core.journal import Journal
 from datalake_core.mirror import OfflineCopy
 from datalake_core.outputs import Outputs
 from datalake_core.resolver import FileInfo, Resolver, Template
-from datalake_core.rucio_adapter import DataLakeError, Did, RucioAdapter
-from datalake_core.settings import ProviderConfig, SettingsError
+from datalake_core.rucio_adapter import Did, RucioAdapter
+from datalake_core.settings import ProviderConfig
 from datalake_core.staging import Stager
 
 from . import snakemake_internals as internals
@@ -46,16 +47,27 @@ from .settings import StorageProviderSettings, describe
 BATCH_WINDOW = 0.05
 
 
+@contextlib.contextmanager
+def workflow_errors(prefix: str = "") -> Iterator[None]:
+    """The core's errors as WorkflowError, which Snakemake reports as the message alone: the
+    core's messages already say what failed and what to check, a traceback would bury that.
+    Also a decorator (`@workflow_errors()`) for methods that need it throughout."""
+    try:
+        yield
+    except SettingsError as exc:  # settings made without the command line (the API)
+        raise WorkflowError(describe(exc)) from None
+    except (DataLakeError, QueryError) as exc:
+        raise WorkflowError(f"{prefix}{exc}") from None
+
+
 class StorageProvider(StorageProviderBase):
+    @workflow_errors("datalake storage plugin: ")
     def __post_init__(self) -> None:
         settings = self.settings
         raw = settings.values() if isinstance(settings, StorageProviderSettings) else {
             f.name: getattr(settings, f.name) for f in fields(settings)
         } if settings is not None else {}
-        try:
-            self.cfg = ProviderConfig.parse(raw)
-        except SettingsError as exc:  # settings made without the command line (the API)
-            raise WorkflowError(describe(exc)) from None
+        self.cfg = ProviderConfig.parse(raw)
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self._rucio: RucioAdapter | None = None
         self._rucio_lock = threading.Lock()
@@ -68,11 +80,8 @@ class StorageProvider(StorageProviderBase):
         self.offline: OfflineCopy | None = None
         if self.cfg.local_copy is not None:
             # Verification runs: a local copy answers in place of the DataLake.
-            try:
-                self.offline = OfflineCopy(self.cfg.local_copy, self.logger, self.journal,
-                                           link_mode=self.cfg.link_mode)
-            except DataLakeError as exc:
-                raise WorkflowError(f"datalake storage plugin: {exc}") from None
+            self.offline = OfflineCopy(self.cfg.local_copy, self.logger, self.journal,
+                                       link_mode=self.cfg.link_mode)
             self.resolver = self.stager = self.outputs = self.offline  # type: ignore[assignment]
             return
         self.resolver = Resolver(self.rucio, prefetch_limit=self.cfg.prefetch_limit)
@@ -83,14 +92,12 @@ class StorageProvider(StorageProviderBase):
         if self.jobs.workflow():
             self.outputs.workflow = str(self.jobs.workflow())
 
+    @workflow_errors()
     def rucio(self) -> RucioAdapter:
         """The Rucio client, connected on first use (not while Snakemake merely starts)."""
         with self._rucio_lock:
             if self._rucio is None:
-                try:
-                    self._rucio = self.jobs.connect(self.run_id)
-                except DataLakeError as exc:
-                    raise WorkflowError(str(exc)) from None
+                self._rucio = self.jobs.connect(self.run_id)
             return self._rucio
 
     @classmethod
@@ -159,16 +166,14 @@ class StorageProvider(StorageProviderBase):
 class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
     provider: StorageProvider
 
+    @workflow_errors()
     def __post_init__(self) -> None:
         self.did: Did | None = None
         self.provider.register(self)
         if dlquery.has_wildcards(self.query):
             self.provider.resolver.register_template(self.query)
             return
-        try:
-            self.did = dlquery.parse(self.query)
-        except dlquery.QueryError as exc:
-            raise WorkflowError(str(exc)) from None
+        self.did = dlquery.parse(self.query)
         self.provider.resolver.register(self.did)
 
     # -- identity ------------------------------------------------------------------------------
@@ -189,14 +194,12 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
             raise WorkflowError(f"{self.query}: still contains wildcards")
         return self.did
 
+    @workflow_errors()
     def _info(self) -> FileInfo | None:
-        try:
-            info = self.provider.resolver.get(self._did())
-            if info is not None and self.provider.offline is None:
-                self.provider.resolver.require_file(info)
-            return info
-        except DataLakeError as exc:
-            raise WorkflowError(str(exc)) from None
+        info = self.provider.resolver.get(self._did())
+        if info is not None and self.provider.offline is None:
+            self.provider.resolver.require_file(info)
+        return info
 
     # -- what Snakemake asks while building the DAG ---------------------------------------------
     async def inventory(self, cache: IOCacheStorageInterface) -> None:
@@ -257,11 +260,9 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
             await asyncio.wrap_future(future)
         return await super().managed_retrieve()
 
+    @workflow_errors()
     def retrieve_object(self) -> None:
-        try:
-            self.provider.stager.stage(self._did(), self.local_path())
-        except DataLakeError as exc:
-            raise WorkflowError(str(exc)) from None
+        self.provider.stager.stage(self._did(), self.local_path())
 
     def cleanup(self) -> None:
         # A symlink or hardlink is removed as a link: the replica it points to stays.
@@ -271,6 +272,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
                 path.unlink()
 
     # -- outputs -------------------------------------------------------------------------------
+    @workflow_errors()
     def store_object(self) -> None:
         did = self._did()
         rule = self.provider.rule_of(self.query)
@@ -281,18 +283,17 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         }
         if rule:
             provenance["snakemake_rule"] = str(rule)
-        try:
-            self.provider.outputs.store(did, self.local_path(), provenance)
-        except DataLakeError as exc:
-            raise WorkflowError(str(exc)) from None
+        self.provider.outputs.store(did, self.local_path(), provenance)
         self.provider.resolver.refresh([did])
 
+    @workflow_errors()
     def remove(self) -> None:
         did = self._did()
         self.provider.outputs.remove(did)
         self.provider.resolver.refresh([did])
 
     # -- glob_wildcards ------------------------------------------------------------------------
+    @workflow_errors()
     def list_candidate_matches(self) -> Iterable[str]:
         template = Template.from_query(self.query)
         if template is None:

@@ -4,18 +4,17 @@ rule average:
         "work/flagged/{obs}_SB{sb}.MS",
     output:
         scratch("work/averaged/{obs}_SB{sb}.MS"),
-    params:
-        freqstep=config["averaging"]["freqstep"],
-        timestep=config["averaging"]["timestep"],
     log:
         "logs/average/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/average/{obs}_SB{sb}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
     container:
         config["containers"]["dp3"]
+    threads: rule_threads("average")
+    resources:
+        **rule_resources("average"),
+    params:
+        freqstep=config["averaging"]["freqstep"],
+        timestep=config["averaging"]["timestep"],
     script:
         "../scripts/average.py"

@@ -5,18 +5,17 @@ rule calibrate:
         skymodel=configured_file("calibration.skymodel"),
     output:
         "results/{obs}/calibration/{obs}_SB{sb}.h5",
-    params:
-        settings={k: v for k, v in config["calibration"].items() if k != "skymodel"},
     log:
         "logs/calibrate/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/calibrate/{obs}_SB{sb}.tsv"
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=30,
     container:
         config["containers"]["dp3"]
+    threads: rule_threads("calibrate")
+    resources:
+        **rule_resources("calibrate"),
+    params:
+        settings={k: v for k, v in config["calibration"].items() if k != "skymodel"},
     script:
         "../scripts/calibrate.py"
 
@@ -32,11 +31,10 @@ rule apply_calibration:
         "logs/apply_calibration/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/apply_calibration/{obs}_SB{sb}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
     container:
         config["containers"]["dp3"]
+    threads: rule_threads("apply_calibration")
+    resources:
+        **rule_resources("apply_calibration"),
     script:
         "../scripts/apply_calibration.py"

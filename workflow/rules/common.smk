@@ -1,4 +1,5 @@
-# Config and sheet validation, the table of subbands, and the input functions of the rules.
+# Config and sheet validation, the table of subbands, the rules' threads and resources (from the
+# workflow profile), DataLake DIDs, and the input functions of the rules.
 import csv
 import os
 import shutil
@@ -10,11 +11,17 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 SCHEMAS = Path(workflow.current_basedir).parent / "schemas"
+# The one place where the threads and resources per rule are written (`set-threads`,
+# `set-resources`) is the workflow profile, which Snakemake applies to every run of this
+# checkout. The rules take the same values from it, so that a run without it
+# (`--workflow-profile none`, e.g. under a site profile with values of its own) gets them too.
+WORKFLOW_PROFILE = Path(workflow.current_basedir).parents[1] / "profiles" / "default"
 
 
 def schema_problems(instance, schema_file, field="key"):
     """One line per problem, naming the key, instead of Snakemake's dump of the whole schema and
-    instance: unknown keys said as such (with the allowed ones), patterns by their description."""
+    instance: unknown keys said as such (with the allowed ones), patterns by their description.
+    """
     schema = yaml.safe_load((SCHEMAS / schema_file).read_text())
     problems = []
     errors = jsonschema.Draft202012Validator(schema).iter_errors(instance)
@@ -24,29 +31,60 @@ def schema_problems(instance, schema_file, field="key"):
             allowed = list(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed)):
                 name = f"{where}.{key}" if where else key
-                problems.append(f"unknown {field} {name!r} (allowed: {', '.join(allowed)})")
+                problems.append(
+                    f"unknown {field} {name!r} (allowed: {', '.join(allowed)})"
+                )
         elif error.validator == "pattern" and error.schema.get("description"):
-            problems.append(f"{field} {where!r}: {error.instance!r} is not "
-                            f"{error.schema['description']}")
+            problems.append(
+                f"{field} {where!r}: {error.instance!r} is not "
+                f"{error.schema['description']}"
+            )
         else:
             problems.append(f"{field} {where or '(top level)'!r}: {error.message}")
     return problems
 
 
+def read_workflow_profile():
+    path = WORKFLOW_PROFILE / "config.yaml"
+    if not path.is_file():
+        raise WorkflowError(
+            f"{path} is missing: it sets each rule's threads and resources"
+        )
+    return yaml.safe_load(path.read_text()) or {}
+
+
+_PROFILE = read_workflow_profile()
+
+
+def rule_threads(name):
+    """The threads of rule `name` in the workflow profile (1 for a rule it does not list)."""
+    return int((_PROFILE.get("set-threads") or {}).get(name, 1))
+
+
+def rule_resources(name):
+    """The resources (mem_mb, runtime) of rule `name` in the workflow profile."""
+    return dict((_PROFILE.get("set-resources") or {}).get(name) or {})
+
+
 _problems = schema_problems(config, "config.schema.yaml")
 if _problems:
-    raise WorkflowError("invalid configuration (config/config.yaml and --config):\n  "
-                        + "\n  ".join(_problems))
+    raise WorkflowError(
+        "invalid configuration (config/config.yaml and --config):\n  "
+        + "\n  ".join(_problems)
+    )
 
 
 def missing_file(key, path):
-    return (f"{key}: {path} does not exist (in {Path.cwd()}). The shipped config/config.yaml "
-            f"names the demo observation: run `make demo` first, or set `{key}` to your own.")
+    return (
+        f"{key}: {path} does not exist (in {Path.cwd()}). The shipped config/config.yaml "
+        f"names the demo observation: run `make demo` first, or set `{key}` to your own."
+    )
 
 
 def configured_file(key):
     """An input or params function for the path config key `key` (dotted) names, checked as
-    the DAG is built (not when the Snakefile is read: `--lint` and jobs need none of them)."""
+    the DAG is built (not when the Snakefile is read: `--lint` and jobs need none of them).
+    """
 
     def existing(wildcards):
         value = config
@@ -67,22 +105,30 @@ def read_observations(path):
     for line, row in enumerate(rows, start=2):
         for problem in schema_problems(row, "observations.schema.yaml", "column"):
             # An unknown column is the header's problem: said once, not on every row.
-            text = problem if problem.startswith("unknown") else f"row {line}: {problem}"
+            text = (
+                problem if problem.startswith("unknown") else f"row {line}: {problem}"
+            )
             if text not in problems:
                 problems.append(text)
     if problems:
-        raise WorkflowError(f"invalid observation sheet {path}:\n  " + "\n  ".join(problems))
+        raise WorkflowError(
+            f"invalid observation sheet {path}:\n  " + "\n  ".join(problems)
+        )
     keys = [(r["observation"], r["subband"]) for r in rows]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
-        raise ValueError(f"observation sheet lists subbands twice: {sorted(duplicates)}")
+        raise ValueError(
+            f"observation sheet lists subbands twice: {sorted(duplicates)}"
+        )
     return rows
 
 
 if not Path(config["observations"]).is_file():
     raise WorkflowError(missing_file("observations", config["observations"]))
 OBSERVATIONS = read_observations(config["observations"])
-CALIBRATORS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "calibrator"})
+CALIBRATORS = sorted(
+    {r["observation"] for r in OBSERVATIONS if r["role"] == "calibrator"}
+)
 TARGETS = sorted({r["observation"] for r in OBSERVATIONS if r["role"] == "target"})
 for _row in OBSERVATIONS:
     if _row["role"] == "target" and (_row["calibrator"], _row["subband"]) not in {
@@ -96,7 +142,9 @@ for _row in OBSERVATIONS:
 TRUTH = config.get("truth") or ""
 # Jobs of `run:` rules re-read this file in a child process: the start time travels with the
 # environment so that they see the run's, not their own.
-RUN_STARTED = float(os.environ.setdefault("LOFAR_DATALAKE_RUN_STARTED", str(time.time())))
+RUN_STARTED = float(
+    os.environ.setdefault("LOFAR_DATALAKE_RUN_STARTED", str(time.time()))
+)
 MANIFEST = "results/provenance.json"
 STRATEGY_DIR = Path(workflow.current_basedir).parent / "strategies"
 
@@ -117,12 +165,19 @@ def subbands(obs):
     return sorted(r["subband"] for r in OBSERVATIONS if r["observation"] == obs)
 
 
-def datalake_query(did):
-    """`scope:name` -> the storage plugin's query `datalake://scope/name`."""
-    scope, _, name = did.partition(":")
-    if not name:
-        scope, name = config["datalake"]["scope"], did
-    return f"datalake://{scope}/{name}"
+def did(name, query=False):
+    """The DataLake DID of `name`, `scope:name`, or with `query` the storage plugin's query for
+    it, `datalake://scope/name`. A name that gives its scope (`scope:name`, as the sheet's `did`
+    column may) keeps it; any other is in the config's `datalake.scope`."""
+    scope, sep, rest = name.partition(":")
+    if not sep:
+        scope, rest = config["datalake"]["scope"], name
+    return f"datalake://{scope}/{rest}" if query else f"{scope}:{rest}"
+
+
+def product_name(path):
+    """The DID name a product is kept under, by its path under results/."""
+    return f"{config['datalake']['products']}/{path}"
 
 
 # DataLake inputs are declared here, while the Snakefile is read, not in the input function:
@@ -130,7 +185,7 @@ def datalake_query(did):
 # all of them in one bulk pass instead of one catalogue request per subband.
 RAW_DATALAKE = (
     {
-        (r["observation"], r["subband"]): storage.datalake(datalake_query(r["did"]))
+        (r["observation"], r["subband"]): storage.datalake(did(r["did"], query=True))
         for r in OBSERVATIONS
     }
     if config["input_mode"] == "datalake"
@@ -149,8 +204,7 @@ def raw_archive(wildcards):
 
 def stored_product(path):
     """Where a product under results/ is kept in the DataLake (datalake mode)."""
-    datalake = config["datalake"]
-    return storage.datalake(f"datalake://{datalake['scope']}/{datalake['products']}/{path}")
+    return storage.datalake(did(product_name(path), query=True))
 
 
 def strategy_file():
@@ -166,7 +220,9 @@ def calibrator_solutions(wildcards):
 
 
 def calibrated_subbands(wildcards):
-    return [f"work/calibrated/{wildcards.obs}_SB{sb}.MS" for sb in subbands(wildcards.obs)]
+    return [
+        f"work/calibrated/{wildcards.obs}_SB{sb}.MS" for sb in subbands(wildcards.obs)
+    ]
 
 
 def scratch(path):
@@ -209,8 +265,7 @@ def manifest_input_dids():
     """The raw inputs as DIDs (`scope:name`), in datalake mode."""
     if config["input_mode"] != "datalake":
         return []
-    scope = config["datalake"]["scope"]
-    return [r["did"] if ":" in r["did"] else f"{scope}:{r['did']}" for r in OBSERVATIONS]
+    return [did(r["did"]) for r in OBSERVATIONS]
 
 
 def manifest_local_inputs():
@@ -224,7 +279,7 @@ def product_dids():
     """Product path -> its DID in the DataLake (datalake mode)."""
     if config["input_mode"] != "datalake":
         return {}
-    datalake = config["datalake"]
-    return {p: f"{datalake['scope']}:{datalake['products']}/{p.removeprefix('results/')}"
-            for p in local_products() + [MANIFEST]}
-
+    return {
+        p: did(product_name(p.removeprefix("results/")))
+        for p in local_products() + [MANIFEST]
+    }

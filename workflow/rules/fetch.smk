@@ -8,11 +8,10 @@ rule fetch:
         "logs/fetch/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/fetch/{obs}_SB{sb}.tsv"
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=10,
     container:
         config["containers"]["python"]
+    threads: rule_threads("fetch")
+    resources:
+        **rule_resources("fetch"),
     script:
         "../scripts/fetch.py"

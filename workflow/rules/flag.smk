@@ -5,7 +5,8 @@ localrules:
 rule flagging_strategy:
     """The AOFlagger strategy, copied into the run's directory: a job in a container or on a
     worker without a shared file system sees its working directory, not the workflow's.
-    (`run:` in the main process: the file is the workflow's, no image is needed to copy it.)"""
+    (`run:` in the main process: the file is the workflow's, no image is needed to copy it.)
+    """
     input:
         strategy_file(),
     output:
@@ -24,17 +25,16 @@ rule flag:
         strategy=rules.flagging_strategy.output[0],
     output:
         scratch("work/flagged/{obs}_SB{sb}.MS"),
-    params:
-        preflag=config["flagging"]["preflag"],
     log:
         "logs/flag/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/flag/{obs}_SB{sb}.tsv"
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=30,
     container:
         config["containers"]["dp3"]
+    threads: rule_threads("flag")
+    resources:
+        **rule_resources("flag"),
+    params:
+        preflag=config["flagging"]["preflag"],
     script:
         "../scripts/flag.py"

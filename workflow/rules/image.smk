@@ -7,17 +7,16 @@ rule image:
         residual="results/{obs}/image/{obs}-residual.fits",
         model="results/{obs}/image/{obs}-model.fits",
         psf="results/{obs}/image/{obs}-psf.fits",
-    params:
-        settings=config["imaging"],
     log:
         "logs/image/{obs}.log",
     benchmark:
         "benchmarks/image/{obs}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     container:
         config["containers"]["wsclean"]
+    threads: rule_threads("image")
+    resources:
+        **rule_resources("image"),
+    params:
+        settings=config["imaging"],
     script:
         "../scripts/image.py"

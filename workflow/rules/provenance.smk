@@ -10,11 +10,11 @@ rule provenance:
         MANIFEST,
     log:
         "logs/provenance.log",
+    localrule: True
     params:
         dids=lambda wildcards: sorted(manifest_input_dids()),
         local_inputs=lambda wildcards: manifest_local_inputs(),
         product_did=lambda wildcards: product_dids(),
-    localrule: True
     run:
         from lofar_datalake.provenance.pipeline_run import write_pipeline_manifest
 

@@ -13,18 +13,17 @@ rule qa_flags:
         ),
         table="results/{obs}/qa/{obs}_SB{sb}_flags.tsv",
         scores="results/{obs}/qa/{obs}_SB{sb}_flags.json",
-    params:
-        truth=configured_file("truth"),
     log:
         "logs/qa_flags/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/qa_flags/{obs}_SB{sb}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     container:
         config["containers"]["python"]
+    threads: rule_threads("qa_flags")
+    resources:
+        **rule_resources("qa_flags"),
+    params:
+        truth=configured_file("truth"),
     script:
         "../scripts/qa_flags.py"
 
@@ -40,18 +39,17 @@ rule qa_gains:
             labels={"observation": "{obs}", "subband": "{sb}"},
         ),
         scores="results/{obs}/qa/{obs}_SB{sb}_gains.json",
-    params:
-        truth=configured_file("truth"),
     log:
         "logs/qa_gains/{obs}_SB{sb}.log",
     benchmark:
         "benchmarks/qa_gains/{obs}_SB{sb}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     container:
         config["containers"]["python"]
+    threads: rule_threads("qa_gains")
+    resources:
+        **rule_resources("qa_gains"),
+    params:
+        truth=configured_file("truth"),
     script:
         "../scripts/qa_gains.py"
 
@@ -76,18 +74,17 @@ rule qa_sources:
         ),
         matches="results/{obs}/qa/{obs}_matches.csv",
         scores="results/{obs}/qa/{obs}_sources.json",
-    params:
-        truth=configured_file("truth"),
-        settings=config["qa"],
     log:
         "logs/qa_sources/{obs}.log",
     benchmark:
         "benchmarks/qa_sources/{obs}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     container:
         config["containers"]["python"]
+    threads: rule_threads("qa_sources")
+    resources:
+        **rule_resources("qa_sources"),
+    params:
+        truth=configured_file("truth"),
+        settings=config["qa"],
     script:
         "../scripts/qa_sources.py"

@@ -6,17 +6,16 @@ rule find_sources:
         fits="results/{obs}/catalogue/{obs}.srl.fits",
         csv="results/{obs}/catalogue/{obs}.srl.csv",
         skymodel="results/{obs}/catalogue/{obs}.skymodel",
-    params:
-        settings=config["source_finding"],
     log:
         "logs/find_sources/{obs}.log",
     benchmark:
         "benchmarks/find_sources/{obs}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     container:
         config["containers"]["pybdsf"]
+    threads: rule_threads("find_sources")
+    resources:
+        **rule_resources("find_sources"),
+    params:
+        settings=config["source_finding"],
     script:
         "../scripts/find_sources.py"

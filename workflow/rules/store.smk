@@ -12,11 +12,10 @@ if config["input_mode"] == "datalake":
             "logs/store/{product}.log",
         benchmark:
             "benchmarks/store/{product}.tsv"
-        threads: 1
-        resources:
-            mem_mb=200,
-            runtime=30,
         container:
             config["containers"]["python"]
+        threads: rule_threads("store_product")
+        resources:
+            **rule_resources("store_product"),
         shell:
             "cp {input:q} {output:q} 2> {log:q}"

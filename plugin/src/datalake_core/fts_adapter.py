@@ -153,7 +153,7 @@ class FtsAdapter:
 def _anonymous_context_class() -> type:
     from fts3.rest.client import easy
 
-    class AnonymousContext(easy.Context):  # type: ignore[misc]
+    class AnonymousContext(easy.Context):
         # fts3 3.14 reads this attribute even when `no_creds` skipped setting it.
         fts_access_token = None
 

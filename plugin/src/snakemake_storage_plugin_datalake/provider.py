@@ -40,7 +40,7 @@ from datalake_core.settings import ProviderConfig
 from datalake_core.staging import Stager
 
 from . import snakemake_internals as internals
-from .settings import StorageProviderSettings, describe
+from .settings import CheckedSettings, describe
 
 # How long a retrieval waits for its siblings (other inputs Snakemake retrieves in the same
 # round) to queue up, so that they are staged as one batch.
@@ -64,7 +64,7 @@ class StorageProvider(StorageProviderBase):
     @workflow_errors("datalake storage plugin: ")
     def __post_init__(self) -> None:
         settings = self.settings
-        raw = settings.values() if isinstance(settings, StorageProviderSettings) else {
+        raw = settings.values() if isinstance(settings, CheckedSettings) else {
             f.name: getattr(settings, f.name) for f in fields(settings)
         } if settings is not None else {}
         self.cfg = ProviderConfig.parse(raw)
@@ -82,15 +82,17 @@ class StorageProvider(StorageProviderBase):
             # Verification runs: a local copy answers in place of the DataLake.
             self.offline = OfflineCopy(self.cfg.local_copy, self.logger, self.journal,
                                        link_mode=self.cfg.link_mode)
-            self.resolver = self.stager = self.outputs = self.offline  # type: ignore[assignment]
+            self.resolver: Resolver | OfflineCopy = self.offline
+            self.stager: Stager | OfflineCopy = self.offline
+            self.outputs: Outputs | OfflineCopy = self.offline
             return
-        self.resolver = Resolver(self.rucio, prefetch_limit=self.cfg.prefetch_limit)
-        self.stager = Stager(self.cfg, self.resolver, self.rucio, self.logger,
-                             stage_ahead=self._workflow_inputs, journal=self.journal)
-        self.outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id,
-                               journal=self.journal)
+        resolver = Resolver(self.rucio, prefetch_limit=self.cfg.prefetch_limit)
+        outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id, journal=self.journal)
         if self.jobs.workflow():
-            self.outputs.workflow = str(self.jobs.workflow())
+            outputs.workflow = str(self.jobs.workflow())
+        self.resolver, self.outputs = resolver, outputs
+        self.stager = Stager(self.cfg, resolver, self.rucio, self.logger,
+                             stage_ahead=self._workflow_inputs, journal=self.journal)
 
     @workflow_errors()
     def rucio(self) -> RucioAdapter:
@@ -196,9 +198,10 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
 
     @workflow_errors()
     def _info(self) -> FileInfo | None:
-        info = self.provider.resolver.get(self._did())
-        if info is not None and self.provider.offline is None:
-            self.provider.resolver.require_file(info)
+        resolver = self.provider.resolver
+        info = resolver.get(self._did())
+        if info is not None and isinstance(resolver, Resolver):
+            resolver.require_file(info)
         return info
 
     # -- what Snakemake asks while building the DAG ---------------------------------------------

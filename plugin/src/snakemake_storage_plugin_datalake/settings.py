@@ -27,11 +27,12 @@ def dataclass_field(setting: Setting) -> tuple[str, Any, Field[Any]]:
     if kind in (int, Path):
         metadata["type"] = kind
     annotation: Any = bool if kind is bool else kind | None
-    return setting.name, annotation, field(default=setting.default, repr=not setting.secret,
+    default: Any = setting.default
+    return setting.name, annotation, field(default=default, repr=not setting.secret,
                                            metadata=metadata)
 
 
-class _Checked:
+class CheckedSettings:
     """What the settings class does besides holding the values."""
 
     _secrets: dict[str, str | None]
@@ -66,7 +67,7 @@ class _Checked:
 StorageProviderSettings = make_dataclass(
     "StorageProviderSettings",
     [dataclass_field(s) for s in SETTINGS],
-    bases=(_Checked, StorageProviderSettingsBase),
+    bases=(CheckedSettings, StorageProviderSettingsBase),
     # Named as if written here: Snakemake and pickle look the class up by module and name.
     namespace={"__module__": __name__},
 )

@@ -122,8 +122,8 @@ def _fix_dockerfile(text: str) -> str:
 
 def dockerfile(family: str, recipes_dir: Path = RECIPES_DIR) -> str:
     """The family's recipe as a Dockerfile (for Docker/Podman sites)."""
-    from spython.main.parse.parsers import SingularityParser  # type: ignore[import-untyped]
-    from spython.main.parse.writers import DockerWriter  # type: ignore[import-untyped]
+    from spython.main.parse.parsers import SingularityParser
+    from spython.main.parse.writers import DockerWriter
 
     recipe = parse_recipe(recipe_path(family, recipes_dir))
     with tempfile.TemporaryDirectory() as tmp:

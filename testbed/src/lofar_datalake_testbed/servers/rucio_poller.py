@@ -29,7 +29,7 @@ def main() -> None:
         kwargs.setdefault("processed_at_delay", REPOLL_DELAY_S)
         return original(*args, **kwargs)
 
-    request_core.get_and_mark_next = get_and_mark_next  # type: ignore[assignment]
+    request_core.get_and_mark_next = get_and_mark_next
     script = Path(sys.executable).with_name("rucio-conveyor-poller")
     found = str(script) if script.exists() else shutil.which("rucio-conveyor-poller")
     if found is None:

@@ -23,8 +23,8 @@ import pytest
 
 from datalake_core.journal import read_events
 from datalake_core.rucio_adapter import Did
-from lofar_datalake_testbed.demo import pipeline as demo_pipeline
 from lofar_datalake.simulate.observation import SimulationParams, simulate
+from lofar_datalake_testbed.demo import pipeline as demo_pipeline
 from lofar_datalake_testbed.seed import seed
 
 pytestmark = [pytest.mark.workflow, pytest.mark.integration]

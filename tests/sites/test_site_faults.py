@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from datalake_core.journal import read_events
-from lofar_datalake_testbed import components, orchestrator
+from lofar_datalake_testbed import orchestrator
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.sites]
 
@@ -66,8 +66,7 @@ def test_a_worker_that_cannot_reach_the_best_replica_reads_the_next(
     seed([name], "SITE_B_DISK", data=first.data)
     run = _run_dir(testbed_pool, "endpoint", _reading(name, "copied.dat", "cp {input} {output}"))
     layout = testbed_session.layout
-    dav = next(p for p in components.webdav_servers(layout, layout.ports(), testbed_session.pki)
-               if p.name == "webdav-SITE_HTCONDOR_DAV")
+    dav = next(p for p in testbed_session.services() if p.name == "webdav-SITE_HTCONDOR_DAV")
     dav.stop()
     try:
         done = subprocess.run(_exec(testbed_session, "htcondor", run), capture_output=True,

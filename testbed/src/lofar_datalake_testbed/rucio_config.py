@@ -101,6 +101,9 @@ def write_configs(
         "ssh_identity": "",
     }
     server["policy"] = {
+        # The DataLake's permissions: generic, plus quota-bound replica registration and
+        # deleting one's own rules (servers/rucio_policy), so the pipeline needs no admin.
+        "package": "lofar_datalake_testbed.servers.rucio_policy",
         "permission": "generic",
         "schema": "generic",
         "lfn2pfn_algorithm_default": "hash",

@@ -91,11 +91,12 @@ def create_catalog(layout: Layout) -> None:
 
     if PIPELINE_ACCOUNT not in {a["account"] for a in client.list_accounts()}:
         client.add_account(PIPELINE_ACCOUNT, "USER", "lofar@localhost")
-    # Registering replicas (the `fts` stage policy, bulk seeding) needs the admin attribute under
-    # Rucio's generic permission policy; DataLake operators grant the same to production accounts.
+    # A user account as a production DataLake has it: its scope and quotas, no admin. What the
+    # pipeline needs beyond Rucio's generic policy (registering replicas where it has quota,
+    # deleting its own rules) the testbed's policy package allows (servers/rucio_policy).
     attrs = {a["key"] for page in client.list_account_attributes(PIPELINE_ACCOUNT) for a in page}
-    if "admin" not in attrs:
-        client.add_account_attribute(PIPELINE_ACCOUNT, "admin", "True")
+    if "admin" in attrs:  # granted by testbeds made before the policy package
+        client.delete_account_attribute(PIPELINE_ACCOUNT, "admin")
     try:
         client.add_identity(
             PIPELINE_ACCOUNT,

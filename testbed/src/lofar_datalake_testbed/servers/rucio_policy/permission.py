@@ -1,0 +1,58 @@
+"""Who may do what in the testbed DataLake: Rucio's generic policy with two narrow additions.
+
+- `add_replicas`: also an account with a quota (a local account limit above zero) on the RSE.
+  The operator decides where an account may store by granting quota there; registering a file
+  the account has just put on that RSE (an upload, or a copy made by the `fts` stage policy) is
+  then allowed there and nowhere else. New DIDs still need the scope's owner (`add_dids`).
+- `del_rule`: also the rule's own account (a pipeline removes the rules it made to stage inputs);
+  another account's rules stay the operator's.
+
+Everything else is the generic policy: adding RSEs, setting quotas, declaring replicas bad,
+adding accounts, deleting others' rules stay with root and `admin` accounts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rucio.common.exception import RuleNotFound
+from rucio.core.account_limit import get_local_account_limit
+from rucio.core.permission import generic
+from rucio.core.rule import get_rule
+
+if TYPE_CHECKING:
+    from rucio.common.types import InternalAccount
+    from sqlalchemy.orm import Session
+
+
+def _has_quota_on(issuer: InternalAccount, rse_id: str, session: Session) -> bool:
+    limit = get_local_account_limit(account=issuer, rse_ids=rse_id, session=session)
+    return limit is not None and limit > 0
+
+
+def perm_add_replicas(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> bool:
+    if generic.perm_add_replicas(issuer, kwargs, session=session):
+        return True
+    return bool(kwargs.get("rse_id")) and _has_quota_on(issuer, kwargs["rse_id"], session)
+
+
+def perm_del_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> bool:
+    if generic.perm_del_rule(issuer, kwargs, session=session):
+        return True
+    try:
+        owner = get_rule(kwargs["rule_id"], session=session)["account"]
+    except RuleNotFound:
+        return False  # the gateway answers "rule not found" itself
+    return bool(owner == issuer)
+
+
+OVERRIDES = {"add_replicas": perm_add_replicas, "del_rule": perm_del_rule}
+
+
+def has_permission(
+    issuer: InternalAccount, action: str, kwargs: dict[str, Any], session: Session
+) -> bool:
+    check = OVERRIDES.get(action)
+    if check is not None:
+        return check(issuer, kwargs, session)
+    return bool(generic.has_permission(issuer, action, kwargs, session=session))

@@ -30,8 +30,8 @@ for rse in rses:
 
 
 def add_userpass_account(testbed, account: str, password: str) -> None:
-    """A new account with a userpass identity, the admin attribute (to register replicas, as the
-    pipeline account has) and a quota on every RSE."""
+    """A new account with a userpass identity, a quota on every RSE and the admin attribute: it
+    writes into the pipeline's scope, which only the pipeline account owns."""
     env = {**os.environ, "RUCIO_CONFIG": str(testbed.layout.server_config)}
     done = subprocess.run([sys.executable, "-c", _ADD_ACCOUNT, account,
                            *(s.rse for s in SITES)], input=password, env=env,

@@ -75,6 +75,18 @@ def lazy_rucio(cfg: ProviderConfig) -> Callable[[], RucioAdapter]:
     return functools.cache(lambda: connect(cfg))
 
 
+def copy_path(root: Path, did: Did) -> Path:
+    """`<root>/<scope>/<name>`, refused unless it stays below `root`: the DIDs may come from
+    files fetched from the DataLake (a provenance manifest), where anyone with write access to
+    the scope could have put them."""
+    relative = Path(did.scope, did.name)
+    path = root / relative
+    if (not did.scope or not did.name or relative.is_absolute() or ".." in relative.parts
+            or "\0" in str(relative) or not path.resolve().is_relative_to(root.resolve())):
+        raise DataLakeError(f"{did}: its local copy would not be below {root}")
+    return path
+
+
 def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Download `dids` into `root`; files already there with the catalogue's checksum stay."""
     cfg = replace(
@@ -83,10 +95,12 @@ def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]
         link_mode=LinkMode.COPY,
         local_copy=None,
     )
+    parsed = [Did(*d.split(":", 1)) for d in dids]
+    for did in parsed:
+        copy_path(root, did)
     rucio = lazy_rucio(cfg)
     resolver = Resolver(rucio)
     stager = Stager(cfg, resolver, rucio, log, stage_ahead=None)
-    parsed = [Did(*d.split(":", 1)) for d in dids]
     for did in parsed:
         resolver.register(did)
     root.mkdir(parents=True, exist_ok=True)
@@ -94,7 +108,7 @@ def make_local_copy(dids: Sequence[str], root: Path, settings: Mapping[str, Any]
     started, moved = time.time(), 0
     print(f"==> local copy of {len(parsed)} input files in {root}", flush=True)
     try:
-        futures = [(did, stager.request(did, root / did.scope / did.name)) for did in parsed]
+        futures = [(did, stager.request(did, copy_path(root, did))) for did in parsed]
         stager.flush()
         for did, future in futures:
             staged = future.result()

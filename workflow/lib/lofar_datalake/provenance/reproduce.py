@@ -3,15 +3,14 @@ provenance manifest alone, and compare the new products with the original ones (
 the DataLake by the DIDs the manifest lists) under the same equivalence rules as `compare`.
 
 The manifest may be a local file or the DID of one stored with the products
-(`lofar:products/<run>/provenance.json`).
+(`lofar:products/<run>/provenance.json`). Either way it is untrusted input: it is checked
+whole (`untrusted`) before anything it describes is written or run.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -27,83 +26,94 @@ from ..compare.command import DEFAULT_RULES, ROOT, Comparison, judge
 from ..compare.make_mirror import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
 from ..compare.verdict import Verdict
-from .manifest import EMBEDDED_KEYS, SCHEMA
+from .untrusted import (
+    ManifestError,
+    check_config,
+    check_path_keys,
+    check_structure,
+    checked_embedded,
+    confined,
+    did_path,
+)
 
-
-class ManifestError(ValueError):
-    """The manifest cannot be used; the message says what is wrong with it."""
+__all__ = ["ManifestError", "load_manifest", "main", "reproduction_config", "restore_embedded"]
 
 
 def load_manifest(source: str, out: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest from a file or a DID, its structure checked (see `untrusted`)."""
     path = Path(source)
     if not path.is_file():
         if ":" not in source:
             raise ManifestError(f"{source}: neither a file nor a DID (scope:name)")
+        path = did_path(out / "manifest-copy", source, "manifest DID")
         make_local_copy([source], out / "manifest-copy", settings)
-        scope, name = source.split(":", 1)
-        path = out / "manifest-copy" / scope / name
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not JSON ({exc})") from None
-    if data.get("schema") != SCHEMA:
-        raise ManifestError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
-    return dict(data)
+    try:
+        return check_structure(data)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
 
 
 def restore_embedded(manifest: Mapping[str, Any], target: Path) -> dict[str, str]:
-    """Write the embedded files back (checking their sha256); config key -> new path."""
-    paths: dict[str, str] = {}
-    for key, entry in manifest.get("embedded", {}).items():
-        if key not in EMBEDDED_KEYS:
-            continue
-        base = target / key
-        for name, item in entry["files"].items():
-            content = base64.b64decode(item["content_b64"])
-            if hashlib.sha256(content).hexdigest() != item["sha256"]:
-                raise ManifestError(f"embedded file {key}/{name}: sha256 does not match")
-            dest = base / name if entry["directory"] else base / Path(name).name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(content)
-            paths[key] = str(base if entry["directory"] else dest)
-    return paths
+    """Write the embedded files back, all checked first; config key -> new path."""
+    restored = checked_embedded(manifest, target)
+    restored.write()
+    return restored.paths
 
 
 def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str,
                         inputs: Path | None = None) -> Path:
+    """The config of the reproduction, written with the embedded files it names once the
+    whole manifest has passed its checks (nothing is written for a manifest that fails)."""
     config = json.loads(json.dumps(manifest["config"]))
-    for key, path in restore_embedded(manifest, inputs or out / "inputs").items():
+    check_config(config)
+    if config.get("input_mode") != "datalake":
+        raise ManifestError("the manifest is of a run on local files: only runs on DataLake "
+                            "inputs can be reproduced elsewhere from their manifest")
+    restored = checked_embedded(manifest, inputs or out / "inputs")
+    for key, path in restored.paths.items():
         node = config
         *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
         node[leaf] = path
-    if config.get("input_mode") != "datalake":
-        raise ManifestError("the manifest is of a run on local files: only runs on DataLake "
-                            "inputs can be reproduced elsewhere from their manifest")
+    check_path_keys(config, restored.paths, out / "run")
+    originals(manifest, out)
     # Rucio files are immutable: the reproduction's products get their own names.
     config["datalake"]["products"] = f"{config['datalake']['products']}/reproduced-{stamp}"
+    restored.write()
     written = out / "config.yaml"
     written.write_text(yaml.safe_dump(config, sort_keys=False))
     return written
 
 
+def originals(manifest: Mapping[str, Any], out: Path) -> list[tuple[str, Path, Path, str]]:
+    """The products stored in the DataLake: DID, where its copy is downloaded, where it goes
+    in the original tree, its sha256 (all places checked to stay below `out`)."""
+    found = []
+    for i, item in enumerate(manifest.get("outputs", [])):
+        if item.get("did"):
+            copy = did_path(out / "original-copy", item["did"], f"outputs[{i}].did")
+            dest = confined(out / "original", item["path"], f"outputs[{i}].path")
+            found.append((item["did"], copy, dest, item["sha256"]))
+    return found
+
+
 def fetch_originals(manifest: Mapping[str, Any], out: Path, settings: Mapping[str, Any]) -> Path:
     """The original products, from the DataLake, checked against the manifest's sha256."""
-    outputs = [o for o in manifest.get("outputs", []) if o.get("did")]
+    outputs = originals(manifest, out)
     if not outputs:
         raise ManifestError("the manifest lists no products stored in the DataLake")
-    copy = out / "original-copy"
-    make_local_copy([o["did"] for o in outputs], copy, settings)
-    root = out / "original"
-    for item in outputs:
-        scope, name = item["did"].split(":", 1)
-        source, dest = copy / scope / name, root / item["path"]
-        if sha256_of_file(source) != item["sha256"]:
-            raise ManifestError(f"{item['did']}: the DataLake's copy differs from the manifest")
+    make_local_copy([did for did, *_ in outputs], out / "original-copy", settings)
+    for did, source, dest, sha256 in outputs:
+        if sha256_of_file(source) != sha256:
+            raise ManifestError(f"{did}: the DataLake's copy differs from the manifest")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)
-    return root
+    return out / "original"
 
 
 def main(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ def valid(tmp_path: Path) -> dict[str, Any]:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config.update(input_mode="datalake", observations="sheet.tsv", truth="truth")
     config["calibration"]["skymodel"] = "cal.skymodel"
+    config["local"]["data_dir"] = "/data/of/the/original/site"  # absolute, as in the tests
     (work / "results").mkdir()
     (work / "results" / "image.fits").write_bytes(b"SIMPLE")
     data = manifest.build(config=config, workdir=work, input_dids=[], local_inputs=[],
@@ -70,6 +71,7 @@ def test_valid_manifest_restores_its_files_and_config(valid, tmp_path):
     assert Path(config["calibration"]["skymodel"]).parent.parent == out / "inputs"
     assert config["datalake"]["products"] == "products/run1/reproduced-T"
     assert config["flagging"]["strategy"] == "lofar-hba-averaged.lua"  # shipped, kept
+    assert config["local"]["data_dir"] == "no-local-data"  # unread in a DataLake run
 
 
 def test_embedded_path_with_dotdot_is_refused(valid, tmp_path):

@@ -27,6 +27,7 @@ from ..compare.make_mirror import make_local_copy, provider_settings
 from ..compare.runs import Run, run_snakemake
 from ..compare.verdict import Verdict
 from .untrusted import (
+    UNREAD_DATA_DIR,
     ManifestError,
     check_config,
     check_path_keys,
@@ -80,7 +81,8 @@ def reproduction_config(manifest: Mapping[str, Any], out: Path, stamp: str,
         for part in parents:
             node = node[part]
         node[leaf] = path
-    check_path_keys(config, restored.paths, out / "run")
+    check_path_keys(config, restored.paths)
+    config["local"]["data_dir"] = UNREAD_DATA_DIR
     originals(manifest, out)
     # Rucio files are immutable: the reproduction's products get their own names.
     config["datalake"]["products"] = f"{config['datalake']['products']}/reproduced-{stamp}"

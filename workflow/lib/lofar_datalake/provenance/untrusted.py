@@ -14,7 +14,7 @@ naming the offending entry and leaves the output directory as it was:
 - each embedded file's content against its sha256;
 - its config against the workflow's JSON schema (unknown keys named), and the config keys that
   name files point only at files restored from the manifest (or a strategy shipped with the
-  workflow).
+  workflow); `local.data_dir`, unread in a DataLake run, is set to a directory below the run.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ _PART = r"[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 DID = re.compile(rf"^{_PART}:{_PART}(/{_PART})*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Config keys that name files: the run reads them, so they may only name restored files.
-PATH_KEYS = ("observations", "truth", "calibration.skymodel", "flagging.strategy",
-             "local.data_dir")
+PATH_KEYS = ("observations", "truth", "calibration.skymodel", "flagging.strategy")
+# What local.data_dir becomes: a DataLake run never reads it, and it then names nothing outside
+# the reproduction's run directory.
+UNREAD_DATA_DIR = "no-local-data"
 
 
 class ManifestError(ValueError):
@@ -195,10 +197,9 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ManifestError("config: " + "; ".join(problems))
 
 
-def check_path_keys(config: Mapping[str, Any], restored: Mapping[str, str],
-                    run_dir: Path) -> None:
-    """Each config key naming a file names one restored from the manifest, a strategy shipped
-    with the workflow, or (for keys the reproduction does not read) a path below its run."""
+def check_path_keys(config: Mapping[str, Any], restored: Mapping[str, str]) -> None:
+    """Each config key naming a file names one restored from the manifest or a strategy
+    shipped with the workflow."""
     for key in PATH_KEYS:
         node: Any = config
         for part in key.split("."):
@@ -206,8 +207,5 @@ def check_path_keys(config: Mapping[str, Any], restored: Mapping[str, str],
         if not node or key in restored:
             continue
         if key == "flagging.strategy" and "/" not in node and (STRATEGIES / node).is_file():
-            continue
-        if key == "local.data_dir":
-            confined(run_dir, node, f"config {key}")
             continue
         raise ManifestError(f"config {key}: {node!r} is not embedded in the manifest")

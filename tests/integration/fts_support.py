@@ -74,8 +74,17 @@ def wait_for(condition, timeout: float = 20.0, what: str = "condition", interval
 class Service:
     """One `python -m lofar_datalake_testbed.servers.fts` process on a free loopback port."""
 
-    def __init__(self, state_dir: Path, *, max_active: int = 4, ca_bundle: Path | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        max_active: int = 4,
+        ca_bundle: Path | None = None,
+        client_cert: Path | None = None,
+    ):
         self.state_dir = state_dir
+        # The PEM (certificate and key) it presents to storage that only lets holders write.
+        self.client_env = {"X509_USER_PROXY": str(client_cert)} if client_cert else {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = ["--state-dir", str(state_dir), "--port", str(self.port)]
@@ -91,7 +100,7 @@ class Service:
             [*server_python(), "-m", "lofar_datalake_testbed.servers.fts", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=clean_env(),
+            env=clean_env(**self.client_env),
         )
         log.close()
         deadline = time.monotonic() + 20
@@ -212,14 +221,19 @@ def self_signed_rsa(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def webdav_servers(base: Path, pki, count: int) -> Iterator[list[tuple[str, Path]]]:
-    """`python -m lofar_datalake_testbed.servers.webdav` servers over TLS: (url, root) each."""
+def webdav_servers(
+    base: Path, pki, count: int, *, anonymous_read: bool = True
+) -> Iterator[list[tuple[str, Path]]]:
+    """`python -m lofar_datalake_testbed.servers.webdav` servers over TLS: (url, root) each.
+    Writing needs `pki`'s client certificate (`pki.proxy`); reading too unless `anonymous_read`."""
     servers, processes = [], []
     for index in range(count):
         root, port = base / f"site{index}", free_port()
         root.mkdir()
         args = ["--root", str(root), "--port", str(port)]
         args += ["--cert", str(pki.server_cert), "--key", str(pki.server_key)]
+        args += ["--client-ca", str(pki.ca_cert)]
+        args += ["--anonymous-read", "yes" if anonymous_read else "no"]
         command = [*server_python(), "-m", "lofar_datalake_testbed.servers.webdav", *args]
         processes.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -230,7 +244,8 @@ def webdav_servers(base: Path, pki, count: int) -> Iterator[list[tuple[str, Path
 
             def up(url: str = url) -> bool:
                 try:
-                    return requests.get(f"{url}/", verify=str(pki.ca_cert), timeout=1).ok
+                    reply = requests.get(f"{url}/", verify=str(pki.ca_cert), timeout=1)
+                    return reply.status_code < 500  # 403 from a private one is up too
                 except requests.ConnectionError:
                     return False
 

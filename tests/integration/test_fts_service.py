@@ -42,7 +42,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, pki: testbed_pki.Pki):
-    svc = Service(tmp_path_factory.mktemp("fts-state"), ca_bundle=pki.ca_cert).start()
+    state = tmp_path_factory.mktemp("fts-state")
+    svc = Service(state, ca_bundle=pki.ca_cert, client_cert=pki.proxy).start()
     yield svc
     svc.stop()
 

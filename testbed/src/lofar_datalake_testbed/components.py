@@ -74,6 +74,10 @@ def webdav_servers(
                     str(pki.server_cert),
                     "--key",
                     str(pki.server_key),
+                    "--client-ca",
+                    str(pki.ca_cert),
+                    "--anonymous-read",
+                    "yes" if site.anonymous_read else "no",
                 ),
                 run_dir=layout.run,
                 log_dir=layout.logs,
@@ -102,6 +106,7 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
         ),
         run_dir=layout.run,
         log_dir=layout.logs,
+        env={"X509_USER_PROXY": str(pki.proxy)},  # its client certificate for writing to storage
         ready=lambda: _http_ok(f"http://{LOOPBACK}:{port}/"),
     )
 

@@ -24,6 +24,9 @@ class Site:
     rse: str
     site: str
     prefer_https: bool  # a site whose users normally reach the storage over WebDAV
+    # The storage's read policy: public (anyone may read over WebDAV) unless declared private,
+    # when reads need the testbed CA's client certificate as writes always do.
+    anonymous_read: bool = True
 
 
 SITES: tuple[Site, ...] = (

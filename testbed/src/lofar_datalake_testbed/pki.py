@@ -1,7 +1,8 @@
 """A private CA for the testbed: TLS for the WebDAV endpoints and a client PEM for Rucio.
 
 Rucio's WebDAV protocol refuses to work unless X509_USER_PROXY names an existing PEM file, so the
-testbed issues one (a plain client certificate; the storage ignores it).
+testbed issues one: a plain client certificate, the credential the WebDAV storage requires for
+writing (and for reading a private RSE).
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import requests
-
 from . import remote
 from .streams import (
     CHUNK,
@@ -171,7 +169,7 @@ def copy(
     ca: str | bool = ca_bundle or True
     algorithm, _ = parse_checksum(req.checksum)
     local_dest = _is_local(req.destination, "DESTINATION")
-    with requests.Session() as session:
+    with remote.client_session() as session:
         if _is_local(req.source, "SOURCE"):
             chunks, size = _open_local(req.source)
         else:
@@ -207,7 +205,7 @@ def remove_partial(url: str, tag: str, ca_bundle: str | None = None) -> None:
         if _is_local(url, "DESTINATION"):
             temporary_path(_path(url, "DESTINATION"), tag).unlink(missing_ok=True)
         else:
-            with requests.Session() as session:
+            with remote.client_session() as session:
                 remote.delete(url, session, ca_bundle or True)
     except (TransferError, OSError):
         pass

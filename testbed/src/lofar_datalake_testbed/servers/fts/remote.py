@@ -2,11 +2,14 @@
 
 The testbed's storages (like dCache or EOS) create parent collections on PUT, so no MKCOL.
 A remote destination that may hold partial bytes is deleted again on any failure.
+Storage that lets only certificate holders write gets the client PEM named by X509_USER_PROXY
+(certificate and key in one file), the credential gfal2 presents for a real FTS.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -18,6 +21,15 @@ from .streams import CHUNK, Aborted, Stream, TransferError, check_complete, exis
 CONNECT_TIMEOUT = 10.0
 HTTP_SCHEMES = {"https": "https", "davs": "https", "http": "http", "dav": "http"}
 HTTP_ERRNO = {401: errno.EACCES, 403: errno.EACCES, 404: errno.ENOENT, 409: errno.ENOENT}
+
+
+def client_session() -> requests.Session:
+    """An HTTP session presenting the service's client certificate, if it has one."""
+    session = requests.Session()
+    proxy = os.environ.get("X509_USER_PROXY")
+    if proxy:
+        session.cert = (proxy, proxy)
+    return session
 
 
 def http_url(url: str) -> str:

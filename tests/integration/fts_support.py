@@ -72,11 +72,15 @@ def wait_for(condition, timeout: float = 20.0, what: str = "condition", interval
 
 
 class Service:
-    """One `python -m lofar_datalake_testbed.servers.fts` process on a free loopback port."""
+    """One `python -m lofar_datalake_testbed.servers.fts` process on a free loopback port,
+    serving https with `pki`'s server certificate to holders of `pki`'s client certificate
+    (`pki.proxy`), with `file://` URLs confined to `roots`."""
 
     def __init__(
         self,
         state_dir: Path,
+        pki,
+        roots: list[Path],
         *,
         max_active: int = 4,
         ca_bundle: Path | None = None,
@@ -85,9 +89,13 @@ class Service:
         self.state_dir = state_dir
         # The PEM (certificate and key) it presents to storage that only lets holders write.
         self.client_env = {"X509_USER_PROXY": str(client_cert)} if client_cert else {}
+        self.pki = pki
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         self.args = ["--state-dir", str(state_dir), "--port", str(self.port)]
+        self.args += ["--cert", str(pki.server_cert), "--key", str(pki.server_key)]
+        self.args += ["--client-ca", str(pki.ca_cert)]
+        self.args += [arg for root in roots for arg in ("--storage-root", str(root))]
         self.args += ["--max-active", str(max_active)]
         if ca_bundle is not None:
             self.args += ["--ca-bundle", str(ca_bundle)]
@@ -109,7 +117,7 @@ class Service:
                 output = (self.state_dir / "service.out").read_text()
                 raise AssertionError(f"FTS service exited early:\n{output}")
             try:
-                if requests.get(f"{self.url}/", timeout=1).status_code == 200:
+                if self.get("/", timeout=1).status_code == 200:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.05)
@@ -126,8 +134,17 @@ class Service:
             self.process.wait(5)
             raise AssertionError("FTS service ignored SIGTERM") from None
 
-    def context(self, token: str | None = "test-token") -> fts3.Context:
-        return fts3.Context(self.url, fts_access_token=token)
+    def get(self, path: str, timeout: float = 5) -> requests.Response:
+        """A GET by the holder of the testbed's client certificate."""
+        pki = self.pki
+        return requests.get(
+            f"{self.url}{path}", cert=str(pki.proxy), verify=str(pki.ca_cert), timeout=timeout
+        )
+
+    def context(self) -> fts3.Context:
+        """The `fts3` client as the pipeline uses it: client certificate, the testbed CA."""
+        proxy, ca = str(self.pki.proxy), str(self.pki.ca_cert)
+        return fts3.Context(self.url, ucert=proxy, ukey=proxy, capath=ca)
 
     def wait(self, job_id: str, timeout: float = 20.0) -> dict:
         context = self.context()
@@ -137,6 +154,28 @@ class Service:
             return status if status["job_state"] in FINAL else None
 
         return wait_for(final, timeout, f"job {job_id} to end")
+
+
+def fts_context_for(testbed) -> fts3.Context:
+    """The `fts3` client on a running testbed's FTS, with the testbed's client certificate."""
+    from lofar_datalake_testbed.components import fts_url
+
+    proxy, ca = str(testbed.pki.proxy), str(testbed.pki.ca_cert)
+    return fts3.Context(fts_url(testbed.layout.ports()), ucert=proxy, ukey=proxy, capath=ca)
+
+
+def grid_ca_dir(ca_cert: Path, directory: Path) -> Path:
+    """A grid-style trust directory (X509_CERT_DIR) holding `ca_cert` under its subject hash:
+    how grid clients such as `fts3` trust a CA without trusting it for everything else."""
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(ca_cert)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{subject_hash}.0").write_bytes(ca_cert.read_bytes())
+    return directory
 
 
 class FifoWriter:
@@ -179,14 +218,19 @@ def make_files(tmp_path: Path, count: int, size: int = 200_000) -> list[tuple[Pa
     return out
 
 
-def cli(service: Service, tool: str, *args: str, home: Path) -> str:
-    result = subprocess.run(
-        [str(BIN / tool), "-s", service.url, *args],
+def cli_run(service: Service, tool: str, *args: str, home: Path) -> subprocess.CompletedProcess:
+    """An `fts3` CLI tool trusting the testbed CA, with no credential unless `args` give one."""
+    return subprocess.run(
+        [str(BIN / tool), "-s", service.url, "--capath", str(service.pki.ca_cert), *args],
         capture_output=True,
         text=True,
         timeout=60,
         env=clean_env(HOME=str(home)),  # no ~/.fts3client.cfg either
     )
+
+
+def cli(service: Service, tool: str, *args: str, home: Path) -> str:
+    result = cli_run(service, tool, *args, home=home)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

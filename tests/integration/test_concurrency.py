@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import zlib
@@ -20,6 +21,7 @@ from fts_support import wait_for
 from datalake_core.fts_adapter import FINAL_JOB_STATES, FtsAdapter, FtsTransfer
 from datalake_core.journal import read_events
 from datalake_core.request_counter import ENV_VAR, read_counts
+from lofar_datalake_testbed.components import fts_url
 
 pytestmark = pytest.mark.integration
 
@@ -135,16 +137,19 @@ def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
     [service] = [p for p in testbed.services() if p.name == "fts"]
     [dav] = [p for p in testbed.services() if p.name == "webdav-SITE_C_DAV"]
     slots = int(service.argv[list(service.argv).index("--max-active") + 1])
-    endpoint = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
-    fts = FtsAdapter(endpoint)
+    endpoint = fts_url(testbed.layout.ports())
+    fts = FtsAdapter(endpoint, verify=str(testbed.pki.ca_cert),
+                     x509_proxy=str(testbed.pki.proxy))
 
     # Every copy slot is taken by a read from a frozen storage, so the 200 jobs really queue.
     blob = testbed.layout.rse_dir("SITE_C_DAV") / "tests" / tmp_path.name / "blocker.bin"
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(os.urandom(4096))
+    # Local sources and destinations in an RSE directory: the service copies nowhere else.
+    work = testbed.layout.rse_dir("SITE_A_DISK") / "tests" / tmp_path.name
     url = f"https://127.0.0.1:{testbed.layout.ports()['dav_SITE_C_DAV']}/tests/" \
           f"{tmp_path.name}/blocker.bin"
-    blockers = [FtsTransfer(url, (tmp_path / "held" / f"{i}.bin").as_uri(), 4096,
+    blockers = [FtsTransfer(url, (work / "held" / f"{i}.bin").as_uri(), 4096,
                             f"{zlib.adler32(blob.read_bytes()) & 0xFFFFFFFF:08x}")
                 for i in range(slots)]
     frozen = dav.process()
@@ -155,7 +160,7 @@ def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
         wait_for(lambda: all(s["job_state"] == "ACTIVE"
                              for s in _statuses(fts.context, held).values()),
                  60, "the blocking jobs to be ACTIVE", interval=0.5)
-        transfers = _small_transfers(tmp_path, N_JOBS)
+        transfers = _small_transfers(work, N_JOBS)
         with ThreadPoolExecutor(16) as pool:  # many clients submitting at the same time
             job_ids = list(pool.map(lambda t: fts.submit([t]), transfers))
         assert len(set(job_ids)) == N_JOBS
@@ -174,11 +179,12 @@ def test_fts_service_finishes_200_queued_jobs_across_a_crash(testbed, tmp_path):
     states = {job_id: status["job_state"] for job_id, status in final.items()}
     assert set(states.values()) == {"FINISHED"}, json.dumps(states)[:2000]
     for t in transfers:
-        data = (tmp_path / "src" / Path(t.source).name).read_bytes()
-        assert (tmp_path / "dst" / Path(t.source).name).read_bytes() == data
-    assert len(list((tmp_path / "held").iterdir())) == slots, "interrupted copies were redone"
-    assert not list(tmp_path.glob("*/.*.part")), "no partial copies left behind"
+        data = (work / "src" / Path(t.source).name).read_bytes()
+        assert (work / "dst" / Path(t.source).name).read_bytes() == data
+    assert len(list((work / "held").iterdir())) == slots, "interrupted copies were redone"
+    assert not list(work.glob("*/.*.part")), "no partial copies left behind"
     blob.unlink()
+    shutil.rmtree(work)
 
 
 def _all_final(context: Any, job_ids: list[str]) -> dict[str, dict[str, Any]] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import fts3.rest.client.easy as fts3
 import pytest
-from fts_support import wait_for
+from fts_support import fts_context_for, grid_ca_dir, wait_for
 
 from datalake_core.journal import Journal, read_events
 from datalake_core.resolver import Resolver
@@ -62,6 +62,16 @@ def block_dir(rucio: RucioAdapter) -> Iterator[Callable[[Did, str], Path]]:
             blocker.unlink()
 
 
+@pytest.fixture()
+def fts_env(testbed, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+            tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`client_env` plus the testbed CA as the grid trust directory (X509_CERT_DIR): the `fts3`
+    client can verify the FTS service while the provider's own https reads still cannot."""
+    ca_dir = grid_ca_dir(testbed.pki.ca_cert, tmp_path_factory.mktemp("certificates"))
+    monkeypatch.setenv("X509_CERT_DIR", str(ca_dir))
+    return {**client_env, "X509_CERT_DIR": str(ca_dir)}
+
+
 def _args(testbed, unique: str, *extra: str, ca: bool = False) -> list[str]:
     # Without the CA bundle the provider cannot read the https replica itself: FTS is the only
     # way the file can reach this machine, so a run that succeeds proves FTS copied it.
@@ -96,17 +106,16 @@ def _events(workdir: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def _fts_jobs(testbed, job_ids: list[str]) -> list[dict[str, Any]]:
-    context = fts3.Context(f"http://127.0.0.1:{testbed.layout.ports()['fts']}",
-                           fts_access_token="test")
+    context = fts_context_for(testbed)
     return [fts3.get_job_status(context, j, list_files=True) for j in job_ids]
 
 
 @pytest.mark.timeout(300)
 def test_fts_copy_failing_twice_is_retried_with_backoff_and_succeeds(
-        testbed, rucio, seed, unique, block_dir, client_env, tmp_path):
+        testbed, rucio, seed, unique, block_dir, fts_env, tmp_path):
     [f] = seed([f"{unique}/SB000.dat"], "SITE_C_DAV")
     blocker = block_dir(f.did, SITE)
-    proc = _snakemake(tmp_path, _args(testbed, unique), client_env)
+    proc = _snakemake(tmp_path, _args(testbed, unique), fts_env)
     try:
         # The fault is repaired during the backoff after the second failed attempt.
         wait_for(lambda: any(e["attempt"] == 2 for e in _events(tmp_path, "fts_retry")),
@@ -137,10 +146,10 @@ def test_fts_copy_failing_twice_is_retried_with_backoff_and_succeeds(
 
 @pytest.mark.timeout(300)
 def test_fts_copy_that_never_succeeds_fails_after_the_configured_attempts(
-        testbed, rucio, seed, unique, block_dir, client_env, tmp_path):
+        testbed, rucio, seed, unique, block_dir, fts_env, tmp_path):
     [f] = seed([f"{unique}/SB000.dat"], "SITE_C_DAV")
     blocker = block_dir(f.did, SITE)
-    code, err = _finish(_snakemake(tmp_path, _args(testbed, unique), client_env))
+    code, err = _finish(_snakemake(tmp_path, _args(testbed, unique), fts_env))
     assert code != 0
 
     # The run's error names the DID, the source, the destination and FTS's reason.
@@ -165,7 +174,7 @@ def test_fts_copy_that_never_succeeds_fails_after_the_configured_attempts(
 
 @pytest.mark.timeout(180)
 def test_fts_copy_that_hangs_is_canceled_at_the_stage_timeout(testbed, rucio, seed, unique,
-                                                              tmp_path):
+                                                              fts_env, tmp_path):
     """The source storage freezes mid-transfer (SIGSTOP): the FTS job would never end. Staging
     gives up at the stage timeout, cancels the job at FTS and says why; no replica is made.
     Driven in process, below Snakemake, so that nothing else waits on the frozen server."""

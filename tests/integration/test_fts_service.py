@@ -13,7 +13,6 @@ from pathlib import Path
 
 import fts3.rest.client.easy as fts3
 import pytest
-import requests
 from fts3.rest.client.exceptions import ClientError
 from fts_support import (
     TIMESTAMP,
@@ -22,14 +21,15 @@ from fts_support import (
     adler,
     clean_env,
     cli,
+    cli_run,
     make_files,
-    self_signed_rsa,
     server_python,
     token,
     wait_for,
     webdav_servers,
 )
 
+from lofar_datalake_testbed import fts_delegation
 from lofar_datalake_testbed import pki as testbed_pki
 
 PROBE = Path(__file__).with_name("fts_rucio_probe.py")
@@ -42,8 +42,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, pki: testbed_pki.Pki):
-    state = tmp_path_factory.mktemp("fts-state")
-    svc = Service(state, ca_bundle=pki.ca_cert, client_cert=pki.proxy).start()
+    state, roots = tmp_path_factory.mktemp("fts-state"), [tmp_path_factory.getbasetemp()]
+    svc = Service(state, pki, roots, ca_bundle=pki.ca_cert, client_cert=pki.proxy).start()
     yield svc
     svc.stop()
 
@@ -183,7 +183,7 @@ def test_bulk_status_with_a_missing_job(service, tmp_path):
     with pytest.raises(ClientError, match=missing):
         fts3.get_jobs_statuses(context, [job_id, missing])
     # ...while the answer itself carries one status per job, as Rucio's poller reads it.
-    answer = requests.get(f"{service.url}//jobs/{job_id},{missing}?files=file_state", timeout=5)
+    answer = service.get(f"//jobs/{job_id},{missing}?files=file_state")
     assert answer.status_code == 207
     assert [(j["job_id"], j["http_status"]) for j in answer.json()] == [
         (job_id, "200 Ok"),
@@ -191,8 +191,8 @@ def test_bulk_status_with_a_missing_job(service, tmp_path):
     ]
 
 
-def test_cancel_stops_the_running_copy_and_the_queue(tmp_path):
-    service = Service(tmp_path / "state", max_active=1).start()
+def test_cancel_stops_the_running_copy_and_the_queue(pki, tmp_path):
+    service = Service(tmp_path / "state", pki, [tmp_path], max_active=1).start()
     writer = FifoWriter(tmp_path / "slow.pipe", b"x" * 4096)
     try:
         out = tmp_path / "out"
@@ -226,8 +226,8 @@ def test_cancel_stops_the_running_copy_and_the_queue(tmp_path):
         service.stop()
 
 
-def test_jobs_survive_a_restart_and_a_crash(tmp_path):
-    service = Service(tmp_path / "state", max_active=1).start()
+def test_jobs_survive_a_restart_and_a_crash(pki, tmp_path):
+    service = Service(tmp_path / "state", pki, [tmp_path], max_active=1).start()
     try:
         [(src, data)] = make_files(tmp_path, 1)
         out = tmp_path / "out"
@@ -269,56 +269,38 @@ def test_cli_tools(service, tmp_path):
     [(src, data)] = make_files(tmp_path, 1)
     home = tmp_path / "home"
     home.mkdir()
+    submit = ["fts-rest-transfer-submit", src.as_uri()]
 
-    # Over http without a certificate the CLI needs no auth flag: it skips delegation.
-    out = cli(
-        service, "fts-rest-transfer-submit", src.as_uri(), (tmp_path / "c1").as_uri(), home=home
-    )
-    job_id = re.search(r"Job id: (\S+)", out).group(1)
-    service.wait(job_id)
-    out = cli(service, "fts-rest-transfer-status", job_id, home=home)
-    assert "Status: FINISHED" in out and "Client DN: /CN=anonymous" in out
-    shown = json.loads(cli(service, "fts-rest-transfer-status", "--json", job_id, home=home))
-    assert shown["files"][0]["file_state"] == "FINISHED"
-    assert (tmp_path / "c1").read_bytes() == data
-    assert "FINISHED" in cli(service, "fts-rest-transfer-cancel", job_id, home=home)
-
-    # A bearer token names the user.
+    # Without a certificate, or with a token instead, the service answers nothing.
+    refused = cli_run(service, *submit, (tmp_path / "c0").as_uri(), home=home)
+    assert refused.returncode != 0 and "client certificate" in refused.stdout + refused.stderr
     bearer = ["--access-token", token("cli-user")]
-    assert "User DN: token:cli-user" in cli(service, "fts-rest-whoami", *bearer, home=home)
-    out = cli(
-        service,
-        "fts-rest-transfer-submit",
-        *bearer,
-        "--json",
-        src.as_uri(),
-        (tmp_path / "c2").as_uri(),
-        home=home,
-    )
-    assert service.wait(json.loads(out))["user_dn"] == "token:cli-user"
+    refused = cli_run(service, "fts-rest-whoami", *bearer, home=home)
+    assert refused.returncode != 0 and "tokens are not accepted" in refused.stdout + refused.stderr
+    assert not (tmp_path / "c0").exists()
 
-    # With a certificate the CLI delegates first (X.509 path of the client).
-    cert, key = self_signed_rsa(tmp_path)
-    x509 = ["--cert", str(cert), "--key", str(key)]
-    out = cli(
-        service,
-        "fts-rest-transfer-submit",
-        *x509,
-        src.as_uri(),
-        (tmp_path / "c3").as_uri(),
-        home=home,
+    # With the testbed's certificate the CLI delegates first (X.509 path of the client).
+    x509 = ["--cert", str(service.pki.proxy), "--key", str(service.pki.proxy)]
+    assert "User DN: /O=lofar-datalake testbed/CN=lofar" in cli(
+        service, "fts-rest-whoami", *x509, home=home
     )
+    out = cli(service, *submit, *x509, (tmp_path / "c1").as_uri(), home=home)
     job_id = re.search(r"Job id: (\S+)", out).group(1)
     assert service.wait(job_id)["job_state"] == "FINISHED"
-    whoami = requests.get(f"{service.url}/whoami", timeout=5).json()
-    delegation = requests.get(f"{service.url}/delegation/{whoami['delegation_id']}", timeout=5)
+    assert (tmp_path / "c1").read_bytes() == data
+    shown = json.loads(cli(service, "fts-rest-transfer-status", *x509, "--json", job_id, home=home))
+    assert shown["files"][0]["file_state"] == "FINISHED"
+    assert "FINISHED" in cli(service, "fts-rest-transfer-cancel", *x509, job_id, home=home)
+    whoami = service.get("/whoami").json()
+    delegation = service.get(f"/delegation/{whoami['delegation_id']}")
     assert TIMESTAMP.match(delegation.json()["termination_time"])
     log = (service.state_dir / "fts.log").read_text()
     assert bearer[1] not in log and "BEGIN CERTIFICATE" not in log
 
 
 def test_rucio_fts3_transfertool(service, tmp_path):
-    """Rucio's FTS3Transfertool submits, polls (bulk_query), queries, reprioritises, cancels."""
+    """Rucio's FTS3Transfertool submits, polls (bulk_query), queries, reprioritises, cancels,
+    presenting `[conveyor] usercert` to the https endpoint."""
     [(src, data)] = make_files(tmp_path, 1)
     config = tmp_path / "rucio.cfg"
     # Client mode (a [client] section, no [database]) makes Rucio's config lookups fall back to
@@ -326,7 +308,10 @@ def test_rucio_fts3_transfertool(service, tmp_path):
     config.write_text(
         "[common]\nloglevel = WARNING\n[client]\nrucio_host = http://127.0.0.1:1\n"
         "auth_host = http://127.0.0.1:1\naccount = root\nauth_type = userpass\n"
+        f"[conveyor]\nusercert = {service.pki.proxy}\n"
     )
+    # Rucio never delegates: the testbed does it for the conveyor, as `testbed up` does.
+    fts_delegation.delegate(service.url, service.pki.proxy, service.pki.ca_cert)
     pipe = tmp_path / "blocked.pipe"
     writer = FifoWriter(pipe, b"z" * 100)
     missing_source = (tmp_path / "src" / "missing.bin").as_uri()
@@ -363,7 +348,7 @@ def test_rucio_fts3_transfertool(service, tmp_path):
     assert out["query"] == "FINISHED"
     assert out["details"] == ["FAILED", "FINISHED"]
     assert out["finished_cancel"] == "304 Not Modified"
-    assert out["whoami"] == "/CN=anonymous"
+    assert out["whoami"] == "/O=lofar-datalake testbed/CN=lofar"
     assert (out["priority"], out["live_cancel"]) == (5, "CANCELED")
     assert (tmp_path / "rucio" / "file.bin").read_bytes() == data
 

@@ -92,12 +92,16 @@ def _fts_finished_destinations(testbed) -> list[str]:
     only with a `limit`)."""
     import requests
     from fts3.rest.client import easy
+    from fts_support import fts_context_for
 
-    endpoint = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
+    context = fts_context_for(testbed)
     jobs = requests.get(
-        f"{endpoint}/jobs", params={"state_in": "FINISHED", "limit": 500}, timeout=10
+        f"{context.endpoint}/jobs",
+        params={"state_in": "FINISHED", "limit": 500},
+        cert=str(testbed.pki.proxy),
+        verify=str(testbed.pki.ca_cert),
+        timeout=10,
     ).json()
-    context = easy.Context(endpoint, verify=False)
     statuses = easy.get_jobs_statuses(context, [j["job_id"] for j in jobs], list_files=True)
     return [
         f["dest_surl"]

@@ -1,6 +1,7 @@
 """Planted secrets never leak: a userpass password for an account made for this test, a wrong
 password, and an FTS token are given to Snakemake the documented way (environment variables),
-and a successful run and two failing runs are made. Then every artefact is searched for them:
+and a successful run and three failing runs are made (the testbed's FTS accepts only client
+certificates, so the run given the token is refused). Then every artefact is searched for them:
 stdout and stderr, everything under the test's directories (the working directory with
 Snakemake's logs and metadata and the provider's journal, the client configuration), the
 testbed's service logs and FTS job store, the metadata of the stored output, the FTS jobs, and
@@ -51,8 +52,7 @@ rule publish:
 
 
 def _fts_token(marker: str) -> str:
-    """A JWT-shaped bearer token: the testbed's FTS reads its subject, so a job submitted with it
-    shows that the token was used; the planted marker is its signature."""
+    """A JWT-shaped bearer token whose signature is the planted marker."""
     def part(obj: dict[str, str]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
@@ -78,8 +78,7 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
     snakefile.write_text(WORKFLOW)
     config = client_config(testbed, tmp_path / "etc", planted["account"])
     out = Did("lofar", f"{unique}/out/summary.txt")
-    env = {**client_env, "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD": planted["password"],
-           "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN": _fts_token(planted["fts"])}
+    env = {**client_env, "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD": planted["password"]}
     workdir = tmp_path / "work"
     workdir.mkdir()
 
@@ -97,6 +96,7 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
 
     first = seed([f"{unique}/a/SB000.dat"], "SITE_B_DISK")
     seed([f"{unique}/b/SB000.dat"], "SITE_B_DISK", size=300)
+    seed([f"{unique}/c/SB000.dat"], "SITE_B_DISK", size=200)
     with Sampler({"ps": process_args}, every=0.1) as sampled:
         ok = run(f"{unique}/a")
         assert ok.returncode == 0, ok.stderr[-3000:]
@@ -110,9 +110,17 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
         assert wrong.returncode != 0
         assert f"did not authenticate account {planted['account']} (auth type userpass)" in (
             wrong.stderr)
+        # The FTS token: the service refuses it (the input then comes by a direct copy, and the
+        # run fails at its immutable output), and nothing may repeat it.
+        fts_log = testbed.layout.fts_dir / "fts.log"
+        refusals = fts_log.read_text().count('"GET /" 401')
+        fts_token = _fts_token(planted["fts"])
+        refused = run(f"{unique}/c", SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN=fts_token)
+        assert refused.returncode != 0 and "immutable" in refused.stderr
+        assert fts_log.read_text().count('"GET /" 401') > refusals
 
-    # The runs really used the planted credentials: the account wrote the output, and FTS
-    # copied the inputs for a caller holding the token.
+    # The runs really used the planted credentials: the account wrote the output; FTS copied
+    # the inputs for the holder of the testbed's client certificate.
     meta = rucio.client.get_metadata(out.scope, out.name)
     assert meta["account"] == planted["account"]
     line = first[0].data
@@ -120,11 +128,12 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
     jobs = [j for e in read_events(workdir) if e["event"] == "site_transfer"
             for j in e.get("fts_jobs", [])]
     assert len(jobs) >= 2, "the successful and the failing run staged their input by FTS"
-    fts = f"http://127.0.0.1:{testbed.layout.ports()['fts']}"
-    fts_jobs = [requests.get(f"{fts}/jobs/{j}", timeout=30).text for j in jobs]
-    assert all(json.loads(j)["user_dn"] == "token:planted-subject" for j in fts_jobs)
+    fts = f"https://127.0.0.1:{testbed.layout.ports()['fts']}"
+    tls = {"cert": str(testbed.pki.proxy), "verify": str(testbed.pki.ca_cert)}
+    fts_jobs = [requests.get(f"{fts}/jobs/{j}", timeout=30, **tls).text for j in jobs]
+    assert all(json.loads(j)["user_dn"] == "/O=lofar-datalake testbed/CN=lofar" for j in fts_jobs)
 
-    outputs = [r.stdout + r.stderr for r in (ok, immutable, wrong)]
+    outputs = [r.stdout + r.stderr for r in (ok, immutable, wrong, refused)]
     stored = [json.dumps(rucio.client.get_metadata(out.scope, out.name, plugin=p), default=str)
               for p in ("DID_COLUMN", "JSON")]
     # The sampler saw the runs, including the process Snakemake starts for the `run:` job.

@@ -31,7 +31,7 @@ RSE = "SITE_HTCONDOR_DAV"
 # Runs on the worker with the venv's Python: GETs each URL, tries to read each secret path.
 PROBE = """\
 #!{python}
-import json, os, pwd, ssl, sys, urllib.request
+import json, os, pwd, ssl, sys, urllib.error, urllib.request
 
 ca, urls, secrets = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
 result = {{"user": pwd.getpwuid(os.getuid()).pw_name, "cwd": os.getcwd(),
@@ -41,6 +41,8 @@ for url in urls:
     try:
         with urllib.request.urlopen(url, context=verified, timeout=20) as answer:
             result["get"][url] = [answer.status, answer.read(2000).decode(errors="replace")]
+    except urllib.error.HTTPError as err:
+        result["get"][url] = [err.code, err.read(2000).decode(errors="replace")]
     except Exception as err:
         result["get"][url] = [0, repr(err)]
 try:  # without the testbed's CA the storage must not be trusted
@@ -143,7 +145,7 @@ def _check_jobs(bed: DataLake, site: TestbedHTCondor, timings: dict[str, float])
     ports = bed.layout.ports()
     urls = [
         f"http://127.0.0.1:{ports['rucio']}/ping",
-        f"http://127.0.0.1:{ports['fts']}/",
+        f"https://127.0.0.1:{ports['fts']}/",
         f"https://127.0.0.1:{ports['dav_' + RSE]}/",
     ]
     ca = site.ca_bundle()
@@ -172,7 +174,8 @@ def _check_jobs(bed: DataLake, site: TestbedHTCondor, timings: dict[str, float])
 
     rucio, fts, dav = (result["get"][u] for u in urls)
     assert rucio[0] == 200 and "version" in json.loads(rucio[1]), rucio
-    assert fts[0] == 200 and "api" in json.loads(fts[1]), fts
+    # The FTS service itself (TLS verified), refusing a job that holds no client certificate.
+    assert fts[0] == 401 and "client certificate" in json.loads(fts[1])["message"], fts
     assert dav[0] == 200, dav  # the RSE's root collection, TLS verified against the bundle
     assert "CERTIFICATE_VERIFY_FAILED" in result["unverified"], result["unverified"]
     assert ca.stat().st_mode & 0o004 and ca.parent.stat().st_mode & 0o005 == 0o005

@@ -37,7 +37,7 @@ import json, os, sys, requests
 ca, rucio, fts, dav, out = sys.argv[1:]
 answers = {
     "rucio": requests.get(rucio + "/ping", timeout=10).json(),
-    "fts": requests.get(fts + "/", timeout=10).status_code,
+    "fts": requests.get(fts + "/", timeout=10, verify=ca).status_code,
     "webdav": requests.get(dav + "/", timeout=10, verify=ca).status_code,
     "netns": os.stat("/proc/self/ns/net").st_ino,
 }
@@ -90,7 +90,7 @@ def test_job_from_the_host_reaches_the_datalake(site, testbed_session):
         PROBE,
         str(testbed_session.pki.ca_cert),
         f"http://{LOOPBACK}:{ports['rucio']}",
-        f"http://{LOOPBACK}:{ports['fts']}",
+        f"https://{LOOPBACK}:{ports['fts']}",
         f"https://{LOOPBACK}:{ports['dav_' + site.rse]}",
         str(out),
     ]
@@ -105,7 +105,7 @@ def test_job_from_the_host_reaches_the_datalake(site, testbed_session):
     assert "JobState=COMPLETED" in shown.stdout, shown.stdout + shown.stderr
     answers = json.loads(out.read_text())
     assert answers["rucio"]["version"]
-    assert answers["fts"] in (200, 401, 403)  # an answer from the FTS service itself
+    assert answers["fts"] == 401  # the FTS service itself, refusing a caller without a certificate
     assert answers["webdav"] == 200
     assert answers["netns"] == NETNS_FILE.stat().st_ino  # the job did run in the namespace
 

@@ -23,16 +23,57 @@ from lofar_datalake_testbed.servers.fts.worker import Engine
 JOB = {"files": [{"sources": ["file:///s/x"], "destinations": ["file:///d/x"]}]}
 
 
+def _certificate(common_name: str, hours: int = 12) -> tuple[bytes, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=hours))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key
+
+
+def _verified(common_name: str) -> dict[str, str]:
+    """What the TLS layer puts in the environ for a client certificate it verified."""
+    return {
+        "SSL_CLIENT_VERIFY": "SUCCESS",
+        "SSL_CLIENT_CERT": _certificate(common_name)[0].decode(),
+    }
+
+
+USER = _verified("user")
+
+
+def _proxy_pem(hours: int) -> bytes:
+    return _certificate("tester", hours)[0]
+
+
 @pytest.fixture()
 def app(tmp_path: Path):
     store = Store(tmp_path / "fts.sqlite")
-    yield App(store, Engine(store), vo="lofar")  # engine not started: jobs stay queued
+    roots = [Path("/s"), Path("/d")]
+    app = App(store, Engine(store), vo="lofar", storage_roots=roots)  # engine not started
+    dlg = call(app, "GET", "/whoami")[1]["delegation_id"]
+    assert call(app, "PUT", f"/delegation/{dlg}/credential", _proxy_pem(12))[0] == 201
+    yield app
     store.close()
 
 
 def call(app, method, path, body=None, **environ):
+    """One request; by USER unless the environ names another caller (or none: anonymous=True)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode() if body else b""
-    env = {"REQUEST_METHOD": method, "PATH_INFO": path, **environ}
+    anonymous = environ.pop("anonymous", False)
+    env = {"REQUEST_METHOD": method, "PATH_INFO": path}
+    if not anonymous and "SSL_CLIENT_CERT" not in environ:
+        env.update(USER)
+    env.update(environ)
     path_only, _, query = path.partition("?")
     env.update(PATH_INFO=path_only, QUERY_STRING=query)
     env.update({"wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))})
@@ -52,23 +93,6 @@ def call(app, method, path, body=None, **environ):
 def _token(subject: str) -> str:
     claims = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
     return f"eyJhbGciOiJub25lIn0.{claims}.sig"
-
-
-def _proxy_pem(hours: int) -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tester")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=hours))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_root_gives_the_api_version(app):
@@ -107,14 +131,42 @@ def test_missing_jobs_are_404_alone_and_207_among_others(app):
     assert body[0]["files"] == [{"file_state": "SUBMITTED", "file_metadata": None}]
 
 
-def test_token_users_are_named_by_subject(app):
-    status, body = call(app, "GET", "/whoami", HTTP_AUTHORIZATION=f"Bearer {_token('alice')}")
-    assert (status, body["user_dn"], body["method"]) == (200, "token:alice", "oauth2")
-    assert call(app, "GET", "/whoami")[1]["user_dn"] == "/CN=anonymous"
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/"), ("GET", "/whoami"), ("POST", "/jobs"), ("GET", "/jobs")]
+)
+def test_every_endpoint_refuses_callers_without_a_verified_certificate(app, method, path):
+    status, body = call(app, method, path, JOB, anonymous=True)
+    assert status == 401 and "client certificate" in body["message"]
+    unverified = {"SSL_CLIENT_VERIFY": "NONE", "SSL_CLIENT_CERT": USER["SSL_CLIENT_CERT"]}
+    assert call(app, method, path, JOB, **unverified)[0] == 401
+    # No token issuer: an unsigned token naming anyone would otherwise be believed.
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {_token('alice')}"}
+    status, body = call(app, method, path, JOB, anonymous=True, **bearer)
+    assert status == 401 and "tokens are not accepted" in body["message"]
+    assert call(app, "GET", "/jobs")[1] == []  # nothing was submitted
+
+
+def test_certificate_users_are_named_by_subject(app):
+    status, body = call(app, "GET", "/whoami", **_verified("alice"))
+    assert (status, body["user_dn"], body["method"]) == (200, "/CN=alice", "certificate")
+
+
+def test_local_urls_outside_the_storage_roots_are_refused(app):
+    for job in (
+        {"files": [{"sources": ["file:///etc/hostname"], "destinations": ["file:///d/x"]}]},
+        {"files": [{"sources": ["file:///s/x"], "destinations": ["file:///tmp/x"]}]},
+        {"files": [{"sources": ["file:///s/../etc/passwd"], "destinations": ["file:///d/x"]}]},
+        {"files": [{"sources": ["file://elsewhere/s/x"], "destinations": ["file:///d/x"]}]},
+        {"files": [{"sources": ["file:///s/x", "file:///etc/x"], "destinations": ["file:///d/x"]}]},
+    ):
+        status, body = call(app, "POST", "/jobs", job)
+        assert status == 400, job
+        assert "outside the storage roots" in body["message"]
+    assert call(app, "GET", "/jobs")[1] == []
 
 
 def test_certificate_users_must_delegate_before_submitting(app):
-    cert = {"SSL_CLIENT_S_DN": "/CN=tester"}
+    cert = _verified("tester")
     assert call(app, "POST", "/jobs", JOB, **cert)[0] == 419
     dlg = call(app, "GET", "/whoami", **cert)[1]["delegation_id"]
     assert call(app, "GET", f"/delegation/{dlg}", **cert) == (200, None)
@@ -152,9 +204,9 @@ def test_cancel_and_priority_answer_per_job(app):
 def test_requests_are_logged_without_credentials(app, caplog):
     token = _token("bob")
     with caplog.at_level(logging.INFO, logger="lofar_datalake.fts.requests"):
-        call(app, "GET", "/whoami", HTTP_AUTHORIZATION=f"Bearer {token}")
+        call(app, "GET", "/whoami", anonymous=True, HTTP_AUTHORIZATION=f"Bearer {token}")
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and '"GET /whoami" 200' in lines[0]
+    assert len(lines) == 1 and '"GET /whoami" 401' in lines[0]
     assert token not in lines[0]
 
 

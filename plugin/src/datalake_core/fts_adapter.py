@@ -43,15 +43,19 @@ class FtsAdapter:
         from fts3.rest.client import easy
 
         self.endpoint = endpoint.rstrip("/")
+        # The client verifies against `capath` whenever verification is on (by default the grid
+        # directory /etc/grid-security/certificates), ignoring `verify`: a CA bundle goes there.
+        capath = verify if isinstance(verify, str) else None
         try:
             if token:
-                self.context = easy.Context(self.endpoint, fts_access_token=token, verify=verify)
+                self.context = easy.Context(self.endpoint, fts_access_token=token, verify=verify,
+                                            capath=capath)
             elif self.endpoint.startswith("http://"):
                 # Over plain http no client certificate can be presented.
                 self.context = _AnonymousContext(self.endpoint, no_creds=True, verify=verify)
             else:
                 self.context = easy.Context(self.endpoint, ucert=x509_proxy, ukey=x509_proxy,
-                                            verify=verify)
+                                            verify=verify, capath=capath)
         except Exception as exc:  # the client raises bare Exceptions and M2Crypto errors
             raise DataLakeError(f"cannot use FTS at {self.endpoint}: {exc}") from None
 

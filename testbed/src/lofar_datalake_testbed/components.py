@@ -23,9 +23,9 @@ DAEMONS: dict[str, list[str]] = {
 
 
 
-def _http_ok(url: str, verify: str | bool = True) -> bool:
+def _http_ok(url: str, verify: str | bool = True, cert: str | None = None) -> bool:
     try:
-        return requests.get(url, timeout=2, verify=verify).status_code < 500
+        return requests.get(url, timeout=2, verify=verify, cert=cert).status_code < 500
     except requests.RequestException:
         return False
 
@@ -89,8 +89,16 @@ def webdav_servers(
     return servers
 
 
+def fts_url(ports: dict[str, int]) -> str:
+    """The FTS service's endpoint: https only, it requires a client certificate."""
+    return f"https://{LOOPBACK}:{ports['fts']}"
+
+
 def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki) -> ManagedProcess:
-    port = ports["fts"]
+    """FTS over https for holders of a testbed-CA certificate, copying `file://` URLs only
+    inside the RSE directories."""
+    roots = [arg for site in SITES for arg in ("--storage-root", str(layout.rse_dir(site.rse)))]
+    endpoint = fts_url(ports)
     return ManagedProcess(
         name="fts",
         argv=env.module(
@@ -98,7 +106,14 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
             "--state-dir",
             str(layout.fts_dir),
             "--port",
-            str(port),
+            str(ports["fts"]),
+            "--cert",
+            str(pki.server_cert),
+            "--key",
+            str(pki.server_key),
+            "--client-ca",
+            str(pki.ca_cert),
+            *roots,
             "--ca-bundle",
             str(pki.ca_cert),
             "--max-active",
@@ -107,7 +122,7 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
         run_dir=layout.run,
         log_dir=layout.logs,
         env={"X509_USER_PROXY": str(pki.proxy)},  # its client certificate for writing to storage
-        ready=lambda: _http_ok(f"http://{LOOPBACK}:{port}/"),
+        ready=lambda: _http_ok(f"{endpoint}/", verify=str(pki.ca_cert), cert=str(pki.proxy)),
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from . import components, database, sites
+from . import components, database, fts_delegation, sites
 from .layout import LOOPBACK, SITES, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
@@ -112,6 +112,7 @@ class Testbed:
             layout.save_state(state)
         for proc in others:
             self._ensure(proc)
+        fts_delegation.delegate(components.fts_url(ports), self.pki.proxy, self.pki.ca_cert)
         daemons = self.daemons()
         dead = [d for d in daemons if not d.healthy()]
         if dead:
@@ -133,7 +134,7 @@ class Testbed:
         ports = self._ports() if self.layout.state_file.exists() else {}
         endpoints = {
             "rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
-            "fts": f"http://{LOOPBACK}:{ports.get('fts')}",
+            "fts": f"https://{LOOPBACK}:{ports.get('fts')}",
         }
         for site in SITES:
             endpoints[f"webdav-{site.rse}"] = f"https://{LOOPBACK}:{ports.get('dav_' + site.rse)}"
@@ -186,16 +187,17 @@ class Testbed:
             "RUCIO_CONFIG": str(self.layout.client_config),
             "X509_USER_PROXY": str(self.pki.proxy),
             "LOFAR_DATALAKE_CA_BUNDLE": str(self.pki.ca_cert),
-            "FTS3_ENDPOINT": f"http://{LOOPBACK}:{ports['fts']}",
+            "FTS3_ENDPOINT": components.fts_url(ports),
         }
         out = [f"export {k}={_quote(v)}" for k, v in lines.items()]
         out.append("# rucio whoami; rucio list-rses")
-        out.append('# fts-rest-whoami -s "$FTS3_ENDPOINT"')
+        out.append('# fts-rest-whoami -s "$FTS3_ENDPOINT" --capath "$LOFAR_DATALAKE_CA_BUNDLE"')
         return "\n".join(out)
 
 
 # 2: the pipeline account lost `admin` (the policy package allows what it needs).
-CATALOG_VERSION = 2
+# 3: the RSEs' `fts` attribute names the https endpoint.
+CATALOG_VERSION = 3
 
 
 def _catalog_key() -> list[str]:

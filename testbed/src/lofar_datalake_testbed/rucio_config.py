@@ -111,7 +111,9 @@ def write_configs(
     server["conveyor"] = {
         "scheme": "file,https",
         "transfertool": "fts3",
-        "ftshosts": f"http://{LOOPBACK}:{ports['fts']}",
+        "ftshosts": f"https://{LOOPBACK}:{ports['fts']}",
+        # The client certificate Rucio's FTS3Transfertool presents to an https FTS.
+        "usercert": str(layout.pki_dir / "proxy.pem"),
     }
     server["monitor"] = {"enable_metrics": "False"}
     server["api"] = {}

@@ -111,7 +111,7 @@ def create_catalog(layout: Layout) -> None:
     if PIPELINE_SCOPE not in client.list_scopes():
         client.add_scope(PIPELINE_ACCOUNT, PIPELINE_SCOPE)
 
-    fts_url = f"http://{LOOPBACK}:{ports['fts']}"
+    fts_url = f"https://{LOOPBACK}:{ports['fts']}"
     existing = {r["rse"] for r in client.list_rses()}
     for site in SITES:
         if site.rse not in existing:

@@ -1,5 +1,9 @@
 """Run the FTS3-REST stand-in (in the testbed's server environment):
-`python -m lofar_datalake_testbed.servers.fts --state-dir D --port P`."""
+`python -m lofar_datalake_testbed.servers.fts --state-dir D --port P --cert C --key K
+--client-ca CA --storage-root DIR...`.
+
+It serves https only and answers only callers whose client certificate the `--client-ca`
+issued; `file://` URLs are confined to the `--storage-root` directories."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import argparse
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -14,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .app import App
 from .store import Store
@@ -51,13 +57,43 @@ class _Connection(cheroot_server.HTTPConnection):
     RequestHandlerClass = _Request
 
 
-def main(argv: list[str] | None = None) -> int:
+def tls_adapter(cert: Path, key: Path, client_ca: Path) -> BuiltinSSLAdapter:
+    """TLS that asks for a client certificate and trusts only `client_ca` to have issued it.
+
+    Optional at the TLS level, so that a caller without one gets a 401 naming what to send
+    rather than a failed handshake; the application refuses such callers on every endpoint.
+    Not the adapter's own context: that one also trusts the system's CAs for client
+    certificates.
+    """
+    adapter = BuiltinSSLAdapter(str(cert), str(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    context.load_verify_locations(cafile=str(client_ca))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    adapter.context = context
+    return adapter
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lofar_datalake_testbed.servers.fts", description=__doc__
     )
     parser.add_argument("--state-dir", type=Path, required=True, help="jobs database and log")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    parser.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
+    parser.add_argument("--key", type=Path, required=True, help="server private key (PEM)")
+    parser.add_argument(
+        "--client-ca", type=Path, required=True, help="CA that issues the clients' certificates"
+    )
+    parser.add_argument(
+        "--storage-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory file:// sources and destinations must be under (repeatable)",
+    )
     parser.add_argument("--ca-bundle", type=Path, help="CA certificates for https storage")
     parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
     parser.add_argument("--vo", default="lofar", help="VO reported by /whoami")
@@ -67,9 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the testbed FTS serves loopback (127.0.0.1) only")
     if args.max_active < 1:
         parser.error("--max-active must be at least 1")
-    if args.ca_bundle is not None and not args.ca_bundle.is_file():
-        parser.error(f"--ca-bundle {args.ca_bundle} does not exist")
+    for option in ("ca_bundle", "cert", "key", "client_ca"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            parser.error(f"--{option.replace('_', '-')} {path} does not exist")
+    for root in args.storage_root:
+        if not root.is_dir():
+            parser.error(f"--storage-root {root} is not a directory")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
@@ -81,11 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(store, max_active=args.max_active, ca_bundle=ca_bundle)
     server = wsgi.Server(
         ("127.0.0.1", args.port),
-        App(store, engine, vo=args.vo),
+        App(store, engine, vo=args.vo, storage_roots=args.storage_root),
         numthreads=args.threads,
         request_queue_size=LISTEN_BACKLOG,
     )
     server.ConnectionClass = _Connection
+    server.ssl_adapter = tls_adapter(args.cert, args.key, args.client_ca)
 
     def stop(_signum: int, _frame: object) -> None:
         # Not server.stop() here: the handler runs on the main thread inside cheroot's
@@ -96,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     engine.start()
     logging.info(
-        "FTS3 REST stand-in on http://127.0.0.1:%d/ (pid %d, state %s, max %d active)",
+        "FTS3 REST stand-in on https://127.0.0.1:%d/ (pid %d, state %s, max %d active, "
+        "storage roots %s)",
         args.port,
         os.getpid(),
         args.state_dir,
         args.max_active,
+        ", ".join(str(r) for r in args.storage_root) or "none",
     )
     try:
         server.start()

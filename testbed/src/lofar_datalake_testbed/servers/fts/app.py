@@ -1,7 +1,9 @@
 """The FTS3 REST API as a plain WSGI application: routing, service info, whoami, delegation.
 
 Errors are `{"status", "message"}` bodies like fts-rest-flask's; the `fts3` client shows the
-message. The job endpoints live in jobs_api.py.
+message. The job endpoints live in jobs_api.py. Every endpoint, `GET /` included, answers 401 to a
+caller without a verified client certificate (the `fts3` client and Rucio send theirs on every
+request).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,11 +29,13 @@ API_VERSION = {"major": 3, "minor": 12, "patch": 0}
 
 
 class App:
-    def __init__(self, store: Store, engine: Engine, *, vo: str) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, *, vo: str, storage_roots: Sequence[Path] = ()
+    ) -> None:
         self._store = store
         self._engine = engine
         self._vo = vo
-        jobs = JobsApi(store, engine, self._identity)
+        jobs = JobsApi(store, engine, self._identity, storage_roots)
         get, post, put, delete = "GET", "POST", "PUT", "DELETE"
         dlg, job, ids = r"(?P<dlg>[^/]+)", r"(?P<job>[^/]+)", r"(?P<ids>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Answer]]] = [
@@ -95,6 +100,7 @@ class App:
         return [payload]
 
     def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> Answer:
+        self._identity(environ)  # before routing: nothing is answered to anonymous callers
         allowed = False
         for verb, pattern, handler in self._routes:
             match = pattern.fullmatch(path)
@@ -109,7 +115,10 @@ class App:
         raise HttpError(404, f"Not found: {path}")
 
     def _identity(self, environ: dict[str, Any]) -> auth.Identity:
-        return auth.identify(environ, self._vo)
+        try:
+            return auth.identify(environ, self._vo)
+        except auth.Unauthenticated as exc:
+            raise HttpError(401, str(exc)) from None
 
     # --- service ---------------------------------------------------------------------------
 

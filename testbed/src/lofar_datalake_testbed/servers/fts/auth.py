@@ -1,18 +1,16 @@
 """Who is calling, and the X.509 delegation handshake of the `fts3` client.
 
-Over plain http nobody can present a certificate, so callers are either token holders (an
-`Authorization: Bearer` header, read but not validated: the testbed trusts loopback) or
-anonymous, which is how Rucio's transfertool talks to an http endpoint. Delegated proxies are
-accepted and only their expiry is kept: the copies here never act with the user's credential.
+Every request must come with a client certificate that the TLS layer verified against the
+testbed CA; its subject becomes the caller's DN. Bearer tokens are refused: the testbed has no
+token issuer whose signatures could be checked, and an unchecked token would let anyone claim
+any identity. Delegated proxies are accepted and only their expiry is kept: the copies here
+never act with the user's credential.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +22,21 @@ from cryptography.x509.oid import NameOID
 
 from .jobspec import BASE_ID, timestamp
 
-ANONYMOUS_DN = "/CN=anonymous"
+NO_CERTIFICATE = "Authentication required: present a client certificate issued by the testbed CA"
+NO_TOKENS = (
+    "Bearer tokens are not accepted (no token issuer is configured); "
+    "present a client certificate issued by the testbed CA"
+)
+
+
+class Unauthenticated(Exception):
+    """The request carries no credential the service accepts; the message says what to send."""
 
 
 @dataclass(frozen=True)
 class Identity:
     user_dn: str
-    method: str  # oauth2 | certificate | unauthenticated
+    method: str  # certificate
     vo: str
 
     @property
@@ -39,29 +45,22 @@ class Identity:
         return hashlib.sha1(self.user_dn.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def _token_subject(token: str) -> str | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    subject = claims.get("sub") if isinstance(claims, dict) else None
-    return str(subject) if subject else None
+def slash_dn(pem: str) -> str:
+    """The certificate's subject the way FTS prints DNs: "/O=.../CN=..."."""
+    subject = x509.load_pem_x509_certificate(pem.encode()).subject
+    return "".join(f"/{a.rfc4514_attribute_name}={a.value!s}" for a in subject)
 
 
 def identify(environ: dict[str, Any], vo: str) -> Identity:
+    """The caller named by its verified client certificate; Unauthenticated without one."""
     header = environ.get("HTTP_AUTHORIZATION", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() == "bearer" and credential.strip():
-        subject = _token_subject(credential.strip()) or "anonymous"
-        return Identity(f"token:{subject}", "oauth2", vo)
-    client_dn = environ.get("SSL_CLIENT_S_DN")  # only behind a TLS server that verified a cert
-    if client_dn:
-        return Identity(client_dn, "certificate", vo)
-    return Identity(ANONYMOUS_DN, "unauthenticated", vo)
+    if header.partition(" ")[0].lower() == "bearer":
+        raise Unauthenticated(NO_TOKENS)
+    # Set by the TLS layer only for a chain it verified against the CA it was given.
+    certificate = environ.get("SSL_CLIENT_CERT")
+    if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not certificate:
+        raise Unauthenticated(NO_CERTIFICATE)
+    return Identity(slash_dn(certificate), "certificate", vo)
 
 
 def whoami(identity: Identity) -> dict[str, Any]:

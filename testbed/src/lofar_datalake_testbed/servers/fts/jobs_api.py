@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from . import auth, states
+from . import auth, confine, states
 from .answers import (
     NOT_MODIFIED,
     OK,
@@ -30,11 +31,16 @@ from .worker import Engine
 
 class JobsApi:
     def __init__(
-        self, store: Store, engine: Engine, identify: Callable[[dict[str, Any]], auth.Identity]
+        self,
+        store: Store,
+        engine: Engine,
+        identify: Callable[[dict[str, Any]], auth.Identity],
+        storage_roots: Sequence[Path] = (),
     ) -> None:
         self._store = store
         self._engine = engine
         self._identify = identify
+        self._roots = confine.resolve_roots(storage_roots)
         self._host = socket.getfqdn()
 
     def submit(self, environ: dict[str, Any], query: dict[str, str]) -> Answer:
@@ -55,6 +61,8 @@ class JobsApi:
                 now=now,
                 host=self._host,
             )
+            urls = [u for f in submission.files for u in (f["source_surl"], f["dest_surl"])]
+            confine.check(urls, self._roots)
             self._store.insert(submission)
         except SubmitError as exc:
             raise HttpError(exc.status, exc.message) from None

@@ -73,7 +73,7 @@ def test_env_points_clients_at_the_testbed(testbed):
     result = _cli(testbed, "env")
     assert result.returncode == 0
     assert f"RUCIO_CONFIG={testbed.layout.client_config}" in result.stdout
-    assert "FTS3_ENDPOINT=http://127.0.0.1:" in result.stdout
+    assert "FTS3_ENDPOINT=https://127.0.0.1:" in result.stdout
     password = (testbed.layout.etc / "credentials.ini").read_text().split("password = ")[-1]
     assert password.strip() not in result.stdout
 

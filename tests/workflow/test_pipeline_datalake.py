@@ -25,6 +25,7 @@ from datalake_core.journal import read_events
 from datalake_core.rucio_adapter import Did
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake_testbed.demo import pipeline as demo_pipeline
+from lofar_datalake_testbed.rucio_config import credentials
 from lofar_datalake_testbed.seed import seed
 
 pytestmark = [pytest.mark.workflow, pytest.mark.integration]
@@ -33,7 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 PARAMS = SimulationParams(seed=3, sky_seed=3, calibrator_obsid=710000, target_obsid=710001)
 TARGET, CALIBRATOR = f"L{PARAMS.target_obsid}", f"L{PARAMS.calibrator_obsid}"
-PLANTED = f"planted-fts-token-{time.time_ns()}"
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -51,15 +51,16 @@ def compared(testbed_session, tmp_path_factory):
     products = f"products/test-{time.time_ns()}"
     env = {**os.environ, "X509_USER_PROXY": str(bed.pki.proxy),
            "RUCIO_CONFIG": str(bed.layout.client_config),
-           # A secret the run is given but must never write anywhere.
-           "SNAKEMAKE_STORAGE_DATALAKE_FTS_TOKEN": PLANTED}
+           # A secret the run is given and uses, but must never write anywhere (the FTS service
+           # takes no tokens: the account's own password is planted).
+           "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD": credentials(bed.layout).lofar_password}
     args = demo_pipeline.testbed_args(bed)
     out = root / "compare"
     done = _cli("compare", "--out", str(out), "--profile", str(REPO / "profiles" / "local"),
                 "--", "-s", str(REPO / "Snakefile"), "--configfile",
                 str(demo_pipeline.write_demo_config(root, data, products)), *args, env=env)
     yield {"root": root, "out": out, "done": done, "placed": placed, "products": products,
-           "env": env, "args": args}
+           "env": env, "args": args, "planted": env["SNAKEMAKE_STORAGE_DATALAKE_PASSWORD"]}
     for run in ("datalake", "local"):
         shutil.rmtree(out / run / "work", ignore_errors=True)
 
@@ -135,10 +136,10 @@ def test_manifest_records_inputs_software_and_outputs_without_secrets(compared, 
     assert image["did"] == f"lofar:{compared['products']}/{TARGET}/image/{TARGET}-image.fits"
     assert manifest["config"]["datalake"]["products"] == compared["products"]
     assert "observations" in manifest["embedded"] and "truth" in manifest["embedded"]
-    # The planted token reaches no artefact of the comparison.
+    # The planted password reaches no artefact of the comparison.
     for path in compared["out"].rglob("*"):
         if path.is_file() and ".part" not in path.name and path.stat().st_size < 50 * 2**20:
-            assert PLANTED.encode() not in path.read_bytes(), path
+            assert compared["planted"].encode() not in path.read_bytes(), path
 
 
 def _flip_samples(archive: Path) -> None:

@@ -180,6 +180,16 @@ class GuardedClient:
             yield item
 
 
+def client_x509_proxy() -> str | None:
+    """The X.509 proxy a client presents (to FTS), found as Rucio's client finds its own:
+    $X509_USER_PROXY, else `client_x509_proxy` in the Rucio configuration."""
+    from rucio.common.config import config_get
+
+    found = os.environ.get("X509_USER_PROXY") or config_get(
+        "client", "client_x509_proxy", raise_exception=False, default=None)
+    return str(found) if found else None
+
+
 def wrap(client: Any, timeout: float | None = None) -> GuardedClient:
     """Guard a client made elsewhere (its account and host as it has them)."""
     if isinstance(client, GuardedClient):

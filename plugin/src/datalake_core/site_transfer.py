@@ -9,7 +9,6 @@ is at the site and falls back to other replicas for the rest.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from .journal import FtsRetryEvent, Journal, SiteTransferEvent
 from .locality import Source
 from .resolver import FileInfo, Resolver
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
+from .rucio_connection import client_x509_proxy
 from .settings import DEFAULT_FTS_ATTEMPTS as DEFAULT_FTS_ATTEMPTS
 from .settings import DEFAULT_FTS_BACKOFF as DEFAULT_FTS_BACKOFF
 from .settings import ProviderConfig
@@ -254,7 +254,7 @@ class SiteTransfers:
         if endpoint not in self._fts:
             self._fts[endpoint] = FtsAdapter(endpoint, token=self.cfg.fts_token,
                                              verify=self.cfg.tls(),
-                                             x509_proxy=os.environ.get("X509_USER_PROXY"))
+                                             x509_proxy=client_x509_proxy())
         return self._fts[endpoint]
 
     # -- helpers ------------------------------------------------------------------------------

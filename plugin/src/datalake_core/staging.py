@@ -184,8 +184,14 @@ class Stager:
             result = (self.site.by_rule(missing) if policy is StagePolicy.RULE
                       else self.site.by_fts(missing))
         except DataLakeError as exc:
-            return {i.did: str(exc) for i in missing}
-        return {did: why for did, why in result.items() if why is not None}
+            result = {i.did: str(exc) for i in missing}
+        problems = {did: why for did, why in result.items() if why is not None}
+        for did, why in problems.items():
+            # Not fatal (another replica may be read), but never silent: the site asked for
+            # its own copy and a transfer system said no.
+            self.log.warning(f"datalake: {did} not staged to {self.cfg.site_rse} by "
+                             f"{policy.value}: {why}; reading another replica")
+        return problems
 
     def _materialise(self, info: FileInfo, dest: Path, site_problem: str | None) -> Staged:
         # Replicas may have been added by the site step: use the fresh view.

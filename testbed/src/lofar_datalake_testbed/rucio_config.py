@@ -59,6 +59,9 @@ def _client_section(layout: Layout, port: int, account: str, password: str) -> d
         "request_retries": "2",
         # A per-testbed token file: two testbeds on one machine must not share cached tokens.
         "auth_token_file_path": str(layout.run / f"token-{account}"),
+        # The client certificate services that want one (FTS, writing to storage) get, for
+        # clients without $X509_USER_PROXY set.
+        "client_x509_proxy": str(layout.pki_dir / "proxy.pem"),
     }
 
 

@@ -3,7 +3,7 @@
 A production DataLake gives a user account its scope and quotas on named RSEs, never `admin`.
 Rucio's generic policy, though, lets a non-admin register replicas only on RSEs whose names end in
 SCRATCHDISK/USERDISK/LOCALGROUPDISK and delete no rule at all, not even its own; a DataLake
-operator closes that gap with a policy package of their own, as ESCAPE did. This one changes two
+operator closes that gap with a policy package of their own. This one changes three
 answers of the generic policy and keeps every other (see `permission.py`). The Rucio server and
 daemons load it through `[policy] package` in the server configuration (rucio_config.py).
 """

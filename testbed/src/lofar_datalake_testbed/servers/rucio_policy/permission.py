@@ -1,4 +1,4 @@
-"""Who may do what in the testbed DataLake: Rucio's generic policy with two narrow additions.
+"""Who may do what in the testbed DataLake: Rucio's generic policy with three narrow additions.
 
 - `add_replicas`: also an account with a quota (a local account limit above zero) on the RSE.
   The operator decides where an account may store by granting quota there; registering a file
@@ -6,6 +6,8 @@
   then allowed there and nowhere else. New DIDs still need the scope's owner (`add_dids`).
 - `del_rule`: also the rule's own account (a pipeline removes the rules it made to stage inputs);
   another account's rules stay the operator's.
+- `get_request_history_by_did`: also the owner of the file's scope (what Rucio moved of its own
+  files, and how many bytes: `compare` accounts for a run's transfers with it).
 
 Everything else is the generic policy: adding RSEs, setting quotas, declaring replicas bad,
 adding accounts, deleting others' rules stay with root and `admin` accounts.
@@ -16,9 +18,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rucio.common.exception import RuleNotFound
+from rucio.common.types import InternalScope
 from rucio.core.account_limit import get_local_account_limit
 from rucio.core.permission import generic
 from rucio.core.rule import get_rule
+from rucio.core.scope import is_scope_owner
 
 if TYPE_CHECKING:
     from rucio.common.types import InternalAccount
@@ -46,7 +50,22 @@ def perm_del_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: Sess
     return bool(owner == issuer)
 
 
-OVERRIDES = {"add_replicas": perm_add_replicas, "del_rule": perm_del_rule}
+def perm_get_request_history_by_did(
+    issuer: InternalAccount, kwargs: dict[str, Any], session: Session
+) -> bool:
+    if generic.perm_get_request_history_by_did(issuer, kwargs, session=session):
+        return True
+    scope = kwargs.get("scope")
+    if isinstance(scope, str):
+        scope = InternalScope(scope, vo=issuer.vo)
+    return scope is not None and bool(is_scope_owner(scope=scope, account=issuer, session=session))
+
+
+OVERRIDES = {
+    "add_replicas": perm_add_replicas,
+    "del_rule": perm_del_rule,
+    "get_request_history_by_did": perm_get_request_history_by_did,
+}
 
 
 def has_permission(

@@ -156,3 +156,14 @@ def test_local_copy_paths_stay_below_their_directory(tmp_path, did):
     with pytest.raises(DataLakeError, match="not be below"):
         copy_path(tmp_path, did)
     assert copy_path(tmp_path, Did("lofar", "a/b.tar")) == tmp_path / "lofar" / "a" / "b.tar"
+
+
+def test_an_oversized_manifest_is_refused_unread(tmp_path, monkeypatch):
+    from lofar_datalake.provenance import reproduce
+
+    source = tmp_path / "provenance.json"
+    source.write_text(json.dumps({"padding": "x" * 2048}))
+    monkeypatch.setattr(reproduce, "MAX_MANIFEST_BYTES", 1024)
+    with pytest.raises(ManifestError, match="more than a manifest may hold"):
+        load_manifest(str(source), tmp_path / "out", {})
+    assert not (tmp_path / "out").exists()

@@ -39,6 +39,10 @@ from .untrusted import (
 
 __all__ = ["ManifestError", "load_manifest", "main", "reproduction_config", "restore_embedded"]
 
+# A manifest embeds small files (the observation sheet, the sky model, the truth); one far
+# larger than any the pipeline writes is refused before it is read into memory.
+MAX_MANIFEST_BYTES = 64 * 2**20
+
 
 def load_manifest(source: str, out: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest from a file or a DID, its structure checked (see `untrusted`)."""
@@ -48,6 +52,10 @@ def load_manifest(source: str, out: Path, settings: Mapping[str, Any]) -> dict[s
             raise ManifestError(f"{source}: neither a file nor a DID (scope:name)")
         path = did_path(out / "manifest-copy", source, "manifest DID")
         make_local_copy([source], out / "manifest-copy", settings)
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {size} bytes, more than a manifest may hold "
+                            f"({MAX_MANIFEST_BYTES // 2**20} MiB); not read")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

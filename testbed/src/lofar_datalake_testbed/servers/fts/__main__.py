@@ -1,9 +1,10 @@
 """Run the FTS3-REST stand-in (in the testbed's server environment):
 `python -m lofar_datalake_testbed.servers.fts --state-dir D --port P --cert C --key K
---client-ca CA --storage-root DIR...`.
+--client-ca CA --storage-root DIR... [--token-issuer URL --token-audience A...]`.
 
 It serves https only and answers only callers whose client certificate the `--client-ca`
-issued; `file://` URLs are confined to the `--storage-root` directories."""
+issued or whose WLCG bearer token `--token-issuer` signed for one of the `--token-audience`s;
+`file://` URLs are confined to the `--storage-root` directories."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from .. import bearer
 from .app import App
 from .store import Store
 from .worker import Engine
@@ -94,7 +96,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="directory file:// sources and destinations must be under (repeatable)",
     )
-    parser.add_argument("--ca-bundle", type=Path, help="CA certificates for https storage")
+    parser.add_argument(
+        "--ca-bundle", type=Path, help="CA certificates for https storage and the token issuer"
+    )
+    parser.add_argument(
+        "--token-issuer", help="https URL of the issuer whose WLCG tokens are accepted (none)"
+    )
+    parser.add_argument(
+        "--token-audience",
+        action="append",
+        default=[],
+        help="an audience accepted in tokens (repeatable; this service's own URL, ...)",
+    )
+    parser.add_argument(
+        "--token-leeway", type=int, default=bearer.LEEWAY_SECONDS, help="clock skew allowed (s)"
+    )
     parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
     parser.add_argument("--vo", default="lofar", help="VO reported by /whoami")
     parser.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
@@ -110,6 +126,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for root in args.storage_root:
         if not root.is_dir():
             parser.error(f"--storage-root {root} is not a directory")
+    if args.token_audience and not args.token_issuer:
+        parser.error("--token-audience needs --token-issuer")
+    args.verifier = None
+    if args.token_issuer:
+        try:
+            args.verifier = bearer.Verifier(
+                args.token_issuer,
+                args.token_audience,
+                ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
+                leeway=args.token_leeway,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
     return args
 
 
@@ -126,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(store, max_active=args.max_active, ca_bundle=ca_bundle)
     server = wsgi.Server(
         ("127.0.0.1", args.port),
-        App(store, engine, vo=args.vo, storage_roots=args.storage_root),
+        App(
+            store,
+            engine,
+            vo=args.vo,
+            storage_roots=args.storage_root,
+            verifier=args.verifier,
+        ),
         numthreads=args.threads,
         request_queue_size=LISTEN_BACKLOG,
     )
@@ -143,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     engine.start()
     logging.info(
         "FTS3 REST stand-in on https://127.0.0.1:%d/ (pid %d, state %s, max %d active, "
-        "storage roots %s)",
+        "storage roots %s, tokens from %s)",
         args.port,
         os.getpid(),
         args.state_dir,
         args.max_active,
         ", ".join(str(r) for r in args.storage_root) or "none",
+        args.token_issuer or "no issuer",
     )
     try:
         server.start()

@@ -2,8 +2,8 @@
 
 Errors are `{"status", "message"}` bodies like fts-rest-flask's; the `fts3` client shows the
 message. The job endpoints live in jobs_api.py. Every endpoint, `GET /` included, answers 401 to a
-caller without a verified client certificate (the `fts3` client and Rucio send theirs on every
-request).
+caller without a verified client certificate or a valid bearer token (the `fts3` client and Rucio
+send theirs on every request).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from .. import bearer
 from . import auth
 from .answers import Answer, HttpError, Text, phrase, read_body
 from .jobs_api import JobsApi
@@ -30,11 +31,18 @@ API_VERSION = {"major": 3, "minor": 12, "patch": 0}
 
 class App:
     def __init__(
-        self, store: Store, engine: Engine, *, vo: str, storage_roots: Sequence[Path] = ()
+        self,
+        store: Store,
+        engine: Engine,
+        *,
+        vo: str,
+        storage_roots: Sequence[Path] = (),
+        verifier: bearer.Verifier | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
         self._vo = vo
+        self._verifier = verifier
         jobs = JobsApi(store, engine, self._identity, storage_roots)
         get, post, put, delete = "GET", "POST", "PUT", "DELETE"
         dlg, job, ids = r"(?P<dlg>[^/]+)", r"(?P<job>[^/]+)", r"(?P<ids>[^/]+)"
@@ -116,9 +124,11 @@ class App:
 
     def _identity(self, environ: dict[str, Any]) -> auth.Identity:
         try:
-            return auth.identify(environ, self._vo)
+            return auth.identify(environ, self._vo, self._verifier)
         except auth.Unauthenticated as exc:
             raise HttpError(401, str(exc)) from None
+        except auth.IssuerUnavailable as exc:
+            raise HttpError(503, str(exc)) from None
 
     # --- service ---------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Who is calling, and the X.509 delegation handshake of the `fts3` client.
 
-Every request must come with a client certificate that the TLS layer verified against the
-testbed CA; its subject becomes the caller's DN. Bearer tokens are refused: the testbed has no
-token issuer whose signatures could be checked, and an unchecked token would let anyone claim
-any identity. Delegated proxies are accepted and only their expiry is kept: the copies here
-never act with the user's credential.
+Every request must come with a credential: a client certificate that the TLS layer verified
+against the testbed CA (its subject becomes the caller's DN), or a WLCG bearer token that
+verifies against the configured issuer (servers/bearer.py; its `sub` becomes the DN, method
+`oauth2`). A token is judged alone, whatever certificate comes with it; without an issuer every
+token is refused, since an unchecked one would let anyone claim any identity. Delegated proxies
+are accepted and only their expiry is kept: certificate users' copies run with the service's own
+certificate, token users' with their token (jobs_api.py, worker.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from .. import bearer
 from .jobspec import BASE_ID, timestamp
 
 NO_CERTIFICATE = "Authentication required: present a client certificate issued by the testbed CA"
@@ -33,11 +36,16 @@ class Unauthenticated(Exception):
     """The request carries no credential the service accepts; the message says what to send."""
 
 
+class IssuerUnavailable(Exception):
+    """A token came, but the issuer's keys to check it could not be fetched."""
+
+
 @dataclass(frozen=True)
 class Identity:
     user_dn: str
-    method: str  # certificate
+    method: str  # certificate | oauth2
     vo: str
+    token: str | None = field(default=None, repr=False, compare=False)  # oauth2: the caller's
 
     @property
     def delegation_id(self) -> str:
@@ -51,16 +59,30 @@ def slash_dn(pem: str) -> str:
     return "".join(f"/{a.rfc4514_attribute_name}={a.value!s}" for a in subject)
 
 
-def identify(environ: dict[str, Any], vo: str) -> Identity:
-    """The caller named by its verified client certificate; Unauthenticated without one."""
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if header.partition(" ")[0].lower() == "bearer":
-        raise Unauthenticated(NO_TOKENS)
+def identify(environ: dict[str, Any], vo: str, verifier: bearer.Verifier | None = None) -> Identity:
+    """The caller named by its bearer token or else its verified client certificate;
+    Unauthenticated without either."""
+    token = bearer.bearer_token(environ)
+    if token is not None:
+        return _token_identity(token, vo, verifier)
     # Set by the TLS layer only for a chain it verified against the CA it was given.
     certificate = environ.get("SSL_CLIENT_CERT")
     if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not certificate:
-        raise Unauthenticated(NO_CERTIFICATE)
+        also = f" or a bearer token from {verifier.issuer}" if verifier else ""
+        raise Unauthenticated(NO_CERTIFICATE + also)
     return Identity(slash_dn(certificate), "certificate", vo)
+
+
+def _token_identity(token: str, vo: str, verifier: bearer.Verifier | None) -> Identity:
+    if verifier is None:
+        raise Unauthenticated(NO_TOKENS)
+    try:
+        claims = verifier.verify(token)
+    except bearer.InvalidToken as exc:
+        raise Unauthenticated(f"Invalid bearer token: {exc}") from None
+    except bearer.IssuerUnavailable as exc:
+        raise IssuerUnavailable(f"Bearer tokens cannot be checked now: {exc}") from None
+    return Identity(str(claims["sub"]), "oauth2", vo, token)
 
 
 def whoami(identity: Identity) -> dict[str, Any]:

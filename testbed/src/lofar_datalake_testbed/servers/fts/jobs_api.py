@@ -63,7 +63,9 @@ class JobsApi:
             )
             urls = [u for f in submission.files for u in (f["source_surl"], f["dest_surl"])]
             confine.check(urls, self._roots)
-            self._store.insert(submission)
+            # Token users' copies present their token to storage (real FTS needs no delegation
+            # from them either); certificate users' copies run with the service's certificate.
+            self._store.insert(submission, token=identity.token)
         except SubmitError as exc:
             raise HttpError(exc.status, exc.message) from None
         except DuplicateJob:
@@ -146,7 +148,12 @@ class JobsApi:
                 self._engine.abort(running)
             return running is not None
 
-        return self._each_job(ids, change)
+        answer = self._each_job(ids, change)
+        for job_id in filter(None, ids.split(",")):
+            job = self._store.job(job_id)
+            if job is not None and job["job_state"] in states.FINAL_JOB:
+                self._store.drop_token(job_id)  # a running copy has its own reference
+        return answer
 
     def modify(self, environ: dict[str, Any], query: dict[str, str], ids: str) -> Answer:
         body = decode_body(read_body(environ)) if environ.get("CONTENT_LENGTH") else {}

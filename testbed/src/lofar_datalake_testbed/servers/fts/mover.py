@@ -159,17 +159,19 @@ def copy(
     abort: Callable[[], bool],
     ca_bundle: str | None = None,
     on_write: Callable[[], None] = lambda: None,
+    bearer: str | None = None,
 ) -> CopyResult:
     """Copy `req.source` to `req.destination`; raises TransferError or Aborted.
 
     `abort` is polled between chunks; `on_write` is called just before the destination may
-    start to hold bytes, so a restart knows there may be something to clean up.
+    start to hold bytes, so a restart knows there may be something to clean up. `bearer`: the
+    submitter's token, presented to https storage instead of the service's certificate.
     """
     started = time.monotonic()
     ca: str | bool = ca_bundle or True
     algorithm, _ = parse_checksum(req.checksum)
     local_dest = _is_local(req.destination, "DESTINATION")
-    with remote.client_session() as session:
+    with remote.client_session(bearer) as session:
         if _is_local(req.source, "SOURCE"):
             chunks, size = _open_local(req.source)
         else:
@@ -199,13 +201,15 @@ def copy(
     )
 
 
-def remove_partial(url: str, tag: str, ca_bundle: str | None = None) -> None:
+def remove_partial(
+    url: str, tag: str, ca_bundle: str | None = None, bearer: str | None = None
+) -> None:
     """After a crash mid-copy: drop the temporary file, or the half-written remote file."""
     try:
         if _is_local(url, "DESTINATION"):
             temporary_path(_path(url, "DESTINATION"), tag).unlink(missing_ok=True)
         else:
-            with remote.client_session() as session:
+            with remote.client_session(bearer) as session:
                 remote.delete(url, session, ca_bundle or True)
     except (TransferError, OSError):
         pass

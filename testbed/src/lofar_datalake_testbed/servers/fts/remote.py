@@ -3,7 +3,9 @@
 The testbed's storages (like dCache or EOS) create parent collections on PUT, so no MKCOL.
 A remote destination that may hold partial bytes is deleted again on any failure.
 Storage that lets only certificate holders write gets the client PEM named by X509_USER_PROXY
-(certificate and key in one file), the credential gfal2 presents for a real FTS.
+(certificate and key in one file), the credential gfal2 presents for a real FTS. A job submitted
+with a bearer token presents that token instead (`Authorization: Bearer`, https only), so the
+storage applies the submitter's own scopes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+import requests.auth
 
 from .streams import CHUNK, Aborted, Stream, TransferError, check_complete, exists_error
 
@@ -23,11 +26,30 @@ HTTP_SCHEMES = {"https": "https", "davs": "https", "http": "http", "dav": "http"
 HTTP_ERRNO = {401: errno.EACCES, 403: errno.EACCES, 404: errno.ENOENT, 409: errno.ENOENT}
 
 
-def client_session() -> requests.Session:
-    """An HTTP session presenting the service's client certificate, if it has one."""
+class BearerAuth(requests.auth.AuthBase):
+    """`Authorization: Bearer` on https requests only: a token never crosses the wire in clear.
+
+    requests drops it when a redirect leads to another host, and does not put it back."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if urlparse(request.url or "").scheme == "https":
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<token>)"
+
+
+def client_session(bearer: str | None = None) -> requests.Session:
+    """An HTTP session presenting `bearer`, or else the service's client certificate if any."""
     session = requests.Session()
     proxy = os.environ.get("X509_USER_PROXY")
-    if proxy:
+    if bearer is not None:
+        session.auth = BearerAuth(bearer)
+    elif proxy:
         session.cert = (proxy, proxy)
     return session
 

@@ -2,12 +2,16 @@
 
 Each record is a JSON document plus the few columns the scheduler filters on. One connection
 behind a lock is plenty for a single-machine testbed and makes every transition atomic.
+The bearer token a job was submitted with is kept in a table of its own, never part of a job
+or file record (so never in an answer), stored with the job in one transaction and dropped once
+the job has ended; the database is private to the service (0600).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -37,6 +41,10 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_job ON files (job_id);
 CREATE INDEX IF NOT EXISTS files_by_state ON files (file_state);
+CREATE TABLE IF NOT EXISTS job_tokens (
+    job_id TEXT PRIMARY KEY,
+    token TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS delegations (
     delegation_id TEXT PRIMARY KEY,
     user_dn TEXT NOT NULL,
@@ -116,6 +124,8 @@ class Tx:
 class Store:
     def __init__(self, path: Path) -> None:
         self._lock = threading.RLock()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        path.chmod(0o600)  # SQLite gives its -wal and -shm files the same mode
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -137,7 +147,8 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def insert(self, submission: Submission) -> None:
+    def insert(self, submission: Submission, token: str | None = None) -> None:
+        """Store a new job with its files, and the bearer token it was submitted with."""
         job = submission.job
         with self.tx():
             try:
@@ -147,6 +158,8 @@ class Store:
                 )
             except sqlite3.IntegrityError:
                 raise DuplicateJob(job["job_id"]) from None
+            if token is not None:
+                self._db.execute("INSERT INTO job_tokens VALUES (?, ?)", (job["job_id"], token))
             for f in submission.files:
                 self._db.execute(
                     "INSERT INTO files (job_id, file_index, file_state, priority, retry_timestamp,"
@@ -205,6 +218,18 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT * FROM files WHERE file_state = 'ACTIVE'").fetchall()
             return [_file(r) for r in rows]
+
+    def token(self, job_id: str) -> str | None:
+        """The bearer token the job was submitted with (None for certificate users)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token FROM job_tokens WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return str(row["token"]) if row else None
+
+    def drop_token(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM job_tokens WHERE job_id = ?", (job_id,))
 
     def delegation(self, delegation_id: str) -> Record | None:
         with self._lock:

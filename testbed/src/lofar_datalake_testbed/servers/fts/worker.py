@@ -2,6 +2,8 @@
 
 One dispatcher thread claims runnable files (priority, then submission order) and hands each to
 a copy thread; every outcome goes back through the state machine in one store transaction.
+A job submitted with a bearer token is copied with that token (never logged), which is dropped
+once the job has ended.
 """
 
 from __future__ import annotations
@@ -82,7 +84,12 @@ class Engine:
         for record in self._store.active():
             file_id = record["file_id"]
             if record.get("_dest_touched"):  # only then can the destination hold our bytes
-                mover.remove_partial(record["dest_surl"], _tag(file_id), self._ca_bundle)
+                mover.remove_partial(
+                    record["dest_surl"],
+                    _tag(file_id),
+                    self._ca_bundle,
+                    bearer=self._store.token(record["job_id"]),
+                )
             self._update(record["job_id"], partial(states.recover, file_id=file_id, now=utcnow()))
             log.warning("file %d of job %s was interrupted by a restart", file_id, record["job_id"])
 
@@ -134,6 +141,7 @@ class Engine:
                 abort=lambda: cancel.is_set() or self._stopping.is_set(),
                 ca_bundle=self._ca_bundle,
                 on_write=lambda: self._update(job_id, lambda j, fs: _touch(fs, file_id)),
+                bearer=self._store.token(job_id),
             )
         except mover.Aborted:
             if not cancel.is_set():  # service shutdown, not a cancel: run it again next time
@@ -160,7 +168,13 @@ class Engine:
             )
         finally:
             self._running.pop(file_id, None)
+            self._forget_token_once_ended(job_id)
             self.wake()
+
+    def _forget_token_once_ended(self, job_id: str) -> None:
+        job = self._store.job(job_id)
+        if job is None or job["job_state"] in states.FINAL_JOB:
+            self._store.drop_token(job_id)
 
     def _failed(self, job_id: str, file_id: int, reason: str, recoverable: bool) -> None:
         log.info("file %d of job %s: %s", file_id, job_id, reason)

@@ -4,6 +4,9 @@ copies, wait for it (cancelling it when it outlives its time), and report each f
 Jobs ask FTS for no retries of their own (`retry=-1`): the caller resubmits failed files with
 its own bounded backoff, so the number of attempts and the time they take do not depend on
 the FTS server's default retry policy.
+
+A token given as a function (token mode: `storage_credentials.for_fts`) is asked for again
+before each request; when it returns a renewed token, the next request uses that.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .bearer_token import redact
 from .errors import DataLakeError, FtsTimeout
 
 FINAL_JOB_STATES = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
@@ -38,26 +42,43 @@ class FtsOutcome:
 
 
 class FtsAdapter:
-    def __init__(self, endpoint: str, *, token: str | None = None, verify: str | bool = True,
-                 x509_proxy: str | None = None) -> None:
+    def __init__(self, endpoint: str, *, token: str | Callable[[], str] | None = None,
+                 verify: str | bool = True, x509_proxy: str | None = None) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._verify = verify
+        self._x509_proxy = x509_proxy
+        self._token_source = token if callable(token) else None
+        self._token = token() if callable(token) else token
+        self.context = self._context(self._token)
+
+    def _context(self, token: str | None) -> Any:
         from fts3.rest.client import easy
 
-        self.endpoint = endpoint.rstrip("/")
+        verify = self._verify
         # The client verifies against `capath` whenever verification is on (by default the grid
         # directory /etc/grid-security/certificates), ignoring `verify`: a CA bundle goes there.
         capath = verify if isinstance(verify, str) else None
         try:
             if token:
-                self.context = easy.Context(self.endpoint, fts_access_token=token, verify=verify,
-                                            capath=capath)
-            elif self.endpoint.startswith("http://"):
+                return easy.Context(self.endpoint, fts_access_token=token, verify=verify,
+                                    capath=capath)
+            if self.endpoint.startswith("http://"):
                 # Over plain http no client certificate can be presented.
-                self.context = _AnonymousContext(self.endpoint, no_creds=True, verify=verify)
-            else:
-                self.context = easy.Context(self.endpoint, ucert=x509_proxy, ukey=x509_proxy,
-                                            verify=verify, capath=capath)
+                return _AnonymousContext(self.endpoint, no_creds=True, verify=verify)
+            return easy.Context(self.endpoint, ucert=self._x509_proxy, ukey=self._x509_proxy,
+                                verify=verify, capath=capath)
         except Exception as exc:  # the client raises bare Exceptions and M2Crypto errors
-            raise DataLakeError(f"cannot use FTS at {self.endpoint}: {exc}") from None
+            raise DataLakeError(f"cannot use FTS at {self.endpoint}: "
+                                f"{redact(str(exc))}") from None
+
+    def _fresh(self) -> Any:
+        """The context to use now: one with the renewed token if it was renewed."""
+        if self._token_source is not None:
+            token = self._token_source()
+            if token != self._token:
+                self.context = self._context(token)
+                self._token = token
+        return self.context
 
     def submit(self, transfers: Sequence[FtsTransfer]) -> str:
         from fts3.rest.client import easy
@@ -72,10 +93,12 @@ class FtsAdapter:
         job = easy.new_job(files, verify_checksum="both" if all(t.adler32 for t in transfers)
                            else "none", overwrite=True, reuse=False, retry=NO_FTS_RETRY,
                            metadata={"issuer": "snakemake-storage-plugin-datalake"})
+        context = self._fresh()
         try:
-            return str(easy.submit(self.context, job))
+            return str(easy.submit(context, job))
         except Exception as exc:
-            raise DataLakeError(f"FTS submission to {self.endpoint} failed: {exc}") from None
+            raise DataLakeError(f"FTS submission to {self.endpoint} failed: "
+                                f"{redact(str(exc))}") from None
 
     def wait(self, job_id: str, timeout: float, poll: float = 1.0,
              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -84,8 +107,9 @@ class FtsAdapter:
         deadline = time.monotonic() + timeout
         errors = 0
         while True:
+            context = self._fresh()
             try:
-                status = easy.get_job_status(self.context, job_id, list_files=True)
+                status = easy.get_job_status(context, job_id, list_files=True)
             except Exception as exc:
                 errors += 1
                 if errors >= MAX_POLL_ERRORS or time.monotonic() > deadline:
@@ -107,7 +131,7 @@ class FtsAdapter:
         from fts3.rest.client import easy
 
         try:
-            return str(easy.cancel(self.context, job_id))
+            return str(easy.cancel(self._fresh(), job_id))
         except Exception:
             return None
 
@@ -149,7 +173,7 @@ class FtsAdapter:
         from fts3.rest.client import easy
 
         try:
-            return dict(easy.get_job_status(self.context, job_id, list_files=True))
+            return dict(easy.get_job_status(self._fresh(), job_id, list_files=True))
         except Exception:
             return {}
 

@@ -4,7 +4,11 @@ with the account's own credentials and issues the jobs' short-lived credential
 
 The submitting process also takes the password out of its environment once it has read it:
 batch systems copy the submitter's environment into their job records (Slurm's `--export=ALL`,
-the stored job environment) and local jobs inherit it.
+the stored job environment) and local jobs inherit it. A bearer token in `$BEARER_TOKEN` moves to
+a private file for the same reason (`bearer_token.move_out_of_environment`).
+
+In token mode (auth type `oidc`) jobs get the user's bearer token, discovered again at each
+renewal (the user's agent renews it), instead of a Rucio token made with the password.
 """
 
 from __future__ import annotations
@@ -12,15 +16,21 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import replace
 from pathlib import Path
 
+from . import bearer_token
 from . import job_credential as jc
 from .rucio_adapter import RucioAdapter
+from .rucio_connection import TOKEN_MODE
 from .settings import JobAuth, ProviderConfig
 
 PASSWORD_ENV = "SNAKEMAKE_STORAGE_DATALAKE_PASSWORD"  # noqa: S105  (a variable name)
 CREDENTIAL_ENV = "SNAKEMAKE_STORAGE_DATALAKE_JOB_CREDENTIAL"
+# A bearer token that is not a JWT states no expiry: taken as valid this long (the renewer looks
+# for a new one at half of it).
+OPAQUE_TOKEN_RECHECK = 3600
 
 
 class JobAuthority:
@@ -41,6 +51,7 @@ class JobAuthority:
         elif cfg.job_auth is JobAuth.TOKEN:
             # Jobs get a token (or, reading a local copy, need nothing): never the password.
             os.environ.pop(PASSWORD_ENV, None)
+            bearer_token.move_out_of_environment()
 
     @property
     def is_job(self) -> bool:
@@ -95,15 +106,24 @@ class JobAuthority:
         auth_host = str(getattr(client, "auth_host", None) or option("auth_host"))
         ca = str(client.ca_cert) if isinstance(getattr(client, "ca_cert", None), str) else True
 
+        bearer = auth_type == TOKEN_MODE
+
         def issue() -> jc.JobCredential:
-            token, expires = jc.request_token(
-                auth_host, adapter.account, auth_type, self.cfg.username or option("username"),
-                self.cfg.password or option("password"), proxy_path, ca, self.cfg.rucio_timeout)
+            if bearer:
+                found = bearer_token.current()
+                token = found.value
+                expires = found.expires_at or time.time() + OPAQUE_TOKEN_RECHECK
+            else:
+                token, expires = jc.request_token(
+                    auth_host, adapter.account, auth_type,
+                    self.cfg.username or option("username"),
+                    self.cfg.password or option("password"), proxy_path, ca,
+                    self.cfg.rucio_timeout)
             public.setdefault("client", {}).update(
                 {"rucio_host": str(client.host), "auth_host": auth_host,
                  "auth_type": auth_type, "account": adapter.account})
             return jc.JobCredential(adapter.account, run_id, expires, public, token, proxy,
-                                    workflow=workflow)
+                                    workflow=workflow, bearer=bearer)
 
         path = (Path.cwd() / jc.DEFAULT_PATH).resolve()
         workflow = Path.cwd().name

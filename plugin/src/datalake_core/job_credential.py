@@ -12,9 +12,13 @@ file by the path in `SNAKEMAKE_STORAGE_DATALAKE_JOB_CREDENTIAL` (a path, harmles
 either where it is (shared file system) or by the same relative path in their sandbox (HTCondor
 file transfer), and set up a private Rucio configuration that holds only the token.
 
-The submitting process renews the file at half the token's lifetime, so jobs submitted later
-get a fresh token; a job that reaches Rucio after its token expired fails with a message
-saying so.
+In token mode (auth type `oidc`) the credential carries the user's WLCG bearer token instead of
+a Rucio token: the job's private configuration then says `auth_type = oidc` and
+`BEARER_TOKEN_FILE` names a private copy of the token (`bearer`).
+
+The submitting process renews the file at half the token's lifetime (in token mode: discovers
+the token again, which the user's agent renews), so jobs submitted later get a fresh token; a
+job that reaches Rucio after its token expired fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class JobCredential:
     token: str = field(repr=False)
     x509_proxy: str | None = field(default=None, repr=False)
     workflow: str | None = None  # the submitter's name for the run's products dataset
+    bearer: bool = False  # `token` is a WLCG bearer token (token mode), not a Rucio token
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -60,6 +65,10 @@ class JobCredential:
 
     def seconds_left(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)
+
+    @property
+    def kind(self) -> str:
+        return "bearer token" if self.bearer else "Rucio token"
 
 
 def public_config(path: Path) -> dict[str, dict[str, str]]:
@@ -153,18 +162,19 @@ def read(configured: Path) -> JobCredential:
     if credential.seconds_left() <= 0:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(credential.expires_at))
         raise JobCredentialError(
-            f"the job's Rucio token (account {credential.account}) expired at {stamp}: the job "
-            "started, or reached the DataLake, more than the token's lifetime after it was "
+            f"the job's {credential.kind} (account {credential.account}) expired at {stamp}: "
+            "the job started, or reached the DataLake, more than the token's lifetime after it was "
             "submitted; resubmit it (the submitting Snakemake renews the token)")
     return credential
 
 
 def install(credential: JobCredential) -> Path:
     """A private Rucio configuration for this job that authenticates with the token only;
-    RUCIO_CONFIG (and X509_USER_PROXY, when the credential carries a proxy) point at it.
-    Returns the configuration's path."""
+    RUCIO_CONFIG (and X509_USER_PROXY, when the credential carries a proxy; BEARER_TOKEN_FILE,
+    when it carries a bearer token) point at it. Returns the configuration's path."""
     private = Path(tempfile.mkdtemp(prefix="lofar-datalake-job-"))  # 0700
     token_file = private / "rucio-token"
+    bearer_file = private / "bearer-token"
     parser = configparser.ConfigParser(interpolation=None)
     for section, options in credential.rucio_config.items():
         parser[section] = dict(options)
@@ -175,24 +185,33 @@ def install(credential: JobCredential) -> Path:
     # Rucio's client wants a password option for userpass even when it holds a token; empty,
     # so that an expired token fails to authenticate instead of finding anything to log in with.
     parser["client"]["password"] = ""
+    if credential.bearer:
+        parser["client"]["auth_type"] = "oidc"
     buffer = io.StringIO()
     parser.write(buffer)
     config = private / "rucio.cfg"
-    for path, text in ((token_file, credential.token), (config, buffer.getvalue())):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+    _private_file(bearer_file if credential.bearer else token_file, credential.token)
+    _private_file(config, buffer.getvalue())
+    if credential.bearer:
+        os.environ.pop("BEARER_TOKEN", None)  # it would come first in discovery
+        os.environ["BEARER_TOKEN_FILE"] = str(bearer_file)
+    os.environ.pop("RUCIO_AUTH_TYPE", None)  # inherited; it would win over the configuration
     os.environ["RUCIO_CONFIG"] = str(config)
     from rucio.common.config import clean_cached_config
 
     clean_cached_config()  # Rucio keeps the first configuration it read for the process
     if credential.x509_proxy:
         proxy = private / "x509-proxy.pem"
-        fd = os.open(proxy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(credential.x509_proxy)
+        _private_file(proxy, credential.x509_proxy)
         os.environ["X509_USER_PROXY"] = str(proxy)
     return config
+
+
+def _private_file(path: Path, text: str) -> None:
+    """Written 0600 from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 class Renewer:

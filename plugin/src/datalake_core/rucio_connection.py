@@ -8,6 +8,12 @@ account and auth type, what was being done, and what to check; passwords never a
 Credentials given explicitly (a password from the environment, say) are also put into Rucio's
 in-memory configuration: Rucio makes clients of its own inside uploads and downloads, and those
 read nothing else.
+
+In token mode (auth type `oidc`) the client presents the WLCG bearer token an agent keeps fresh
+(`bearer_token`): it is discovered again before every call and put into the client, so a token
+renewed during a run is used from the next call on. Rucio's own answer to a missing, expired or
+refused oidc token is an interactive browser login; here it is never started (`no_browser_login`)
+and the error says which token was found where, and how to renew it.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import bearer_token
 from .errors import DataLakeError, RucioAuthError, RucioUnavailable
 
 log = logging.getLogger(__name__)
 
 # Rucio's own default; a server that accepts connections but never answers holds a call this long.
 RUCIO_DEFAULT_TIMEOUT = 600
+TOKEN_MODE = "oidc"  # noqa: S105  (Rucio's auth type for bearer tokens)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class Endpoint:
                                            default=None, check_config_table=False) or "?")
 
         return cls(conf("rucio_host"), account or conf("account", "RUCIO_ACCOUNT"),
-                   auth_type or conf("auth_type", "RUCIO_AUTH_TYPE"),
+                   auth_type or configured_auth_type() or "?",
                    os.environ.get("RUCIO_CONFIG", "Rucio's default rucio.cfg"), timeout, secrets)
 
     def explain(self, exc: BaseException, what: str, last_error: str | None) -> Exception | None:
@@ -92,10 +100,22 @@ class Endpoint:
         if self.auth_type == "x509_proxy":
             return ("the X.509 proxy ($X509_USER_PROXY, or client_x509_proxy in "
                     f"{self.config}): that it exists, is readable and has not expired")
+        if self.auth_type == TOKEN_MODE:
+            return self._token_credentials()
         return f"the {self.auth_type} credentials in {self.config}"
 
+    def _token_credentials(self) -> str:
+        try:
+            found = bearer_token.discover()
+        except RucioAuthError as exc:
+            return str(exc)
+        what = found.describe() if found else "the bearer token (none found now)"
+        return (f"{what}: that it has not expired, that its audience includes this Rucio "
+                f"server's and that its identity is mapped to account {self.account}; "
+                f"{bearer_token.RENEW}")
+
     def _clean(self, text: str) -> str:
-        text = " ".join(text.split())  # one line
+        text = bearer_token.redact(" ".join(text.split()))  # one line
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
@@ -135,7 +155,8 @@ class GuardedClient:
     def __init__(self, client: Any, endpoint: Endpoint, rucio_log: _RucioLog | None,
                  settings: dict[str, Any] | None = None) -> None:
         self.__dict__.update(raw=client, _endpoint=endpoint, _log=rucio_log,
-                             _settings=settings or {})
+                             _settings=settings or {},
+                             _tokens=endpoint.auth_type == TOKEN_MODE)
 
     def share_settings(self) -> None:
         """Put this client's explicit settings into Rucio's configuration again, for the
@@ -158,10 +179,14 @@ class GuardedClient:
         setattr(self.raw, name, value)
 
     @contextlib.contextmanager
-    def guard(self, what: str) -> Iterator[None]:
+    def guard(self, what: str, present_token: bool = True) -> Iterator[None]:
+        """Failures inside explained. A call starts here: in token mode the current token is
+        presented first (`present_token`; not between the items of a generator)."""
         if self._log is not None:
             self._log.last_error = None  # what Rucio logs from here on belongs to this call
         try:
+            if present_token and self._tokens:
+                self.present(bearer_token.current())
             yield
         except Exception as exc:
             last = self._log.last_error if self._log is not None else None
@@ -170,9 +195,15 @@ class GuardedClient:
                 raise
             raise translated from None
 
+    def present(self, token: bearer_token.BearerToken) -> None:
+        """Where Rucio's client (and the upload and download clients made from it) reads the
+        token it sends (rucio-clients 41.5: `BaseClient.auth_token`, `.headers`)."""
+        self.raw.auth_token = token.value
+        self.raw.headers["X-Rucio-Auth-Token"] = token.value
+
     def _consume(self, items: Iterator[Any], what: str) -> Iterator[Any]:
         while True:
-            with self.guard(what):
+            with self.guard(what, present_token=False):
                 try:
                     item = next(items)
                 except StopIteration:
@@ -190,6 +221,49 @@ def client_x509_proxy() -> str | None:
     return str(found) if found else None
 
 
+def configured_auth_type() -> str | None:
+    """The auth type Rucio's client uses when none is passed to it: $RUCIO_AUTH_TYPE, else
+    `auth_type` in its configuration (which `new_client` sets to an explicit one)."""
+    from rucio.common.config import config_get
+    from rucio.common.exception import ConfigNotFound
+
+    try:
+        found = os.environ.get("RUCIO_AUTH_TYPE") or config_get(
+            "client", "auth_type", raise_exception=False, default=None, check_config_table=False)
+    except ConfigNotFound:
+        return None
+    return str(found) if found else None
+
+
+def uses_tokens() -> bool:
+    """Whether this process authenticates with a WLCG bearer token (token mode)."""
+    return configured_auth_type() == TOKEN_MODE
+
+
+OIDC_LOGIN = "_BaseClient__get_token_oidc"  # Rucio's interactive oidc login (name-mangled)
+
+
+def no_browser_login() -> None:
+    """Rucio's client, given no oidc token or a refused one (401), starts an interactive login
+    (a URL to open in a browser, then a prompt). The token comes from an agent here: instead,
+    the error says what was found and how to renew it. Applies to the clients Rucio makes
+    itself too. Replaces `BaseClient.__get_token_oidc` (name-mangled; rucio-clients 41.5.1)."""
+    from rucio.client.baseclient import BaseClient
+
+    setattr(BaseClient, OIDC_LOGIN, _refuse_browser_login)
+
+
+def _refuse_browser_login(client: Any) -> bool:
+    from rucio.common.exception import CannotAuthenticate
+
+    token = bearer_token.current()  # none, or expired: that error
+    if token.value == getattr(client, "auth_token", None):
+        raise CannotAuthenticate("the server refused the bearer token")
+    # Renewed since this client read it (Rucio would write the new one to its token file).
+    raise CannotAuthenticate("the server refused the bearer token presented, which has been "
+                             "renewed since: run again")
+
+
 def wrap(client: Any, timeout: float | None = None) -> GuardedClient:
     """Guard a client made elsewhere (its account and host as it has them)."""
     if isinstance(client, GuardedClient):
@@ -200,6 +274,8 @@ def wrap(client: Any, timeout: float | None = None) -> GuardedClient:
     if host:
         endpoint = Endpoint(str(host), endpoint.account, endpoint.auth_type, endpoint.config,
                             timeout)
+    if endpoint.auth_type == TOKEN_MODE:
+        no_browser_login()
     return GuardedClient(client, endpoint, None)
 
 
@@ -214,6 +290,9 @@ def new_client(account: str | None, auth_type: str | None, creds: dict[str, Any]
     _share_with_rucio(settings)
     endpoint = Endpoint.configured(account, auth_type, timeout, secrets)
     rucio_log = _RucioLog()
+    if endpoint.auth_type == TOKEN_MODE:
+        no_browser_login()
+        bearer_token.current()  # none, or expired: say so before Rucio tries anything
     try:
         client = Client(account=account, auth_type=auth_type, creds=creds,
                         timeout=timeout or RUCIO_DEFAULT_TIMEOUT, logger=rucio_log)
@@ -251,3 +330,5 @@ def _share_with_rucio(settings: dict[str, Any]) -> None:
         if value is not None:
             # The parser interpolates `%`; escaped, the value reads back as given.
             config.set("client", option, str(value).replace("%", "%%"))
+    if settings.get("auth_type") and "RUCIO_AUTH_TYPE" in os.environ:
+        os.environ["RUCIO_AUTH_TYPE"] = str(settings["auth_type"])  # it wins over the file

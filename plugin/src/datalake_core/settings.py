@@ -171,8 +171,10 @@ SETTINGS: tuple[Setting, ...] = (
             "search)."),
     Setting("account", str, None, "Rucio account (default: from the Rucio configuration)."),
     Setting("auth_type", str, None,
-            "Rucio authentication type, e.g. userpass, x509_proxy, oidc (default: from the Rucio "
-            "configuration)."),
+            "Rucio authentication type, e.g. userpass, x509_proxy, or oidc: token mode, where "
+            "Rucio, storage and FTS get the WLCG bearer token an agent keeps fresh "
+            "($BEARER_TOKEN_FILE, ...; read again before each request) (default: "
+            "$RUCIO_AUTH_TYPE, then the Rucio configuration)."),
     Setting("username", str, None,
             "User name for userpass authentication (default: from the Rucio configuration)."),
     Setting("password", str, None,
@@ -191,7 +193,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fts_endpoint", str, None,
             "FTS server for the fts policy (default: the site RSE's `fts` attribute)."),
     Setting("fts_token", str, None,
-            "Bearer token for FTS (default: X.509 proxy over https, anonymous over http); only "
+            "Bearer token for FTS (default: in token mode the discovered one, else the X.509 "
+            "proxy over https, anonymous over http); only "
             "from the environment variable, which jobs Snakemake starts inherit (it is never put "
             "on a command line).", convert=_as_given, env_var=True, secret=True),
     Setting("max_concurrent_transfers", int, 4,
@@ -251,12 +254,14 @@ SETTINGS: tuple[Setting, ...] = (
             "it; Rucio and FTS are not contacted."),
     Setting("job_auth", JobAuth, JobAuth.TOKEN.value,
             "What the jobs this Snakemake submits (batch jobs, spawned jobs) authenticate with: "
-            "'token' (a short-lived Rucio token this process obtains and writes to a private file "
-            "that jobs find; they never see the password) or 'inherit' (they log in as this "
-            "process does, the password reaching them through the environment)."),
+            "'token' (a short-lived Rucio token this process obtains, or in token mode the user's "
+            "bearer token, written to a private file that jobs find and renewed at half its "
+            "lifetime; they never see the password) or 'inherit' (they log in as this process "
+            "does, the password reaching them through the environment)."),
     Setting("job_credential", Path, None,
             "Set by the submitting Snakemake for its jobs, not by users: the path of the job "
-            "credential file (a Rucio token, no password); jobs without a shared file system "
+            "credential file (a Rucio or bearer token, no password); jobs without a shared file "
+            "system "
             "find it by the same relative path in their sandbox.", env_var=True, internal=True),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -23,6 +23,7 @@ from .rucio_connection import client_x509_proxy
 from .settings import DEFAULT_FTS_ATTEMPTS as DEFAULT_FTS_ATTEMPTS
 from .settings import DEFAULT_FTS_BACKOFF as DEFAULT_FTS_BACKOFF
 from .settings import ProviderConfig
+from .storage_credentials import for_fts
 
 RULE_COMMENT = "snakemake-storage-plugin-datalake stage-in"
 RULE_POLL = 2.0  # seconds between looks at the batch's replicas
@@ -252,7 +253,8 @@ class SiteTransfers:
             raise DataLakeError(f"no FTS endpoint: {rse} has no `fts` attribute and none is set")
         endpoint = str(endpoint).split(",")[0]
         if endpoint not in self._fts:
-            self._fts[endpoint] = FtsAdapter(endpoint, token=self.cfg.fts_token,
+            # In token mode the discovered token, read again at each submission.
+            self._fts[endpoint] = FtsAdapter(endpoint, token=for_fts(self.cfg.fts_token),
                                              verify=self.cfg.tls(),
                                              x509_proxy=client_x509_proxy())
         return self._fts[endpoint]

@@ -2,6 +2,8 @@
 streaming, written under a temporary name and renamed only once size and adler32 match.
 
 Rucio's own WebDAV protocol disables certificate checks, so replicas are fetched here instead.
+Each request presents this process's storage credential (`storage_credentials.for_storage`: the
+X.509 proxy, or in token mode the current bearer token).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import requests
 from .checksums import Adler32
 from .errors import TransferFailed, TransientFailure
 from .materialise import commit, local_error, open_part, part_name
+from .storage_credentials import for_storage
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15.0
@@ -42,15 +45,17 @@ def fetch_once(url: str, dest: Path, *, size: int, adler32: str | None, verify: 
                timeout: float, session: requests.Session | None = None) -> None:
     """Download `url` to `dest`; on any failure nothing is left under `dest` or its .part.
     A body shorter than the server announced is a broken transfer (TransferFailed); a complete
-    body that differs from the catalogue is a corrupt replica (CorruptReplica)."""
+    body that differs from the catalogue is a corrupt replica (CorruptReplica). No usable
+    credential (an expired token, say) is no replica's fault: RucioAuthError, not TransferFailed."""
+    credential = for_storage()
     http = session or requests.Session()
     part = part_name(dest)
     digest = Adler32()
     written = 0
     announced: int | None = None
     try:
-        with http.get(url, stream=True, verify=verify, timeout=(CONNECT_TIMEOUT, timeout)
-                      ) as response:
+        with http.get(url, stream=True, verify=verify, timeout=(CONNECT_TIMEOUT, timeout),
+                      cert=credential.cert, headers=credential.headers) as response:
             if response.status_code != 200:
                 raise TransferFailed(f"HTTP {response.status_code} {response.reason} from "
                                      f"{_origin(url)}")

@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml plugin/pyproject.toml testbed/pyproject.toml requiremen
 		-e plugin -e '.[$(EXTRAS)]' -e testbed
 	touch $@
 
+# AUTH=token: the same demo with WLCG bearer tokens from the testbed's issuer as the only
+# credential (no password, no client certificate).
+AUTH ?= userpass
 demo: install
-	$(BIN)/lofar-datalake testbed up
+	$(BIN)/lofar-datalake testbed up --auth $(AUTH)
 	$(BIN)/lofar-datalake demo
 
 # The demo observation on DataLake data vs on a local copy: verdict.json and report.html.

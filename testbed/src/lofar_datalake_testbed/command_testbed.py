@@ -1,4 +1,4 @@
-"""`lofar-datalake testbed up|status|down|env|seed|exec`: the local DataLake and its sites."""
+"""`lofar-datalake testbed up|status|down|env|token|seed|exec`: the local DataLake and its sites."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ HELP = "the local DataLake: Rucio, PostgreSQL, WebDAV, FTS (and compute sites)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["up", "status", "down", "env", "seed", "exec"])
+    parser.add_argument(
+        "action", choices=["up", "status", "down", "env", "token", "seed", "exec"]
+    )
     parser.add_argument(
         "path",
         nargs="?",
@@ -24,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="up: also start these compute sites, comma-separated (slurm, htcondor); they "
         "stay up with the testbed until `down`",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=["userpass", "token"],
+        default=None,
+        help="up: how the testbed's clients (the demo, `testbed env`, the sites) authenticate: "
+        "the account's password, or WLCG bearer tokens from the testbed's issuer (default: "
+        "as the last `up`, first userpass)",
     )
     parser.add_argument(
         "--cwd", type=Path, default=None, help="exec: directory to run the command in"
@@ -46,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "up":
         from .sites import parse_kinds
 
-        bed.up(parse_kinds(args.sites or ""))
+        bed.up(parse_kinds(args.sites or ""), auth=args.auth)
         return 0
+    if args.action == "token":
+        return _token(bed)
     if args.action == "exec":
         return _exec(bed, args)
     if args.action == "status":
@@ -63,6 +75,18 @@ def run(args: argparse.Namespace) -> int:
         seed(bed, Path(args.path), rses=args.rses.split(","))
         return 0
     print(bed.env())
+    return 0
+
+
+def _token(bed: Testbed) -> int:
+    """What an agent (oidc-agent, htgettoken) does: a fresh token into the bearer-token file."""
+    import time
+
+    from .tokens import refresh_bearer_token
+
+    path, expires = refresh_bearer_token(bed.layout, bed.pki.ca_cert)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+    print(f"a fresh token for the pipeline is in {path} (BEARER_TOKEN_FILE), valid until {stamp}")
     return 0
 
 

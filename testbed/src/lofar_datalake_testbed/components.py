@@ -8,6 +8,7 @@ from .layout import LOOPBACK, SITES, Layout
 from .pki import Pki
 from .processes import ManagedProcess
 from .server_env import ServerEnv
+from .tokens import ANY_AUDIENCE, issuer_url
 
 # Daemons that turn a replication rule into bytes moved by FTS, and clean up after expired rules.
 # `--sleep-time 1`: a `--run-once` loop costs ~12.5 s each (fixed partition wait); continuous
@@ -30,7 +31,13 @@ def _http_ok(url: str, verify: str | bool = True, cert: str | None = None) -> bo
         return False
 
 
-def rucio_server(env: ServerEnv, layout: Layout, ports: dict[str, int]) -> ManagedProcess:
+def rucio_url(ports: dict[str, int]) -> str:
+    """The Rucio server's endpoint: https only, with the testbed's server certificate."""
+    return f"https://{LOOPBACK}:{ports['rucio']}"
+
+
+def rucio_server(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
+                 ) -> ManagedProcess:
     port = ports["rucio"]
     return ManagedProcess(
         name="rucio-server",
@@ -38,6 +45,10 @@ def rucio_server(env: ServerEnv, layout: Layout, ports: dict[str, int]) -> Manag
             env.bin("gunicorn"),
             "--bind",
             f"{LOOPBACK}:{port}",
+            "--certfile",
+            str(pki.server_cert),
+            "--keyfile",
+            str(pki.server_key),
             "--workers",
             "2",
             "--timeout",
@@ -50,9 +61,50 @@ def rucio_server(env: ServerEnv, layout: Layout, ports: dict[str, int]) -> Manag
         ],
         run_dir=layout.run,
         log_dir=layout.logs,
-        env={"RUCIO_CONFIG": str(layout.server_config)},
-        ready=lambda: _http_ok(f"http://{LOOPBACK}:{port}/ping"),
+        # The CA it checks the token issuer's certificate with (pyoidc reads discovery and keys).
+        env={"RUCIO_CONFIG": str(layout.server_config), "REQUESTS_CA_BUNDLE": str(pki.ca_cert)},
+        ready=lambda: _http_ok(f"{rucio_url(ports)}/ping", verify=str(pki.ca_cert)),
     )
+
+
+def token_issuer(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki) -> ManagedProcess:
+    """The OpenID issuer (servers/issuer.py) over TLS; its clients written by `tokens`."""
+    from .tokens import clients_file, issuer_url, signing_key
+
+    url = issuer_url(ports)
+    return ManagedProcess(
+        name="token-issuer",
+        argv=env.module(
+            "issuer",
+            "--port",
+            str(ports["issuer"]),
+            "--cert",
+            str(pki.server_cert),
+            "--key",
+            str(pki.server_key),
+            "--clients",
+            str(clients_file(layout)),
+            "--signing-key",
+            str(signing_key(layout)),
+        ),
+        run_dir=layout.run,
+        log_dir=layout.logs,
+        ready=lambda: _http_ok(f"{url}/.well-known/openid-configuration",
+                               verify=str(pki.ca_cert)),
+    )
+
+
+def token_options(own_url: str, ports: dict[str, int]) -> list[str]:
+    """A service's options to accept the testbed issuer's tokens meant for it (its own URL) or
+    for any WLCG service (the service reaches the issuer trusting its `--ca-bundle`)."""
+    return [
+        "--token-issuer",
+        issuer_url(ports),
+        "--token-audience",
+        own_url,
+        "--token-audience",
+        ANY_AUDIENCE,
+    ]
 
 
 def webdav_servers(
@@ -78,6 +130,9 @@ def webdav_servers(
                     str(pki.ca_cert),
                     "--anonymous-read",
                     "yes" if site.anonymous_read else "no",
+                    *token_options(f"https://{LOOPBACK}:{port}", ports),
+                    "--ca-bundle",
+                    str(pki.ca_cert),
                 ),
                 run_dir=layout.run,
                 log_dir=layout.logs,
@@ -95,8 +150,8 @@ def fts_url(ports: dict[str, int]) -> str:
 
 
 def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki) -> ManagedProcess:
-    """FTS over https for holders of a testbed-CA certificate, copying `file://` URLs only
-    inside the RSE directories."""
+    """FTS over https for holders of a testbed-CA certificate or a testbed-issuer token, copying
+    `file://` URLs only inside the RSE directories."""
     roots = [arg for site in SITES for arg in ("--storage-root", str(layout.rse_dir(site.rse)))]
     endpoint = fts_url(ports)
     return ManagedProcess(
@@ -118,6 +173,7 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
             str(pki.ca_cert),
             "--max-active",
             "8",
+            *token_options(endpoint, ports),
         ),
         run_dir=layout.run,
         log_dir=layout.logs,
@@ -127,13 +183,13 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
 
 
 def rucio_daemons(env: ServerEnv, layout: Layout, pki: Pki) -> list[ManagedProcess]:
-    settings = {"RUCIO_CONFIG": str(layout.server_config), "X509_USER_PROXY": str(pki.proxy)}
+    # Through servers/rucio_daemon.py: the conveyor verifies the FTS service's certificate,
+    # and the poller re-polls after seconds, not 600.
+    settings = {"RUCIO_CONFIG": str(layout.server_config), "X509_USER_PROXY": str(pki.proxy),
+                "LOFAR_DATALAKE_FTS_CA": str(pki.ca_cert)}
     daemons = []
     for name, args in DAEMONS.items():
-        if name == "conveyor-poller":  # see rucio_poller.py: re-poll delay of seconds, not 600
-            argv = env.module("rucio_poller", *args)
-        else:
-            argv = [env.bin(f"rucio-{name}"), *args]
+        argv = env.module("rucio_daemon", name, *args)
         daemons.append(
             ManagedProcess(
                 name=f"rucio-{name}",

@@ -98,6 +98,23 @@ class Layout:
         return self.etc / "rucio-client.cfg"
 
     @property
+    def token_client_config(self) -> Path:
+        """Client config for the `lofar` account in token mode: `auth_type = oidc`, no secret;
+        the token comes from WLCG bearer-token discovery (`bearer_token`)."""
+        return self.etc / "rucio-client-token.cfg"
+
+    @property
+    def bearer_token(self) -> Path:
+        """The pipeline's current access token (0600), as an agent such as oidc-agent or
+        htgettoken keeps one: what `BEARER_TOKEN_FILE` names in token mode."""
+        return self.run / "bearer-token"
+
+    @property
+    def issuer_dir(self) -> Path:
+        """The token issuer's clients and signing key (private)."""
+        return self.etc / "issuer"
+
+    @property
     def state_file(self) -> Path:
         return self.root / "state.json"
 
@@ -109,9 +126,9 @@ class Layout:
         return self.root / "sites" / kind
 
     def make_dirs(self) -> None:
-        for path in (self.root, self.etc, self.logs, self.run, self.fts_dir):
+        for path in (self.root, self.etc, self.logs, self.run, self.fts_dir, self.issuer_dir):
             path.mkdir(parents=True, exist_ok=True)
-        for path in (self.root, self.etc):
+        for path in (self.root, self.etc, self.issuer_dir):
             os.chmod(path, 0o700)
         for site in SITES:
             self.rse_dir(site.rse).mkdir(parents=True, exist_ok=True)
@@ -130,7 +147,7 @@ class Layout:
         """The testbed's ports, allocated on first use and then fixed."""
         state = self.load_state()
         ports = dict(state.get("ports", {}))  # type: ignore[call-overload]
-        wanted = ["rucio", "fts"] + [f"dav_{site.rse}" for site in SITES]
+        wanted = ["rucio", "fts", "issuer"] + [f"dav_{site.rse}" for site in SITES]
         changed = False
         for name in wanted:
             if name not in ports:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from . import components, database, fts_delegation, sites
+from . import components, database, fts_delegation, sites, tokens
 from .layout import LOOPBACK, SITES, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
@@ -43,7 +43,9 @@ class Testbed:
     def services(self) -> list[ManagedProcess]:
         ports, pki = self._ports(), self.pki
         return [
-            components.rucio_server(self.server_env, self.layout, ports),
+            # First: Rucio reads the issuer's discovery and keys to check tokens.
+            components.token_issuer(self.server_env, self.layout, ports, pki),
+            components.rucio_server(self.server_env, self.layout, ports, pki),
             *components.webdav_servers(self.server_env, self.layout, ports, pki),
             components.fts_service(self.server_env, self.layout, ports, pki),
         ]
@@ -83,8 +85,9 @@ class Testbed:
         sql = f"DELETE FROM heartbeats WHERE pid NOT IN ({pids})"  # noqa: S608 (integers only)
         database.psql(self.server_env, self.layout.pgdata, sql)
 
-    def up(self, site_kinds: Sequence[str] = ()) -> None:
-        """The DataLake, then the compute sites asked for now or started by an earlier `up`."""
+    def up(self, site_kinds: Sequence[str] = (), auth: str | None = None) -> None:
+        """The DataLake, then the compute sites asked for now or started by an earlier `up`.
+        `auth` (userpass or token) switches the testbed's clients; None keeps the last one."""
         started = time.monotonic()
         layout = self.layout
         layout.make_dirs()
@@ -93,12 +96,16 @@ class Testbed:
         env = self.server_env.ensure()
         db_url = database.ensure_running(env, layout.pgdata)
         ports = self._ports()
+        if auth is not None:
+            tokens.set_auth_mode(layout, auth)
         write_configs(layout, db_url, ports, env.rucio_migrations)
+        tokens.write_issuer_files(layout, ports)
         # Both bootstrap steps are idempotent; they run until one `up` has completed them.
         if not layout.load_state().get("schema", layout.load_state().get("catalog")):
             print("  creating the Rucio schema", flush=True)
             self._bootstrap("schema")
-        server, *others = self.services()
+        issuer, server, *others = self.services()
+        self._ensure(issuer)
         self._ensure(server)
         state = layout.load_state()
         # The catalogue step runs again when the testbed gained RSEs or the catalogue's
@@ -112,6 +119,11 @@ class Testbed:
             layout.save_state(state)
         for proc in others:
             self._ensure(proc)
+        if tokens.auth_mode(layout) == "token":
+            path, expires = tokens.refresh_bearer_token(layout, self.pki.ca_cert)
+            print(f"  token mode: the pipeline's token is in {path} (until "
+                  f"{time.strftime('%H:%M:%S UTC', time.gmtime(expires))}; renew it with "
+                  "`lofar-datalake testbed token`)", flush=True)
         fts_delegation.delegate(components.fts_url(ports), self.pki.proxy, self.pki.ca_cert)
         daemons = self.daemons()
         dead = [d for d in daemons if not d.healthy()]
@@ -133,7 +145,8 @@ class Testbed:
         rows.append(("postgresql", "up" if pg_pid else "down", str(pg_pid or "-"), "unix socket"))
         ports = self._ports() if self.layout.state_file.exists() else {}
         endpoints = {
-            "rucio-server": f"http://{LOOPBACK}:{ports.get('rucio')}",
+            "rucio-server": f"https://{LOOPBACK}:{ports.get('rucio')}",
+            "token-issuer": f"https://{LOOPBACK}:{ports.get('issuer')}",
             "fts": f"https://{LOOPBACK}:{ports.get('fts')}",
         }
         for site in SITES:
@@ -163,6 +176,7 @@ class Testbed:
         for name, state, pid, where in rows:
             print(f"{name:<{width}}  {state:<9}  pid {pid:<8} {where}")
         print(f"memory (RSS, all components): {total_rss / 1024**2:.0f} MiB")
+        print(f"clients authenticate with: {tokens.auth_mode(self.layout)}")
         return all_ok
 
     def down(self) -> None:
@@ -180,12 +194,19 @@ class Testbed:
             print("  stopped postgresql", flush=True)
         print("testbed down", flush=True)
 
+    def client_env(self) -> dict[str, str]:
+        """Where a client of this testbed finds its configuration and credentials (paths only):
+        Rucio's configuration in the auth mode, and the bearer token file in token mode or
+        else the client certificate FTS and storage take."""
+        if tokens.auth_mode(self.layout) == "token":
+            return tokens.client_env(self.layout)
+        return {**tokens.client_env(self.layout), "X509_USER_PROXY": str(self.pki.proxy)}
+
     def env(self) -> str:
         ports = self._ports()
         lines = {
             "LOFAR_DATALAKE_TESTBED_DIR": str(self.layout.root),
-            "RUCIO_CONFIG": str(self.layout.client_config),
-            "X509_USER_PROXY": str(self.pki.proxy),
+            **self.client_env(),
             "LOFAR_DATALAKE_CA_BUNDLE": str(self.pki.ca_cert),
             "FTS3_ENDPOINT": components.fts_url(ports),
         }
@@ -197,7 +218,8 @@ class Testbed:
 
 # 2: the pipeline account lost `admin` (the policy package allows what it needs).
 # 3: the RSEs' `fts` attribute names the https endpoint.
-CATALOG_VERSION = 3
+# 4: the pipeline account's OIDC identity (the token issuer's `lofar-pipeline` client).
+CATALOG_VERSION = 4
 
 
 def _catalog_key() -> list[str]:

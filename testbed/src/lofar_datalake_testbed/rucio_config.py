@@ -16,26 +16,38 @@ from .layout import LOOPBACK, Layout
 
 PIPELINE_ACCOUNT = "lofar"
 PIPELINE_SCOPE = "lofar"
+ISSUER_ID = "testbed"  # the token issuer's key in Rucio's idpsecrets file
+RUCIO_AUDIENCE = "rucio"  # Rucio's default `[oidc] expected_audience`
 
 
 @dataclass(frozen=True)
 class Credentials:
     root_password: str
     lofar_password: str
+    # Client secrets at the token issuer: the pipeline's (what an agent such as oidc-agent
+    # holds) and Rucio's own registration.
+    lofar_token_secret: str
+    rucio_token_secret: str
 
 
 def credentials(layout: Layout) -> Credentials:
-    """Random passwords made on the first `up` and kept in the (private) state directory."""
+    """Random secrets made on the first `up` and kept in the (private) state directory; a
+    secret missing from an older testbed's file is added."""
     path = layout.etc / "credentials.ini"
     parser = configparser.ConfigParser()
     if path.exists():
         parser.read(path)
-        return Credentials(parser["root"]["password"], parser["lofar"]["password"])
-    creds = Credentials(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-    parser["root"] = {"password": creds.root_password}
-    parser["lofar"] = {"password": creds.lofar_password}
-    write_private_ini(path, parser)
-    return creds
+    wanted = {("root", "password"), ("lofar", "password"), ("lofar", "token_secret"),
+              ("rucio-server", "token_secret")}
+    missing = [(s, o) for s, o in sorted(wanted) if not parser.has_option(s, o)]
+    for section, option in missing:
+        if not parser.has_section(section):
+            parser[section] = {}
+        parser[section][option] = secrets.token_urlsafe(24)
+    if missing:
+        write_private_ini(path, parser)
+    return Credentials(parser["root"]["password"], parser["lofar"]["password"],
+                       parser["lofar"]["token_secret"], parser["rucio-server"]["token_secret"])
 
 
 def write_private_ini(path: Path, parser: configparser.ConfigParser) -> None:
@@ -48,10 +60,13 @@ def write_private_ini(path: Path, parser: configparser.ConfigParser) -> None:
 
 
 def _client_section(layout: Layout, port: int, account: str, password: str) -> dict[str, str]:
-    url = f"http://{LOOPBACK}:{port}"
+    # Over TLS, the server's certificate checked against the testbed CA: passwords and tokens
+    # never cross even the loopback in clear.
+    url = f"https://{LOOPBACK}:{port}"
     return {
         "rucio_host": url,
         "auth_host": url,
+        "ca_cert": str(layout.pki_dir / "ca.pem"),
         "auth_type": "userpass",
         "username": account,
         "password": password,
@@ -120,6 +135,7 @@ def write_configs(
     }
     server["monitor"] = {"enable_metrics": "False"}
     server["api"] = {}
+    server["oidc"] = _oidc_section(layout)
     write_private_ini(layout.server_config, server)
 
     client = configparser.ConfigParser(interpolation=None)
@@ -128,3 +144,25 @@ def write_configs(
     )
     client["policy"] = {"lfn2pfn_algorithm_default": "hash"}
     write_private_ini(layout.client_config, client)
+
+    # Token mode: no password anywhere; Rucio's client takes the token from WLCG bearer-token
+    # discovery (BEARER_TOKEN_FILE) and never asks the server for one of its own.
+    section = dict(client["client"])
+    # Nor a certificate: in token mode the token alone reaches Rucio, FTS and storage.
+    for option in ("username", "password", "client_x509_proxy"):
+        section.pop(option)
+    section["auth_type"] = "oidc"
+    section["auth_token_file_path"] = str(layout.run / f"token-{PIPELINE_ACCOUNT}-oidc")
+    client["client"] = section
+    write_private_ini(layout.token_client_config, client)
+
+
+def _oidc_section(layout: Layout) -> dict[str, str]:
+    """Rucio trusts the testbed's issuer: tokens it signed, with `aud` rucio and scope
+    "openid profile", authenticate the account their identity (`SUB=…, ISS=…`) is mapped to."""
+    return {
+        "idpsecrets": str(layout.issuer_dir / "rucio-idpsecrets.json"),
+        "admin_issuer": ISSUER_ID,
+        "expected_audience": RUCIO_AUDIENCE,
+        "expected_scope": "openid profile",
+    }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 PACKAGE = "lofar_datalake_testbed"
 # What the server processes import from this package; nothing else is copied.
-SERVER_SIDE = ("__init__.py", "layout.py", "rucio_config.py", "servers")
+SERVER_SIDE = ("__init__.py", "layout.py", "rucio_config.py", "tokens.py", "servers")
 ENV_VAR = "LOFAR_DATALAKE_SERVER_ENV"
 _PIP = ("--quiet", "--disable-pip-version-check", "--no-input")
 

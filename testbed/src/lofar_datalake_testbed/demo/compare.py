@@ -68,7 +68,8 @@ def prepare_demo(job: Comparison, fresh: bool = False) -> None:
     # Rucio files are immutable: each comparison stores its products under a new name.
     stamp = time.strftime("%Y%m%dT%H%M%S")
     config = write_demo_config(job.out, data, products=f"products/compare-{stamp}")
-    os.environ.setdefault("X509_USER_PROXY", str(bed.pki.proxy))
+    for key, value in bed.client_env().items():
+        os.environ.setdefault(key, value)
     job.profile = job.profile or ROOT / "profiles" / "local"
     if site is not None and site.uses_containers():
         _name_stage_images(config)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import tokens
 from ..layout import Layout, default_dir
 from ..orchestrator import Testbed
 from ..seed import seed
@@ -47,8 +48,9 @@ def simulate_demo_data(data: Path) -> None:
 
 
 def testbed_args(bed: Testbed) -> list[str]:
-    """Snakemake arguments that point the storage plugin at the local DataLake `bed`."""
-    return ["--storage-datalake-rucio-config", str(bed.layout.client_config),
+    """Snakemake arguments that point the storage plugin at the local DataLake `bed`, in its
+    auth mode (the token itself is found through BEARER_TOKEN_FILE, see `tokens`)."""
+    return ["--storage-datalake-rucio-config", str(tokens.client_config(bed.layout)),
             "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
 
 
@@ -146,7 +148,8 @@ def run_pipeline_demo(state_dir: Path | None = None) -> int:
            *testbed_args(bed)]
     _show(f"running the workflow at SITE_A in DataLake mode, in {shown(run_dir, project)}:", [run])
     started = time.monotonic()
-    env = {**os.environ, "X509_USER_PROXY": str(bed.pki.proxy)}
+    env = {**os.environ, **bed.client_env()}
+    print(f"    authenticating with: {tokens.auth_mode(bed.layout)}", flush=True)
     done = subprocess.run(run, cwd=project, env=env, check=False)
     if done.returncode != 0:
         print(f"the workflow failed (exit {done.returncode}); logs in {run_dir}/logs")

@@ -76,8 +76,7 @@ def _done(started: float, detail: str = "") -> None:
 
 def point_clients_at(bed: Testbed) -> None:
     """Environment for the Rucio client, as `lofar-datalake testbed env` prints it."""
-    os.environ["RUCIO_CONFIG"] = str(bed.layout.client_config)
-    os.environ["X509_USER_PROXY"] = str(bed.pki.proxy)
+    os.environ.update(bed.client_env())
 
 
 def _replicate(rucio: RucioAdapter, did: Did, rse: str) -> None:

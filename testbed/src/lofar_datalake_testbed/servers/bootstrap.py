@@ -15,6 +15,7 @@ from typing import Any
 
 from ..layout import LOOPBACK, SITES, Layout, Site
 from ..rucio_config import PIPELINE_ACCOUNT, PIPELINE_SCOPE, credentials
+from ..tokens import identity
 
 ACCOUNT_LIMIT_BYTES = 10 * 1024**4
 
@@ -106,6 +107,11 @@ def create_catalog(layout: Layout) -> None:
             default=True,
             password=creds.lofar_password,
         )
+    except Duplicate:
+        pass
+    # The identity tokens from the testbed's issuer carry (`sub` lofar-pipeline): token mode.
+    try:
+        client.add_identity(PIPELINE_ACCOUNT, identity(ports), "OIDC", "lofar@localhost")
     except Duplicate:
         pass
     if PIPELINE_SCOPE not in client.list_scopes():

@@ -46,7 +46,7 @@ ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"  # WLCG profile: accepted by ev
 
 
 @dataclass(frozen=True)
-class Client(ClientMixin):  # type: ignore[misc]
+class Client(ClientMixin):
     client_id: str
     secret_sha256: str
     scopes: tuple[str, ...]
@@ -117,7 +117,7 @@ def signing_keys(path: Path) -> KeySet:
     return KeySet([key])
 
 
-class WlcgTokens(JWTBearerTokenGenerator):  # type: ignore[misc]
+class WlcgTokens(JWTBearerTokenGenerator):
     """RFC 9068 access tokens with the WLCG profile's version claim and requested audiences."""
 
     def __init__(self, issuer: str, keys: KeySet) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from datalake_core.job_credential import DEFAULT_PATH
 from datalake_core.rucio_adapter import Did
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake_testbed import tokens
@@ -65,7 +66,10 @@ def test_the_pipeline_runs_on_the_datalake_with_a_token_alone(testbed, rucio, tm
     assert abs(scores["median_flux_ratio"] - 1) < 0.1
     [image] = rucio.list_replicas([Did("lofar", f"{products}/{TARGET}/image/{TARGET}-image.fits")])
     assert image["states"].get("SITE_A_DISK") == "AVAILABLE"
+    # The jobs' credential holds the token by design: private, and the only file that does.
+    credential = run_dir / DEFAULT_PATH
+    assert credential.stat().st_mode & 0o077 == 0
     for path in run_dir.rglob("*"):
-        if path.is_file() and path.stat().st_size < 50 * 2**20:
+        if path.is_file() and path != credential and path.stat().st_size < 50 * 2**20:
             assert token.encode() not in path.read_bytes(), path
     assert token not in done.stdout + done.stderr

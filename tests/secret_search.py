@@ -1,5 +1,6 @@
 """Looking for a planted secret (not a test module): in files, and in what anyone on the
-machine could read while a run goes on (process lists, a batch system's queue), sampled.
+machine could read while a run goes on (process lists, a batch system's queue, the environments
+jobs are started with), sampled.
 Shared by the secret tests of the integration and site suites (pytest puts this directory on
 sys.path for tests/conftest.py)."""
 
@@ -75,3 +76,21 @@ def process_args() -> str:
     """`ps` with full argument lists (-ww: else cut at the terminal width)."""
     return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
                           timeout=20).stdout
+
+
+def job_environments(marker: bytes = b"--target-jobs") -> str:
+    """The environments of the job processes Snakemake starts (their command line holds
+    `marker`), one variable a line: what a batch system records with each job (Slurm's
+    `--export=ALL`), read from /proc."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker not in (proc / "cmdline").read_bytes():
+                continue
+            found.append((proc / "environ").read_bytes().replace(b"\0", b"\n").decode(
+                errors="replace"))
+        except OSError:
+            continue
+    return "\n".join(found)

@@ -266,17 +266,18 @@ def self_signed_rsa(tmp_path: Path) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def webdav_servers(
-    base: Path, pki, count: int, *, anonymous_read: bool = True
+    base: Path, pki, count: int, *, anonymous_read: bool = True, client_ca: Path | None = None
 ) -> Iterator[list[tuple[str, Path]]]:
     """`python -m lofar_datalake_testbed.servers.webdav` servers over TLS: (url, root) each.
-    Writing needs `pki`'s client certificate (`pki.proxy`); reading too unless `anonymous_read`."""
+    Writing needs `pki`'s client certificate (`pki.proxy`), or one from `client_ca` if given;
+    reading too unless `anonymous_read`. The servers present `pki`'s server certificate."""
     servers, processes = [], []
     for index in range(count):
         root, port = base / f"site{index}", free_port()
         root.mkdir()
         args = ["--root", str(root), "--port", str(port)]
         args += ["--cert", str(pki.server_cert), "--key", str(pki.server_key)]
-        args += ["--client-ca", str(pki.ca_cert)]
+        args += ["--client-ca", str(client_ca or pki.ca_cert)]
         args += ["--anonymous-read", "yes" if anonymous_read else "no"]
         command = [*server_python(), "-m", "lofar_datalake_testbed.servers.webdav", *args]
         processes.append(

@@ -48,7 +48,8 @@ def client_config(testbed, directory: Path, account: str, auth_type: str = "user
     host = base["client"]["rucio_host"]
     config = configparser.ConfigParser(interpolation=None)
     config["client"] = {
-        "rucio_host": host, "auth_host": host, "auth_type": auth_type, "username": account,
+        "rucio_host": host, "auth_host": host, "ca_cert": base["client"]["ca_cert"],
+        "auth_type": auth_type, "username": account,
         "account": account, "request_retries": "2",
         "auth_token_file_path": str(directory / f"token-{account}"),
     }

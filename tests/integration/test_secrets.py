@@ -157,7 +157,7 @@ def test_planted_secrets_appear_in_no_artefact(testbed, rucio, seed, unique, cli
     assert issued["account"] == planted["account"] and issued["token"]
     assert "password" not in json.dumps(issued["rucio_config"])
     host = issued["rucio_config"]["client"]["rucio_host"]
-    whoami = requests.get(f"{host}/accounts/whoami", timeout=30,
+    whoami = requests.get(f"{host}/accounts/whoami", timeout=30, verify=str(testbed.pki.ca_cert),
                           headers={"X-Rucio-Auth-Token": issued["token"]})
     assert whoami.status_code == 200 and whoami.json()["account"] == planted["account"]
 

@@ -1,8 +1,8 @@
 """The testbed's HTCondor site (`testbed up --sites htcondor`) next to the session's DataLake.
 
 A job submitted from the pool's access point (the chroot, as the submitter) reaches the
-DataLake on 127.0.0.1 as a grid job would: Rucio's /ping and FTS's root over http, the site's
-WebDAV RSE over https verified with the CA bundle the site publishes; its result comes back by
+DataLake on 127.0.0.1 as a grid job would: Rucio's /ping, FTS's root and the site's WebDAV
+RSE, all over https verified with the CA bundle the site publishes; its result comes back by
 HTCondor's file transfer. It runs as the job account in a scratch sandbox and can read none of
 the testbed's secrets. A job whose input is missing is held, and the site says why. Then the
 site alone is stopped: nothing runs in the chroot, nothing stays mounted. Measured on 2 cores:
@@ -144,7 +144,7 @@ def test_testbed_htcondor_site(
 def _check_jobs(bed: DataLake, site: TestbedHTCondor, timings: dict[str, float]) -> None:
     ports = bed.layout.ports()
     urls = [
-        f"http://127.0.0.1:{ports['rucio']}/ping",
+        f"https://127.0.0.1:{ports['rucio']}/ping",
         f"https://127.0.0.1:{ports['fts']}/",
         f"https://127.0.0.1:{ports['dav_' + RSE]}/",
     ]

@@ -36,7 +36,7 @@ PROBE = """
 import json, os, sys, requests
 ca, rucio, fts, dav, out = sys.argv[1:]
 answers = {
-    "rucio": requests.get(rucio + "/ping", timeout=10).json(),
+    "rucio": requests.get(rucio + "/ping", timeout=10, verify=ca).json(),
     "fts": requests.get(fts + "/", timeout=10, verify=ca).status_code,
     "webdav": requests.get(dav + "/", timeout=10, verify=ca).status_code,
     "netns": os.stat("/proc/self/ns/net").st_ino,
@@ -89,7 +89,7 @@ def test_job_from_the_host_reaches_the_datalake(site, testbed_session):
         "-c",
         PROBE,
         str(testbed_session.pki.ca_cert),
-        f"http://{LOOPBACK}:{ports['rucio']}",
+        f"https://{LOOPBACK}:{ports['rucio']}",
         f"https://{LOOPBACK}:{ports['fts']}",
         f"https://{LOOPBACK}:{ports['dav_' + site.rse]}",
         str(out),

@@ -20,7 +20,7 @@ class FakeRucio:
     def get_metadata(self, did):
         return self.dids.get(did)
 
-    def upload(self, path, did, rse):
+    def upload(self, path, did, rse, verify=None):
         data = path.read_bytes()
         self.dids[did] = {"adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
                           "bytes": len(data)}

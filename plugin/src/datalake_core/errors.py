@@ -4,7 +4,8 @@ Every failure the core reports is one of these; none of them names Rucio's or FT
 classes (the adapters translate those), so callers need to know only this module. Each message
 says what was tried, on which DID, RSE or setting, and why.
 
-- `DataLakeError` and its subclasses: an operation on the DataLake failed;
+- `DataLakeError` and its subclasses: an operation on the DataLake failed (`StorageWriteError`:
+  an upload's bytes did not reach the RSE);
 - `SettingsError`, `QueryError`: a value given by the user is invalid (ValueErrors, so that
   argument parsers report them as such);
 - `TransferFailed` and its subclasses: one attempt to obtain one replica failed; staging tries
@@ -40,6 +41,15 @@ class DuplicateRuleError(AlreadyExists):
 
 class StagingError(DataLakeError):
     """No replica of a file could be made available; names the DID, the RSEs and reasons."""
+
+
+class StorageWriteError(DataLakeError):
+    """Writing a file's bytes to an RSE failed (TLS, refused, wrong size, no usable protocol);
+    the message names the storage host, the RSE and what to check."""
+
+
+class UntrustedStorage(StorageWriteError):
+    """The storage's TLS certificate could not be verified: nothing was sent to it."""
 
 
 class FtsTimeout(DataLakeError):

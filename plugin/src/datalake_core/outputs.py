@@ -4,9 +4,9 @@ and provenance metadata; and undoing exactly what this run did.
 Rucio files are immutable: an output that exists already with the same adler32 is not uploaded
 again, one with a different adler32 is an error.
 
-A failed upload registers nothing (Rucio registers a file only once its bytes are on the RSE,
-which is checked again after a failure) and keeps the product: Snakemake deletes the outputs of
-a failed job, so a hard link to it is kept under `.snakemake/datalake/unstored/<scope>/<name>`
+A failed upload registers nothing (a file is registered only once its bytes are on the RSE,
+which is checked again after a failure) and keeps the product: Snakemake deletes the outputs
+of a failed job, so a hard link to it is kept under `.snakemake/datalake/unstored/<scope>/<name>`
 until a later run stores the same bytes.
 """
 
@@ -79,7 +79,7 @@ class Outputs:
             action = "already in the DataLake with the same adler32; not uploaded again"
         else:
             try:
-                rucio.upload(path, did, rse)
+                rucio.upload(path, did, rse, verify=self.cfg.tls())
             except DataLakeError as exc:
                 raise self._upload_failed(did, path, rse, checksum, exc) from None
             # The upload added a rule keeping the file on the output RSE: it is this run's.

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checksums import adler32_of_file
-from .errors import AlreadyExists, NotFound
+from . import storage_write
+from .checksums import adler32_of_file, same_adler32
+from .errors import AlreadyExists, NotFound, StorageWriteError
 from .errors import DataLakeError as DataLakeError
 from .errors import DuplicateRuleError as DuplicateRuleError
 from .errors import RucioAuthError as RucioAuthError
@@ -212,19 +213,82 @@ class RucioAdapter:
             return sorted(str(r["rse"]) for r in self.client.list_rses(expression))
 
     # -- data movement ---------------------------------------------------------------------
-    def upload(self, path: Path, did: Did, rse: str) -> str:
-        """Upload one file (Rucio registers it and verifies adler32); returns its adler32."""
-        from rucio.client.uploadclient import UploadClient
+    def upload(self, path: Path, did: Did, rse: str, *, verify: str | bool | None = None
+               ) -> str:
+        """Upload one file and register it as Rucio's upload client does: the bytes onto `rse`
+        (storage_write: TLS verified against `verify`, default the CA the Rucio client trusts),
+        their size checked, then a replica with bytes and adler32 and, for a new file, a rule
+        on `rse` for this account. Returns the adler32.
 
-        item = {
-            "path": str(path), "rse": rse, "did_scope": did.scope, "did_name": did.name,
-            "register_after_upload": True,
-        }
-        with rucio_errors(f"upload of {path} as {did} to {rse}"):
-            self.client.share_settings()  # Rucio looks the RSE up with a client of its own
-            with self.client.guard(f"uploading {did} to {rse}"):
-                UploadClient(self.client.raw, logger=log).upload([item])
-        return adler32_of_file(path)
+        A failed upload registers nothing: if registering fails, the bytes written are deleted
+        again. A file registered already with the same adler32 gains a replica on `rse`
+        (nothing is done if it has one); with another adler32 it is an error."""
+        size, checksum = path.stat().st_size, adler32_of_file(path)
+        existing = self.get_metadata(did)
+        if existing is not None:
+            if not same_adler32(existing.get("adler32"), checksum):
+                raise AlreadyExists(f"{did} is registered with adler32 {existing.get('adler32')}"
+                                    f" but {path} has {checksum}; Rucio files are immutable")
+            if self._has_replica(did, rse):
+                return checksum
+        tls = self.storage_tls() if verify is None else verify
+        try:
+            written = storage_write.write(path, self.write_targets(rse, did), size=size,
+                                          adler32=checksum, verify=tls)
+        except StorageWriteError as exc:
+            raise type(exc)(f"upload of {path} as {did} to {rse} failed: {exc}") from None
+        try:
+            self.add_replicas(rse, [{**did.as_dict(), "bytes": size, "adler32": checksum}])
+        except DataLakeError as exc:
+            raise type(exc)(f"{exc}; {self._undo(did, written, tls)}") from None
+        if existing is None:
+            try:
+                with rucio_errors(f"rule for the upload of {did} to {rse}"):
+                    self.client.add_replication_rule([did.as_dict()], 1, rse)
+            except DataLakeError as exc:
+                raise type(exc)(f"{exc}; {did} is registered on {rse} without a rule keeping it "
+                                "there") from None
+        return checksum
+
+    def write_targets(self, rse: str, did: Did) -> list[storage_write.Target]:
+        """Where each write protocol of `rse` puts `did`, in the RSE's order of preference."""
+        from rucio.rse import rsemanager
+
+        info = self.rse_info(rse)
+        targets = []
+        with rucio_errors(f"the write protocols of {rse}"):
+            for proto in rsemanager.get_protocols_ordered(info, "write", domain="wan"):
+                scheme = str(proto["scheme"])
+                pfns = rsemanager.lfns2pfns(info, [did.as_dict()], operation="write",
+                                            scheme=scheme)
+                targets.append(storage_write.Target(rse, scheme, str(pfns[str(did)]),
+                                                    str(proto.get("prefix") or "/")))
+        return targets
+
+    def storage_tls(self) -> str | bool:
+        """What storage certificates are checked against when the caller does not say: the CA
+        the Rucio client trusts for its server (`ca_cert`, $X509_CERT_DIR), else the system's."""
+        ca = getattr(self.client.raw, "ca_cert", None)
+        return ca if isinstance(ca, str) and ca else True
+
+    def _has_replica(self, did: Did, rse: str) -> bool:
+        return any(rse in r.get("rses", {}) for r in self.list_replicas([did]))
+
+    def _undo(self, did: Did, written: storage_write.Target, tls: str | bool) -> str:
+        """Delete the bytes of a failed registration, unless the replica is registered after all
+        (a concurrent upload of the same file, an answer lost after the server acted): bytes
+        without a replica are harmless, a replica without bytes is not."""
+        try:
+            if self._has_replica(did, written.rse):
+                return f"{did} is registered on {written.rse} all the same: its bytes stay"
+        except DataLakeError as exc:
+            return (f"whether {did} is registered on {written.rse} is unknown ({exc}): the "
+                    f"bytes written to {written.pfn} stay")
+        try:
+            storage_write.remove(written, verify=tls)
+        except DataLakeError as exc:
+            return f"the bytes written to {written.pfn} could not be deleted again: {exc}"
+        return f"the bytes written to {written.pfn} were deleted again"
 
     def download(self, did: Did, rse: str, dest_dir: Path) -> Path:
         """Download one file from one RSE into dest_dir (checksum verified by Rucio)."""

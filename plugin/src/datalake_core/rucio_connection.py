@@ -80,7 +80,16 @@ class Endpoint:
                 f"{self.timeout or RUCIO_DEFAULT_TIMEOUT:.0f} s "
                 f"({what}; --storage-datalake-rucio-timeout); {check}"))
         if isinstance(exc, ServerConnectionException | requests.RequestException):
-            reason = _short_reason(last_error or str(exc))
+            text = last_error or str(exc)
+            reason = _short_reason(text)
+            if _CLIENT_CERT_UNUSABLE.search(text):
+                return RucioAuthError(self._clean(
+                    f"Rucio at {self.host} did not authenticate account {self.account} (auth "
+                    f"type {self.auth_type}): its client certificate could not be loaded "
+                    f"({reason}); check {self._credentials()}"))
+            if _SERVER_CERT_REFUSED.search(text):
+                check = (f"check that the server's certificate is issued by a CA in ca_cert (in "
+                         f"{self.config}) or $X509_CERT_DIR, then run again")
             return RucioUnavailable(self._clean(
                 f"Rucio server {self.host} could not be reached ({what}: {reason}); {check}"))
         if isinstance(exc, CannotAuthenticate | NoAuthInformation | MissingClientParameter):
@@ -121,11 +130,22 @@ class Endpoint:
         return text
 
 
+# What urllib3 and OpenSSL say when the client's own certificate (the X.509 proxy) cannot be
+# used, and when the server's certificate is not trusted (Rucio is reached over https).
+_CLIENT_CERT_UNUSABLE = re.compile(r"PEM lib|Could not find the TLS (?:certificate|key) file|"
+                                   r"KEY_VALUES_MISMATCH|\[X509")
+_SERVER_CERT_REFUSED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed")
+
+
 def _short_reason(text: str) -> str:
-    """`Connection refused` rather than urllib3's three nested reprs."""
+    """`Connection refused` or `certificate verify failed: ...` rather than urllib3's three
+    nested reprs."""
     found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if found:
         return found[-1].strip()
+    tls = re.findall(r"\[(?:SSL|X509)(?:: [A-Z_]+)?\] ([^(')]+)", text)
+    if tls:
+        return tls[-1].strip()
     return text if len(text) < 200 else text[:200] + "…"
 
 

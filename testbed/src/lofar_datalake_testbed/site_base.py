@@ -66,10 +66,12 @@ class ComputeSite(Protocol):
         """Make `path` (inside run_area()) usable by the site's submitting account."""
 
 
-def hand_credentials(layout: Layout, directory: Path, uid: int | None = None) -> dict[str, str]:
+def hand_credentials(layout: Layout, directory: Path, uid: int | None = None,
+                     ca_cert: Path | None = None) -> dict[str, str]:
     """Copies of the pipeline account's Rucio client configuration and proxy in `directory`
     (0600, owned by `uid`), for a site account that cannot read the testbed's own; the token
-    cache moves there too. Returns RUCIO_CONFIG and X509_USER_PROXY for that account."""
+    cache moves there too, and the CA the Rucio server is checked against to `ca_cert` (a copy
+    that account and its jobs can read). Returns RUCIO_CONFIG and X509_USER_PROXY for it."""
     import configparser
 
     from .pki import ensure_pki
@@ -80,6 +82,8 @@ def hand_credentials(layout: Layout, directory: Path, uid: int | None = None) ->
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(layout.client_config)
     parser["client"]["auth_token_file_path"] = str(directory / "token")
+    if ca_cert is not None:
+        parser["client"]["ca_cert"] = str(ca_cert)
     config, proxy = directory / "rucio.cfg", directory / "x509-proxy.pem"
     write_private_ini(config, parser)
     proxy_pem = ensure_pki(layout.pki_dir).proxy.read_bytes()

@@ -155,7 +155,7 @@ class TestbedHTCondor:
         account's Rucio configuration and proxy (0600, as in a user's home on a real access
         point), the CA bundle, and the software paths the profile names."""
         uid = htcondor_chroot.SUBMITTER[1]
-        rucio = hand_credentials(self.layout, self.pool.home / ".rucio", uid)
+        rucio = hand_credentials(self.layout, self.pool.home / ".rucio", uid, self.ca_bundle())
         return {
             **self.env(),
             **rucio,

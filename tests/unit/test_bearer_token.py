@@ -10,6 +10,8 @@ import configparser
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +296,14 @@ def test_the_submitter_gives_jobs_the_bearer_token_and_rediscovers_it(
     finally:
         if authority._renewer is not None:
             authority._renewer.stop()
+
+
+def test_the_jobs_private_copy_of_the_token_is_gone_when_the_job_ends() -> None:
+    script = ("import time; from datalake_core import job_credential as jc; "
+              "print(jc.install(jc.JobCredential('lofar', 'run-1', time.time() + 600, "
+              "{'client': {}}, 'tok', bearer=True)).parent)")
+    env = {k: v for k, v in os.environ.items() if k not in TOUCHED}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    private = Path(done.stdout.strip())
+    assert private.name.startswith("lofar-datalake-job-") and not private.exists()

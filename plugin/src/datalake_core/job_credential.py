@@ -23,10 +23,12 @@ job that reaches Rucio after its token expired fails with a message saying so.
 
 from __future__ import annotations
 
+import atexit
 import configparser
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -171,8 +173,11 @@ def read(configured: Path) -> JobCredential:
 def install(credential: JobCredential) -> Path:
     """A private Rucio configuration for this job that authenticates with the token only;
     RUCIO_CONFIG (and X509_USER_PROXY, when the credential carries a proxy; BEARER_TOKEN_FILE,
-    when it carries a bearer token) point at it. Returns the configuration's path."""
+    when it carries a bearer token) point at it; the directory is removed when the process
+    exits. Returns the configuration's path."""
     private = Path(tempfile.mkdtemp(prefix="lofar-datalake-job-"))  # 0700
+    # The token outlives no job: gone when the job's process ends (its commands run before).
+    atexit.register(shutil.rmtree, private, True)
     token_file = private / "rucio-token"
     bearer_file = private / "bearer-token"
     parser = configparser.ConfigParser(interpolation=None)

@@ -103,6 +103,8 @@ def test_claims_are_read_unverified_and_opaque_tokens_have_none(
         "lofar-pipeline", ("rucio",), 1_900_000_000)
     assert "sub lofar-pipeline, aud rucio, iss https://issuer.test, expires 2030-" in (
         token.describe())
+    odd = bearer_token.BearerToken.parse(jwt(aud=7, exp="soon", sub=None), "here")
+    assert (odd.audience, odd.expires_at) == ((), None)
     opaque = bearer_token.BearerToken.parse("not-a-jwt", "here")
     assert opaque.expires_at is None and not opaque.expired()
 

@@ -55,7 +55,8 @@ class BearerToken:
         claims = claims_of(value)
         exp = claims.get("exp")
         aud = claims.get("aud")
-        audience = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud or ())
+        audience = (aud,) if isinstance(aud, str) else (
+            tuple(str(a) for a in aud) if isinstance(aud, list) else ())
         return cls(value, source,
                    float(exp) if isinstance(exp, int | float) else None,
                    str(claims["sub"]) if "sub" in claims else None, audience,

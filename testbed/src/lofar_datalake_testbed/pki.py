@@ -1,8 +1,6 @@
-"""A private CA for the testbed: TLS for the WebDAV endpoints and a client PEM for Rucio.
-
-Rucio's WebDAV protocol refuses to work unless X509_USER_PROXY names an existing PEM file, so the
-testbed issues one: a plain client certificate, the credential the WebDAV storage requires for
-writing (and for reading a private RSE).
+"""A private CA for the testbed: TLS for its servers (Rucio, WebDAV, FTS, the token issuer) and a
+client PEM (X509_USER_PROXY): a plain client certificate, the credential the WebDAV storage
+requires for writing (and for reading a private RSE) and the FTS service for any request.
 """
 
 from __future__ import annotations

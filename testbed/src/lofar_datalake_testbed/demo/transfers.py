@@ -15,7 +15,6 @@ import shlex
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from datalake_core.checksums import adler32_of_file
@@ -94,9 +93,6 @@ def _replicate(rucio: RucioAdapter, did: Did, rse: str) -> None:
 
 
 def run_demo(state_dir: Path | None = None) -> int:
-    # Rucio's own WebDAV protocol never verifies TLS (upstream behaviour); say so once instead
-    # of one warning per request. The project's own https transfers verify against the CA.
-    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     bed = Testbed(Layout(state_dir or default_dir()))
     if not bed.status():
         print("the testbed is not fully up; run `lofar-datalake testbed up` first")
@@ -126,8 +122,8 @@ def run_demo(state_dir: Path | None = None) -> int:
         _done(started)
 
         started = _step(
-            "download from SITE_C_DAV (WebDAV over TLS, through Rucio's client, "
-            "which does not verify the certificate) and verify adler32"
+            "download from SITE_C_DAV (WebDAV over TLS, the certificate verified against the "
+            "testbed CA) and verify adler32"
         )
         fetched = rucio.download(did, "SITE_C_DAV", Path(tmp) / "download")
         copy = adler32_of_file(fetched)

@@ -1,14 +1,14 @@
 """`lofar-datalake testbed seed DIR`: put an observation's archives into the local DataLake.
 
-Each `L<obsid>_SB<nnn>_uv.MS.tar` in DIR is uploaded (adler32 verified by Rucio) to one of the
-given RSEs in turn, so that the files are spread over several simulated sites as in a real
-DataLake; files already registered with the same checksum are left alone.
+Each `L<obsid>_SB<nnn>_uv.MS.tar` in DIR is uploaded (TLS verified against the testbed CA, the
+stored size checked, registered with its adler32) to one of the given RSEs in turn, so that the
+files are spread over several simulated sites as in a real DataLake; files already registered
+with the same checksum are left alone.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,10 +27,7 @@ def seed(bed: Testbed, directory: Path, rses: Sequence[str] = DEFAULT_RSES,
     archives = sorted(directory.glob("L*_SB*_uv.MS.tar"))
     if not archives:
         raise FileNotFoundError(f"no L<obsid>_SB<nnn>_uv.MS.tar archives in {directory}")
-    # Rucio's WebDAV protocol never verifies TLS (upstream); one note instead of a warning per PUT.
-    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-    os.environ["RUCIO_CONFIG"] = str(bed.layout.client_config)
-    os.environ["X509_USER_PROXY"] = str(bed.pki.proxy)
+    os.environ.update(bed.client_env())
     rucio = RucioAdapter()
     known = {r["name"]: r for r in rucio.list_replicas([Did(scope, a.name) for a in archives])}
     placed = []

@@ -3,9 +3,13 @@
 # swig + libssl-dev + gcc: pip builds M2Crypto (needed by the fts3 client) from source.
 # python3-venv / python3-dev: the project's virtual environment and compiled wheels.
 # wsclean: the imager (Debian 3.1); DP3, AOFlagger, casacore and PyBDSF come from PyPI wheels.
+# gfal2 + plugins (file, http/https/davs, root) + python3-gfal2: the testbed's FTS service moves
+# bytes with gfal2 as FTS does, one /usr/bin/python3 helper per copy (python3-gfal2 is built for
+# Debian's python3 only; openssl hashes the CA directory gfal2 trusts).
 set -euo pipefail
 
-PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean)
+PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean openssl
+    gfal2 gfal2-plugin-file gfal2-plugin-http gfal2-plugin-xrootd python3-gfal2)
 # --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and
 # iproute2/util-linux for the private network namespace it runs in; debootstrap to build the
 # stage images (and the HTCondor pool's root); podman + runc to run the images in place of

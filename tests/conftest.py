@@ -72,9 +72,12 @@ def testbed(testbed_session: Testbed) -> Testbed:
 @pytest.fixture()
 def rucio(testbed: Testbed, monkeypatch: pytest.MonkeyPatch):
     """A Rucio client adapter for the pipeline account of the session's testbed."""
+    from rucio.common.config import clean_cached_config
+
     from datalake_core.rucio_adapter import RucioAdapter
 
     monkeypatch.setenv("RUCIO_CONFIG", str(testbed.layout.client_config))
+    clean_cached_config()  # Rucio keeps the first configuration a process read
     monkeypatch.setenv("X509_USER_PROXY", str(testbed.pki.proxy))
     return RucioAdapter()
 

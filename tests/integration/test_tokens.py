@@ -121,13 +121,17 @@ def test_rucio_refuses_expired_foreign_and_misaddressed_tokens(
 def test_a_token_gives_the_pipeline_account_its_rights_and_no_more(
         testbed: orchestrator.Testbed, monkeypatch: pytest.MonkeyPatch) -> None:
     from rucio.client import Client
+    from rucio.common.config import clean_cached_config
 
     token, _ = tokens.fetch_token(testbed.layout, testbed.pki.ca_cert)
     monkeypatch.setenv("RUCIO_CONFIG", str(testbed.layout.token_client_config))
     monkeypatch.setenv("BEARER_TOKEN", token)
-    client = Client(auth_type="oidc")
-    assert client.whoami()["account"] == "lofar"
-    assert "SITE_A_DISK" in {r["rse"] for r in client.list_rses()}
+    try:
+        client = Client(auth_type="oidc")
+        assert client.whoami()["account"] == "lofar"
+        assert "SITE_A_DISK" in {r["rse"] for r in client.list_rses()}
+    finally:
+        clean_cached_config()  # Rucio keeps the configuration it read for the process
     # Operator actions, asked over REST: Rucio answers a refusal with 401 and the exception's
     # class (its client in oidc mode would misreport it as a failed login).
     host, headers = _rucio_host(testbed), {"X-Rucio-Auth-Token": token}

@@ -130,6 +130,8 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # A finished job's token is deleted: overwritten, not left in free pages or the WAL.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

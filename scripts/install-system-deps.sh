@@ -6,10 +6,14 @@
 # gfal2 + plugins (file, http/https/davs, root) + python3-gfal2: the testbed's FTS service moves
 # bytes with gfal2 as FTS does, one /usr/bin/python3 helper per copy (python3-gfal2 is built for
 # Debian's python3 only; openssl hashes the CA directory gfal2 trusts).
+# xrootd-server + xrootd-server-plugins (XrdHttp) + xrootd-plugins (gsi, unix): the testbed's
+# XRootD RSE; xrootd-client (xrdcp, xrdfs, xrdadler32) + xrootd-client-plugins: how the plugin
+# reads root:// replicas.
 set -euo pipefail
 
 PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean openssl
-    gfal2 gfal2-plugin-file gfal2-plugin-http gfal2-plugin-xrootd python3-gfal2)
+    gfal2 gfal2-plugin-file gfal2-plugin-http gfal2-plugin-xrootd python3-gfal2
+    xrootd-server xrootd-server-plugins xrootd-plugins xrootd-client xrootd-client-plugins)
 # --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and
 # iproute2/util-linux for the private network namespace it runs in; debootstrap to build the
 # stage images (and the HTCondor pool's root); podman + runc to run the images in place of

@@ -79,8 +79,8 @@ def test_env_points_clients_at_the_testbed(testbed):
 
 
 def test_config_files_are_private(testbed):
-    for path in testbed.layout.etc.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for path in testbed.layout.etc.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     for name in ("ca.key", "server.key", "proxy.pem"):
         assert stat.S_IMODE((testbed.pki.ca_key.parent / name).stat().st_mode) == 0o600
 

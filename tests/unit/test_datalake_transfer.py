@@ -97,7 +97,16 @@ def test_a_replica_whose_file_system_is_not_here_is_read_over_https(tmp_path):
         Replica("X", "AVAILABLE", (f"file://{tmp_path}/rse/X/lofar/cd/f",)),
     ))
     bases = {"W": [f"file://{tmp_path}/rse/W/", "https://w:443/"],
-             "X": [f"file://{tmp_path}/rse/X/", "root://x:1094//data/"]}
+             "X": [f"file://{tmp_path}/rse/X/", "gsiftp://x:2811/data/"]}
     got = [(s.rse, s.pfn) for s in sources(info, ["W"], (), bases.__getitem__)]
     # The same path below the RSE's https prefix; a replica with no readable protocol is left.
     assert got == [("W", "https://w:443/lofar/ab/f")]
+
+
+def test_a_replica_whose_file_system_is_not_here_is_read_over_root_where_it_has_that(tmp_path):
+    info = FileInfo(Did("lofar", "f"), 1, None, None, 0.0, (
+        Replica("X", "AVAILABLE", (f"file://{tmp_path}/rse/X/lofar/cd/f",)),
+    ))
+    bases = {"X": [f"file://{tmp_path}/rse/X/", "root://x:1094//data/"]}
+    got = [(s.rse, s.pfn, s.local) for s in sources(info, [], (), bases.__getitem__)]
+    assert got == [("X", "root://x:1094//data/lofar/cd/f", None)]

@@ -32,6 +32,7 @@ class Way(enum.StrEnum):
     HARDLINK = "hardlink"
     COPY = "copy"
     HTTPS = "https"
+    XROOTD = "root"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Staged:
     @property
     def moved(self) -> bool:
         """Whether bytes were copied: a link, or a file already there, moves none."""
-        return self.way in (Way.COPY, Way.HTTPS)
+        return self.way in (Way.COPY, Way.HTTPS, Way.XROOTD)
 
     @classmethod
     def parse(cls, text: str) -> Staged:

@@ -1,5 +1,5 @@
 """Which replica to read, and how: the site's own RSE first, local (mounted) paths before network
-protocols, then the other RSEs.
+protocols (https, root), then the other RSEs.
 
 A replica is readable as a local file when its PFN is a `file://` URL whose path exists here, or
 when a mount maps its RSE (or a PFN prefix) to a local directory.
@@ -15,6 +15,9 @@ from urllib.parse import unquote, urlparse
 
 from .resolver import FileInfo
 from .settings import Mount
+
+# What staging reads over the network: WebDAV (transfer_http) and XRootD (transfer_xrootd).
+NETWORK_SCHEMES = ("https", "davs", "root")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def _usable(rse: str, pfn: str, at_site: bool, mounts: Sequence[Mount],
     path = mounted_path(rse, pfn, mounts, bases_of)
     if path is not None and path.is_file():
         return Source(rse, pfn, path, at_site)
-    if urlparse(pfn).scheme in ("https", "davs"):
+    if urlparse(pfn).scheme in NETWORK_SCHEMES:
         return Source(rse, pfn, None, at_site)
     return None
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from . import materialise, transfer_http
+from . import materialise, transfer_http, transfer_xrootd
 from .errors import CorruptReplica, DataLakeError, LocalWriteError, StagingError, TransferFailed
 from .journal import BadReplicaEvent, InputEvent, Journal, Staged, Way
 from .locality import Source, protocol_bases, sources
@@ -267,6 +267,10 @@ class Stager:
             materialise.copy(source.local, dest, size=info.bytes, adler32=info.adler32)
             return Staged(Way.COPY, source.rse)
         materialise.check_space(dest, info.bytes)
+        if source.scheme == "root":
+            transfer_xrootd.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
+                                  timeout=self.cfg.http_timeout)
+            return Staged(Way.XROOTD, source.rse)
         transfer_http.fetch(source.pfn, dest, size=info.bytes, adler32=info.adler32,
                             verify=self.cfg.tls(), timeout=self.cfg.http_timeout,
                             session=self._session())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from .layout import LOOPBACK, SITES, Layout
+from . import xrootd
+from .layout import LOOPBACK, SITES, WEBDAV, XROOTD, Layout
 from .pki import Pki
 from .processes import ManagedProcess
 from .server_env import ServerEnv
@@ -111,8 +112,8 @@ def webdav_servers(
     env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
 ) -> list[ManagedProcess]:
     servers = []
-    for site in SITES:
-        port = ports[f"dav_{site.rse}"]
+    for site in (s for s in SITES if s.storage == WEBDAV):
+        port = ports[site.https_port]
         servers.append(
             ManagedProcess(
                 name=f"webdav-{site.rse}",
@@ -141,6 +142,23 @@ def webdav_servers(
                 ),
             )
         )
+    return servers
+
+
+def xrootd_servers(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
+                   ) -> list[ManagedProcess]:
+    """One Debian `xrootd` per XRootD RSE: `root://` and XrdHttp's https (see `xrootd`)."""
+    servers = []
+    for site in (s for s in SITES if s.storage == XROOTD):
+        config = xrootd.write_config(layout, site, ports, pki)
+        url = xrootd.https_url(ports, site)
+        servers.append(ManagedProcess(
+            name=f"xrootd-{site.rse}",
+            argv=xrootd.argv(env.module("listen"), config, site, ports),
+            run_dir=layout.run,
+            log_dir=layout.logs,
+            ready=lambda url=url: _http_ok(f"{url}/", verify=str(pki.ca_cert)),  # type: ignore[misc]
+        ))
     return servers
 
 

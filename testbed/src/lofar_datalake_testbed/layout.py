@@ -17,9 +17,14 @@ ENV_DIR = "LOFAR_DATALAKE_TESTBED_DIR"
 LOOPBACK = "127.0.0.1"
 
 
+WEBDAV = "webdav"
+XROOTD = "xrootd"
+
+
 @dataclass(frozen=True)
 class Site:
-    """One simulated site: an RSE with `file` and `https` (WebDAV) access to the same directory."""
+    """One simulated site: an RSE with `file` and `https` access to the same directory, served
+    by WsgiDAV, or by XRootD (`storage` xrootd: `root://` and XrdHttp's `https`)."""
 
     rse: str
     site: str
@@ -27,6 +32,24 @@ class Site:
     # The storage's read policy: public (anyone may read over WebDAV) unless declared private,
     # when reads need the testbed CA's client certificate as writes always do.
     anonymous_read: bool = True
+    storage: str = WEBDAV
+
+    @property
+    def https_port(self) -> str:
+        """The name in `Layout.ports()` of the port its https (WebDAV) endpoint listens on."""
+        return f"xrdhttp_{self.rse}" if self.storage == XROOTD else f"dav_{self.rse}"
+
+    @property
+    def port_names(self) -> list[str]:
+        """Its storage's ports: XRootD's own protocol (`root://`) first where it has one."""
+        return [f"xrd_{self.rse}", self.https_port] if self.storage == XROOTD else [self.https_port]
+
+    def storage_urls(self, ports: dict[str, int]) -> list[str]:
+        """Its storage's endpoints, `root://` first where it has one."""
+        https = f"https://{LOOPBACK}:{ports[self.https_port]}"
+        if self.storage == XROOTD:
+            return [f"root://{LOOPBACK}:{ports[f'xrd_{self.rse}']}", https]
+        return [https]
 
 
 SITES: tuple[Site, ...] = (
@@ -38,6 +61,8 @@ SITES: tuple[Site, ...] = (
     # file system with anything, so they reach their RSE over WebDAV.
     Site("SITE_SLURM_DISK", "SITE_SLURM", prefer_https=False),
     Site("SITE_HTCONDOR_DAV", "SITE_HTCONDOR", prefer_https=True),
+    # Grid storage as most WLCG sites run it: XRootD, read over `root://` by preference.
+    Site("SITE_D_XRD", "SITE_D", prefer_https=False, storage=XROOTD),
 )
 
 
@@ -147,7 +172,7 @@ class Layout:
         """The testbed's ports, allocated on first use and then fixed."""
         state = self.load_state()
         ports = dict(state.get("ports", {}))  # type: ignore[call-overload]
-        wanted = ["rucio", "fts", "issuer"] + [f"dav_{site.rse}" for site in SITES]
+        wanted = ["rucio", "fts", "issuer"] + [name for site in SITES for name in site.port_names]
         changed = False
         for name in wanted:
             if name not in ports:

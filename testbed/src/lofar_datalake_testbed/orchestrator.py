@@ -47,6 +47,7 @@ class Testbed:
             components.token_issuer(self.server_env, self.layout, ports, pki),
             components.rucio_server(self.server_env, self.layout, ports, pki),
             *components.webdav_servers(self.server_env, self.layout, ports, pki),
+            *components.xrootd_servers(self.server_env, self.layout, ports, pki),
             components.fts_service(self.server_env, self.layout, ports, pki),
         ]
 
@@ -149,8 +150,8 @@ class Testbed:
             "token-issuer": f"https://{LOOPBACK}:{ports.get('issuer')}",
             "fts": f"https://{LOOPBACK}:{ports.get('fts')}",
         }
-        for site in SITES:
-            endpoints[f"webdav-{site.rse}"] = f"https://{LOOPBACK}:{ports.get('dav_' + site.rse)}"
+        for site in SITES if ports else ():
+            endpoints[f"{site.storage}-{site.rse}"] = " ".join(site.storage_urls(ports))
         total_rss = _rss(psutil.Process(pg_pid)) if pg_pid else 0
         all_ok = pg_pid is not None
         for proc in (self.services() + self.daemons()) if ports else []:
@@ -219,7 +220,8 @@ class Testbed:
 # 2: the pipeline account lost `admin` (the policy package allows what it needs).
 # 3: the RSEs' `fts` attribute names the https endpoint.
 # 4: the pipeline account's OIDC identity (the token issuer's `lofar-pipeline` client).
-CATALOG_VERSION = 4
+# 5: SITE_D_XRD, served by XRootD (`root` protocol).
+CATALOG_VERSION = 5
 
 
 def _catalog_key() -> list[str]:

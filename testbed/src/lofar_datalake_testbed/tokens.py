@@ -60,7 +60,7 @@ def idpsecrets_file(layout: Layout) -> Path:
 def service_audiences(ports: dict[str, int]) -> list[str]:
     """Each service's own audience: its base URL (the WLCG profile's recommendation)."""
     urls = [f"https://{LOOPBACK}:{ports['fts']}"]
-    urls += [f"https://{LOOPBACK}:{ports['dav_' + site.rse]}" for site in SITES]
+    urls += [f"https://{LOOPBACK}:{ports[site.https_port]}" for site in SITES]
     return urls
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..layout import LOOPBACK, SITES, Layout, Site
+from ..layout import LOOPBACK, SITES, XROOTD, Layout, Site
 from ..rucio_config import PIPELINE_ACCOUNT, PIPELINE_SCOPE, credentials
 from ..tokens import identity
 
@@ -48,38 +48,54 @@ def create_schema() -> None:
         print("schema: root account created")
 
 
-def _protocols(layout: Layout, site: Site, dav_port: int) -> list[dict[str, Any]]:
-    """Both protocols on the same directory: Rucio matches `file` only with `file` and `https`
-    only with `https`/`davs`, so a site reachable both ways can exchange data with any other."""
-    posix_first = 2 if site.prefer_https else 1
-    dav_first = 1 if site.prefer_https else 2
+def _protocols(layout: Layout, site: Site, ports: dict[str, int]) -> list[dict[str, Any]]:
+    """Every protocol on the same directory: Rucio matches `file` only with `file`, `https` only
+    with `https`/`davs` and `root` only with `root`, so a site reachable every way can exchange
+    data with any other. An XRootD site prefers `root`, then https; the others their WebDAV
+    or posix access as `prefer_https` says."""
+    if site.storage == XROOTD:
+        order = ["root", "https", "file"]
+    else:
+        order = ["https", "file"] if site.prefer_https else ["file", "https"]
 
-    def domains(priority: int) -> dict[str, dict[str, int]]:
+    def domains(scheme: str) -> dict[str, dict[str, int]]:
+        priority = order.index(scheme) + 1
         ops = {"read": priority, "write": priority, "delete": priority}
         return {
             "lan": dict(ops),
             "wan": {**ops, "third_party_copy_read": priority, "third_party_copy_write": priority},
         }
 
-    return [
+    protocols: list[dict[str, Any]] = [
         {
             "scheme": "file",
             "hostname": "",
             "port": 0,
             "prefix": str(layout.rse_dir(site.rse)) + "/",
             "impl": "rucio.rse.protocols.posix.Default",
-            "domains": domains(posix_first),
+            "domains": domains("file"),
         },
         {
             "scheme": "https",
             "hostname": LOOPBACK,
-            "port": dav_port,
+            "port": ports[site.https_port],
             "prefix": "/",
             "impl": "rucio.rse.protocols.webdav.Default",
-            "domains": domains(dav_first),
+            "domains": domains("https"),
             "extended_attributes": None,
         },
     ]
+    if site.storage == XROOTD:
+        protocols.append({
+            "scheme": "root",
+            "hostname": LOOPBACK,
+            "port": ports[f"xrd_{site.rse}"],
+            # root://host:port//path: XRootD refuses relative paths (one slash).
+            "prefix": "//",
+            "impl": "rucio.rse.protocols.xrootd.Default",
+            "domains": domains("root"),
+        })
+    return protocols
 
 
 def create_catalog(layout: Layout) -> None:
@@ -125,7 +141,7 @@ def create_catalog(layout: Layout) -> None:
         have = (
             {p["scheme"] for p in client.get_protocols(site.rse)} if site.rse in existing else set()
         )
-        for proto in _protocols(layout, site, ports[f"dav_{site.rse}"]):
+        for proto in _protocols(layout, site, ports):
             if proto["scheme"] not in have:
                 client.add_protocol(site.rse, proto)
         for key, value in (("fts", fts_url), ("site", site.site), ("verify_checksum", True)):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from datalake_core import materialise
+from datalake_core import locality, materialise
 from datalake_core.locality import mounted_path, protocol_bases, sources
 from datalake_core.materialise import TransferFailed
 from datalake_core.resolver import FileInfo, Replica
@@ -103,10 +103,23 @@ def test_a_replica_whose_file_system_is_not_here_is_read_over_https(tmp_path):
     assert got == [("W", "https://w:443/lofar/ab/f")]
 
 
-def test_a_replica_whose_file_system_is_not_here_is_read_over_root_where_it_has_that(tmp_path):
+def test_a_replica_whose_file_system_is_not_here_is_read_over_root_where_it_has_that(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(locality, "network_schemes",
+                        lambda: (*locality.WEB_SCHEMES, locality.XROOTD_SCHEME))
     info = FileInfo(Did("lofar", "f"), 1, None, None, 0.0, (
         Replica("X", "AVAILABLE", (f"file://{tmp_path}/rse/X/lofar/cd/f",)),
     ))
     bases = {"X": [f"file://{tmp_path}/rse/X/", "root://x:1094//data/"]}
     got = [(s.rse, s.pfn, s.local) for s in sources(info, [], (), bases.__getitem__)]
     assert got == [("X", "root://x:1094//data/lofar/cd/f", None)]
+
+
+def test_an_xrootd_replica_is_read_over_https_where_no_xrootd_client_is_installed(monkeypatch):
+    monkeypatch.setattr(locality, "network_schemes", lambda: locality.WEB_SCHEMES)
+    info = FileInfo(Did("lofar", "f"), 1, None, None, 0.0, (
+        Replica("X", "AVAILABLE", ("root://x:1094//lofar/cd/f",)),
+    ))
+    bases = {"X": ["root://x:1094//", "https://x:443/", "file:///nowhere/X/"]}
+    got = [(s.rse, s.pfn) for s in sources(info, [], (), bases.__getitem__)]
+    assert got == [("X", "https://x:443/lofar/cd/f")]

@@ -7,8 +7,10 @@ when a mount maps its RSE (or a PFN prefix) to a local directory.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -16,8 +18,10 @@ from urllib.parse import unquote, urlparse
 from .resolver import FileInfo
 from .settings import Mount
 
-# What staging reads over the network: WebDAV (transfer_http) and XRootD (transfer_xrootd).
-NETWORK_SCHEMES = ("https", "davs", "root")
+# What staging reads over the network: WebDAV (transfer_http) and, where the XRootD client is
+# installed, XRootD (transfer_xrootd).
+WEB_SCHEMES = ("https", "davs")
+XROOTD_SCHEME = "root"
 
 
 @dataclass(frozen=True)
@@ -87,17 +91,25 @@ def _usable(rse: str, pfn: str, at_site: bool, mounts: Sequence[Mount],
     path = mounted_path(rse, pfn, mounts, bases_of)
     if path is not None and path.is_file():
         return Source(rse, pfn, path, at_site)
-    if urlparse(pfn).scheme in NETWORK_SCHEMES:
+    if urlparse(pfn).scheme in network_schemes():
         return Source(rse, pfn, None, at_site)
     return None
+
+
+@lru_cache(maxsize=1)
+def network_schemes() -> tuple[str, ...]:
+    """https always; `root` only with `xrdcp` on PATH, else such a replica is read through
+    another of its RSE's protocols (a worker without the XRootD client)."""
+    return (*WEB_SCHEMES, XROOTD_SCHEME) if shutil.which("xrdcp") else WEB_SCHEMES
 
 
 def _candidates(rse: str, pfns: Sequence[str], bases_of: Callable[[str], list[str]]
                 ) -> Iterator[str]:
     yield from pfns
-    # A posix replica whose file system is not mounted here (a grid worker): the same path
-    # through the RSE's other protocols. Only now, lazily: it may ask Rucio for them.
-    if pfns and urlparse(pfns[0]).scheme == "file":
+    # A posix replica whose file system is not mounted here (a grid worker), or an XRootD one
+    # (maybe no client here): the same path through the RSE's other protocols. Only now,
+    # lazily: it may ask Rucio for them.
+    if pfns and urlparse(pfns[0]).scheme not in WEB_SCHEMES:
         yield from _same_path_elsewhere(rse, pfns[0], bases_of)
 
 

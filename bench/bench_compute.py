@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from record import RESULTS, Provenance
 from resolution.runner import without_slurm_probe
-from staging.common import BIN, RESULTS, ROOT, figure, say, write_results
+from staging.common import BIN, ROOT, figure, say, write_results
 
 PROFILE = ROOT / "profiles" / "default"
 IDLE = 0.5  # cores held but not used, on average, from which a stage "leaves a core idle"
@@ -159,6 +160,7 @@ def _num(text: str | None) -> float:
 
 def main() -> int:
     args = parse_args()
+    provenance = Provenance()
     with tempfile.TemporaryDirectory(prefix="bench-compute-", dir=args.scratch) as name:
         scratch = Path(name)
         whole: dict[str, float] = {}
@@ -169,7 +171,7 @@ def main() -> int:
             whole = run_pipeline(simulated(args.data.resolve(), scratch), run_dir, args.cores)
         per_stage = stages(run_dir, args.cores)
         if args.keep and args.run_dir is None:
-            kept = args.json.parent / "compute-run"
+            kept = ROOT / "benchmarks" / "compute-run"
             shutil.rmtree(kept, ignore_errors=True)
             shutil.copytree(run_dir, kept, ignore=shutil.ignore_patterns("work"))
             say(f"run directory kept (without work/) in {kept}")
@@ -207,11 +209,13 @@ def main() -> int:
             f"processes used {whole['others_cores']:.2f} cores meanwhile"))
     idle_stages = [name for name, v in per_stage.items() if v["leaves_core_idle"]]
     print("stages that leave a core idle: " + (", ".join(idle_stages) or "none"))
-    write_results(args.json, "compute", figures, run_dir=str(args.run_dir or "(temporary)"),
+    write_results(args.json, "compute", figures, provenance,
+                  run_dir=str(args.run_dir or "(temporary)"), repetitions=1,
                   cores=args.cores, stages=per_stage, whole_run=whole, idle_stages=idle_stages,
-                  method="per stage: sum of cpu_time / sum of s over its jobs' benchmark "
-                         "files; Snakemake samples a job's CPU every second for 30 s, then "
-                         "every 30 s, so the CPU after the last sample is not counted")
+                  method="one run (no median); per stage: sum of cpu_time / sum of s over "
+                         "its jobs' benchmark files; Snakemake samples a job's CPU every "
+                         "second for 30 s, then every 30 s, so the CPU after the last sample "
+                         "is not counted")
     return 0
 
 

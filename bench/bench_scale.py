@@ -10,9 +10,9 @@ never reads them). Run: `.venv/bin/python bench/bench_scale.py [--testbed DIR] [
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +26,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+from record import RESULTS, Provenance, spread, write  # noqa: E402
 from resolution.seeding import SCOPE, register  # noqa: E402
 
 
@@ -44,6 +45,7 @@ def sheet(workdir: Path, tag: str, n_obs: int, n_sb: int) -> Path:
 
 
 def dry_run(workdir: Path, testbed: Path, products: str) -> dict[str, float]:
+    shutil.rmtree(workdir / ".snakemake", ignore_errors=True)  # each run starts afresh
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config |= {"input_mode": "datalake", "observations": str(workdir / "observations.tsv")}
     config["calibration"]["skymodel"] = str(workdir / "cal.skymodel")
@@ -80,8 +82,13 @@ def main() -> int:
     parser.add_argument("--testbed", type=Path, default=REPO / ".testbed")
     parser.add_argument("--sizes", default="61,122,244")
     parser.add_argument("--observations", default="1,4")
-    parser.add_argument("--json", type=Path, default=BENCH / "results" / "scale.json")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="dry runs per size, at least 3 (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=RESULTS / "scale.json")
     args = parser.parse_args()
+    if args.repeat < 3:
+        parser.error("--repeat: a median needs at least 3 repetitions")
+    provenance = Provenance()
     os.environ["RUCIO_CONFIG"] = str(args.testbed / "etc" / "rucio-client.cfg")
     from datalake_core.rucio_adapter import RucioAdapter
 
@@ -99,14 +106,22 @@ def main() -> int:
                          for line in path.read_text().splitlines()[1:]]
                 # Tiny stand-in archives: a dry run never reads them.
                 register(rucio, "SITE_B_DISK", {name: name.encode() for name in names})
-                figures = dry_run(workdir, args.testbed, f"products/{run_tag}")
-            figures |= {"observations": n_obs, "subbands": n_sb, "inputs": len(names)}
+                runs = [dry_run(workdir, args.testbed, f"products/{run_tag}")
+                        for _ in range(args.repeat)]
+            figures = {"wall_s": spread([r["wall_s"] for r in runs])["median"],
+                       "peak_rss_mib": spread([r["peak_rss_mib"] for r in runs])["median"],
+                       "jobs": runs[0]["jobs"], "observations": n_obs, "subbands": n_sb,
+                       "inputs": len(names),
+                       "spread": {"wall_s": spread([r["wall_s"] for r in runs]),
+                                  "peak_rss_mib": spread([r["peak_rss_mib"] for r in runs])}}
             results.append(figures)
             print(f"{n_obs} obs x {n_sb:>3} subbands: {len(names):>5} inputs, "
                   f"{figures['jobs']:>5} jobs, dry run {figures['wall_s']:6.1f} s, "
                   f"peak RSS {figures['peak_rss_mib']:6.0f} MiB", flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    write(args.json, {"benchmark": "scale", "repetitions": args.repeat, "runs": results,
+                      "method": "wall time and peak RSS (sampled every 50 ms) of `snakemake -n` "
+                                "of the LOFAR workflow in DataLake mode; medians of the "
+                                "repetitions"}, provenance)
     one = [r for r in results if r["observations"] == 1]
     if len(one) >= 2:
         a, b = one[0], one[-1]

@@ -3,10 +3,7 @@ cache, timing, medians and paired ratios, and the figure records `bench/summary.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -15,14 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from record import Provenance, spread, write
+
 from lofar_datalake_testbed.layout import Layout
 from lofar_datalake_testbed.orchestrator import Testbed
 
 BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
-RESULTS = ROOT / "benchmarks"
 BIN = Path(sys.executable).parent
 MiB = 2**20
+CA_ENV = "LOFAR_BENCH_CA_BUNDLE"  # the testbed's CA, for the benchmarks' own https requests
 
 
 def client_env(testbed_dir: Path) -> dict[str, str]:
@@ -43,6 +42,7 @@ def client_env(testbed_dir: Path) -> dict[str, str]:
             f"no testbed answering at {testbed_dir} ({type(exc).__name__}); start one: "
             f"{BIN / 'lofar-datalake'} testbed up --dir {testbed_dir}"
         ) from None
+    os.environ[CA_ENV] = str(bed.pki.ca_cert)
     return {**env, "CA_BUNDLE": str(bed.pki.ca_cert)}
 
 
@@ -90,9 +90,13 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
 def figure(name: str, value: float, unit: str, *, baseline: float | None = None,
            baseline_name: str | None = None, ratio: float | None = None,
            ratio_means: str | None = None, goal: dict[str, Any] | None = None,
-           note: str | None = None) -> dict[str, Any]:
+           note: str | None = None, values: Sequence[float] | None = None,
+           baseline_values: Sequence[float] | None = None,
+           ratios: Sequence[float] | None = None) -> dict[str, Any]:
     """One row of the summary. `goal` is {"on": "ratio"|"value", "op": "<="|">=", "target": x,
-    "text": ...}; `met` is derived from it here so that every reader agrees."""
+    "text": ...}; `met` is derived from it here so that every reader agrees. `values`,
+    `baseline_values` and `ratios` are the repetitions behind the medians (recorded with their
+    spread)."""
     met = None
     if goal is not None:
         subject = ratio if goal["on"] == "ratio" else value
@@ -100,7 +104,9 @@ def figure(name: str, value: float, unit: str, *, baseline: float | None = None,
             met = subject <= goal["target"] if goal["op"] == "<=" else subject >= goal["target"]
     return {"figure": name, "value": round(value, 3), "unit": unit, "baseline": None
             if baseline is None else round(baseline, 3), "baseline_name": baseline_name,
-            "ratio": ratio, "ratio_means": ratio_means, "goal": goal, "met": met, "note": note}
+            "ratio": ratio, "ratio_means": ratio_means, "goal": goal, "met": met, "note": note,
+            "spread": {k: spread(v) for k, v in (("value", values), ("baseline",
+                       baseline_values), ("ratio", ratios)) if v}}
 
 
 def goal(on: str, op: str, target: float, text: str) -> dict[str, Any]:
@@ -108,18 +114,8 @@ def goal(on: str, op: str, target: float, text: str) -> dict[str, Any]:
 
 
 def write_results(path: Path, benchmark: str, figures: list[dict[str, Any]],
-                  **details: Any) -> None:
-    result = {
-        "benchmark": benchmark,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
-        "figures": figures,
-        **details,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results: {path}", flush=True)
+                  provenance: Provenance, **details: Any) -> None:
+    write(path, {"benchmark": benchmark, "figures": figures, **details}, provenance)
 
 
 def say(text: str) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from record import SITE_COPY, paired_ratios, spread
+
 from datalake_core.checksums import adler32_of_file
 from datalake_core.rucio_adapter import Did, RucioAdapter
 from staging import files
@@ -17,8 +19,7 @@ from staging.common import drop_caches as drop
 from staging.provider import Staging, settings
 
 SITE = "SITE_A_DISK"
-COPY_GOAL = 1.1  # x cp
-LINK_GOAL = 0.1  # x cp: "about nothing"
+LINK_GOAL = 0.1  # x cp: "about nothing" (the project's own aim for links, not the issue's)
 
 
 def _variant(name: str, replica: Path, did: Did, dest: Path, make: Callable[[str], Staging],
@@ -85,30 +86,36 @@ def measure(tmp: Path, env: dict[str, str], size_mib: int, repeat: int, modes: l
     figures = []
     for mode in modes:
         t = times[f"stager-{mode}"]
-        is_copy = mode == "copy"
         link, _, check = mode.partition("+")
+        verified = check in ("", "adler32")  # the target is for a verified stage-in
         figures.append(figure(
             f"stage-in of a {size} file at the site, link mode {link}"
-            + (" (adler32 verified)" if is_copy
+            + (" (adler32 verified)" if link == "copy"
                else f" (replica checked first: {check or 'adler32'})"),
             median(t), "s", baseline=median(cp), baseline_name="cp of the same file",
-            ratio=paired_ratio(t, cp), ratio_means="stager / cp",
-            goal=goal("ratio", "<=", COPY_GOAL, f"<= {COPY_GOAL}x cp") if is_copy
-            else goal("ratio", "<=", LINK_GOAL, f"~0 (<= {LINK_GOAL}x cp)"),
+            ratio=paired_ratio(t, cp), ratio_means="stager / cp", values=t, baseline_values=cp,
+            ratios=paired_ratios(t, cp),
+            goal=SITE_COPY.as_dict() if verified
+            else goal("ratio", "<=", LINK_GOAL, f"~0 (<= {LINK_GOAL}x cp; project's aim, "
+                      f"no checksum)"),
             note=f"{size_mib / median(t):.0f} MiB/s"))
     figures.append(figure(
         f"  of which adler32 of the {size} replica (what a link mode spends)",
         median(times["adler32"]), "s", baseline=median(cp), baseline_name="cp of the same file",
-        ratio=paired_ratio(times["adler32"], cp), ratio_means="adler32 / cp"))
+        ratio=paired_ratio(times["adler32"], cp), ratio_means="adler32 / cp",
+        values=times["adler32"], baseline_values=cp, ratios=paired_ratios(times["adler32"], cp)))
     details = {
         "size_mib": size_mib, "repetitions": repeat, "site_rse": SITE, "mount": str(mount),
         "page_cache": "dropped before each timed variant" if cold and dropped
         else "warm for all variants (could not drop it)" if cold else "warm for all variants",
         "seconds": {v: [round(x, 4) for x in t] for v, t in times.items()},
+        "seconds_spread": {v: spread(t, 4) for v, t in times.items()},
         "how": sorted(set(hows)),
         "profile_tottime": profiles,
         "method": "each repetition runs cp, the Stager in each link mode and a bare adler32 of "
                   "the replica back to back (every other repetition in reverse order); the "
-                  "Stager's resolution is done beforehand, as during DAG building",
+                  "Stager's resolution and authentication are done beforehand, as during DAG "
+                  "building, and `cp` pays only its process start: neither side is timed with "
+                  "authentication or resolution",
     }
     return figures, details

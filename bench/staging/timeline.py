@@ -5,11 +5,13 @@ rules, the time Rucio marked each rule OK. All clocks are this machine's."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import requests
 
 from datalake_core.rucio_adapter import RucioAdapter
+from staging.common import CA_ENV
 
 FTS_TIME = "%Y-%m-%dT%H:%M:%S"
 
@@ -22,16 +24,22 @@ def _posix(value: Any) -> float | None:
     return when.replace(tzinfo=dt.UTC).timestamp()
 
 
+def _get(url: str, **kwargs: Any) -> Any:
+    """The FTS service answers holders of a testbed client certificate, over verified TLS
+    (`staging.common.client_env` names both)."""
+    return requests.get(url, timeout=30, cert=os.environ.get("X509_USER_PROXY"),
+                        verify=os.environ.get(CA_ENV, True), **kwargs).json()
+
+
 def fts_files(endpoint: str, names: list[str]) -> list[dict[str, Any]]:
     """The FTS file records (with their job's submit time) whose destination is one of the
     DIDs `names`, among jobs finished in the last hour."""
     final = "FINISHED,FAILED,FINISHEDDIRTY,CANCELED"
-    jobs = requests.get(f"{endpoint}/jobs", params={"state_in": final, "time_window": "1:0"},
-                        timeout=30).json()
+    jobs = _get(f"{endpoint}/jobs", params={"state_in": final, "time_window": "1:0"})
     suffixes = tuple("/" + n for n in names)
     out = []
     for job in jobs:
-        files = requests.get(f"{endpoint}/jobs/{job['job_id']}/files", timeout=30).json()
+        files = _get(f"{endpoint}/jobs/{job['job_id']}/files")
         for f in files:
             if str(f.get("dest_surl", "")).endswith(suffixes):
                 out.append({**f, "submit_time": job.get("submit_time"), "job_id": job["job_id"]})

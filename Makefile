@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,dev
 
-.PHONY: install demo compare images test test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
+.PHONY: install demo compare images test test-sites test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -45,9 +45,15 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
+# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 14 min
+# more on 2 cores), which `make test-sites` runs; CI runs both (.ci/run).
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
-	$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra --durations=15 tests --ignore=tests/sites
+
+test-sites: install $(VENV)/.htcondor-stamp
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
+	$(BIN)/python -m pytest -ra --durations=15 tests/sites
 
 test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit

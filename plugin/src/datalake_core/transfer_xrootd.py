@@ -98,8 +98,7 @@ def _last_error(errors: IO[bytes]) -> str:
     lines = [line.strip() for line in errors.read().decode(errors="replace").splitlines()
              if line.strip()]
     flagged = [line for line in lines if "[ERROR]" in line or "[FATAL]" in line]
-    text = (flagged or lines or ["no message"])[-1]
-    text = text.removeprefix("Run: ")
+    text = " ".join((flagged or lines or ["no message"])[-1].removeprefix("Run: ").split())
     return text if len(text) < 300 else text[:300] + "…"
 
 

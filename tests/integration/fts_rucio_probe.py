@@ -101,7 +101,7 @@ out["details"] = [f["file_state"] for f in tool.query([job_id], details=True)]
 out["finished_cancel"] = tool.cancel([job_id])["http_status"]
 out["whoami"] = tool.whoami()["user_dn"]
 
-blocked = transfer({"SITE_P": args["pipe"]}, args["dest"] + ".2", None, 0)
+blocked = transfer({"SITE_P": args["stalled"]}, args["dest"] + ".2", None, 0)
 tool, _, live_id = submit(blocked)
 deadline = time.monotonic() + 20
 while tool.query([live_id])[0]["job_state"] != "ACTIVE" and time.monotonic() < deadline:

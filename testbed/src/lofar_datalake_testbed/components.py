@@ -195,7 +195,10 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
         ),
         run_dir=layout.run,
         log_dir=layout.logs,
-        env={"X509_USER_PROXY": str(pki.proxy)},  # its client certificate for writing to storage
+        # Its client certificate for writing to storage; for XRootD's gsi on root:// (gfal2's
+        # xrootd plugin) the name to expect in the storage's certificate (CN localhost) when
+        # the URL says 127.0.0.1, as xrootd.client_env gives xrdcp.
+        env={"X509_USER_PROXY": str(pki.proxy), "XrdSecGSISRVNAMES": "localhost"},
         ready=lambda: _http_ok(f"{endpoint}/", verify=str(pki.ca_cert), cert=str(pki.proxy)),
     )
 

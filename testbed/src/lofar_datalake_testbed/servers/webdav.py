@@ -1,7 +1,9 @@
 """One site's WebDAV endpoint: wsgidav over TLS on loopback, serving the RSE's directory.
 
 Real storage (dCache, EOS, StoRM) creates missing parent collections on PUT; Rucio's client relies
-on that and never sends MKCOL, so this server does the same.
+on that and never sends MKCOL, so this server does the same. Like them it reports a file's
+adler32 or md5 when asked with `Want-Digest` (dav_digest.py), which is how gfal2 (and so FTS)
+verifies checksums on https storage.
 
 Who may do what, as on grid storage where the X.509 identity or the WLCG token decides:
 
@@ -40,6 +42,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from . import bearer
+from .dav_digest import report_digests
 from .dav_paths import local_path
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -209,7 +212,7 @@ def build_app(
         "lock_storage": True,
         "dir_browser": {"enable": True},  # Rucio HEADs the collection root on connect
     }
-    dav = create_parents_on_put(WsgiDAVApp(config), root.resolve())
+    dav = report_digests(create_parents_on_put(WsgiDAVApp(config), root.resolve()), root.resolve())
     return authorise(dav, root.resolve(), anonymous_read=anonymous_read, verifier=verifier)
 
 

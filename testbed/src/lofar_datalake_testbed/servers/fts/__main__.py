@@ -4,7 +4,8 @@
 
 It serves https only and answers only callers whose client certificate the `--client-ca`
 issued or whose WLCG bearer token `--token-issuer` signed for one of the `--token-audience`s;
-`file://` URLs are confined to the `--storage-root` directories."""
+`file://` URLs are confined to the `--storage-root` directories. Bytes are moved by gfal2, one
+helper process per copy run with `--gfal-python` (Debian's python3 with python3-gfal2)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .. import bearer
+from . import confine, mover, trust
 from .app import App
 from .store import Store
 from .worker import Engine
@@ -112,6 +114,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--token-leeway", type=int, default=bearer.LEEWAY_SECONDS, help="clock skew allowed (s)"
     )
     parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
+    parser.add_argument(
+        "--gfal-python",
+        default=mover.DEBIAN_PYTHON,
+        help="the interpreter Debian's python3-gfal2 is installed for, which runs each copy",
+    )
     parser.add_argument("--vo", default="lofar", help="VO reported by /whoami")
     parser.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
     args = parser.parse_args(argv)
@@ -128,6 +135,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--storage-root {root} is not a directory")
     if args.token_audience and not args.token_issuer:
         parser.error("--token-audience needs --token-issuer")
+    problem = trust.gfal2_problem(args.gfal_python)
+    if problem:
+        parser.error(problem)
     args.verifier = None
     if args.token_issuer:
         try:
@@ -151,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.StreamHandler(), logging.FileHandler(args.state_dir / "fts.log")],
     )
     store = Store(args.state_dir / "fts.sqlite")
-    ca_bundle = str(args.ca_bundle) if args.ca_bundle else None
-    engine = Engine(store, max_active=args.max_active, ca_bundle=ca_bundle)
+    ca_dir = None
+    if args.ca_bundle:
+        ca_dir = str(trust.ca_directory(args.ca_bundle, args.state_dir / "certificates"))
+    gfal = mover.Gfal(
+        roots=confine.resolve_roots(args.storage_root), ca_dir=ca_dir, python=args.gfal_python
+    )
+    engine = Engine(store, gfal, max_active=args.max_active)
     server = wsgi.Server(
         ("127.0.0.1", args.port),
         App(

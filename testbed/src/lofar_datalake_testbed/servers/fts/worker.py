@@ -1,7 +1,8 @@
 """Runs the queued file transfers, at most `max_active` at a time.
 
 One dispatcher thread claims runnable files (priority, then submission order) and hands each to
-a copy thread; every outcome goes back through the state machine in one store transaction.
+a copy thread, which runs the copy in a gfal2 helper process (mover.py) and kills it on cancel;
+every outcome goes back through the state machine in one store transaction.
 A job submitted with a bearer token is copied with that token (never logged), which is dropped
 once the job has ended.
 """
@@ -27,10 +28,12 @@ STOP_GRACE_SECONDS = 10.0
 
 
 class Engine:
-    def __init__(self, store: Store, *, max_active: int = 4, ca_bundle: str | None = None) -> None:
+    def __init__(
+        self, store: Store, gfal: mover.Gfal | None = None, *, max_active: int = 4
+    ) -> None:
         self._store = store
         self._max_active = max_active
-        self._ca_bundle = ca_bundle
+        self._gfal = gfal or mover.Gfal()
         self._host = socket.getfqdn()
         self._running: dict[int, threading.Event] = {}
         self._wake = threading.Condition()
@@ -87,7 +90,7 @@ class Engine:
                 mover.remove_partial(
                     record["dest_surl"],
                     _tag(file_id),
-                    self._ca_bundle,
+                    self._gfal,
                     bearer=self._store.token(record["job_id"]),
                 )
             self._update(record["job_id"], partial(states.recover, file_id=file_id, now=utcnow()))
@@ -139,7 +142,7 @@ class Engine:
             result = mover.copy(
                 request,
                 abort=lambda: cancel.is_set() or self._stopping.is_set(),
-                ca_bundle=self._ca_bundle,
+                gfal=self._gfal,
                 on_write=lambda: self._update(job_id, lambda j, fs: _touch(fs, file_id)),
                 bearer=self._store.token(job_id),
             )

@@ -71,7 +71,8 @@ lint: install
 # REPEAT (>= 3) repetitions with their spread, the issue's targets met or not, the machine, load,
 # date and commit; small JSON in $(BENCH_RESULTS) (bench/results/ is committed), then the
 # README's Performance table generated from it (bench/summary.py). Sized to the issue's targets:
-# about 45 minutes on 2 cores. A quick look, results kept out of the committed ones:
+# about 30 minutes on 2 cores (measured under load). A quick look, results kept out of the
+# committed ones:
 #   make bench BENCH_RESULTS=/tmp/bench RESOLUTION_SIZES=1000 SITE_MIB=64 STAGING_FILES=4 \
 #        STAGING_FILE_MIB=8 SCALE_SIZES=61
 # (also RESOLUTION_ARGS, SCALE_ARGS, STAGING_ARGS, UPLOAD_ARGS, END_TO_END_ARGS, COMPUTE_ARGS).

@@ -50,6 +50,7 @@ def dry_run(workdir: Path, testbed: Path, products: str) -> dict[str, float]:
     config |= {"input_mode": "datalake", "observations": str(workdir / "observations.tsv")}
     config["calibration"]["skymodel"] = str(workdir / "cal.skymodel")
     config["datalake"]["products"] = products
+    config["truth"] = ""  # no simulated truth: the QA rules only draw, as for real data
     (workdir / "cal.skymodel").write_text("")
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     cmd = [str(Path(sys.executable).with_name("snakemake")), "-n",

@@ -20,6 +20,8 @@ Results: bench/results/staging_site.json, staging_remote.json (with machine, loa
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scratch", type=Path, default=None,
                         help="scratch directory, best on the RSEs' file system (hard links); "
                              "default: the system's temporary directory")
+    parser.add_argument("--refigure", action="store_true",
+                        help="measure nothing: derive the remote figures again from the "
+                             "repetitions recorded in OUT/staging_remote.json")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="directory of the JSON results (default: %(default)s)")
     args = parser.parse_args()
@@ -74,6 +79,14 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    if args.refigure:
+        path = args.out / "staging_remote.json"
+        data = json.loads(path.read_text())
+        data["figures"] = remote.refigure(data)
+        data["figures_derived_again"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        _print(data["figures"])
+        return 0
     env = client_env(args.testbed)
     cold = not args.warm_cache
     with tempfile.TemporaryDirectory(prefix="bench-staging-", dir=args.scratch) as name:

@@ -110,7 +110,7 @@ def measure(tmp: Path, env: dict[str, str], size_mib: int, repeat: int, modes: l
         else "warm for all variants (could not drop it)" if cold else "warm for all variants",
         "seconds": {v: [round(x, 4) for x in t] for v, t in times.items()},
         "seconds_spread": {v: spread(t, 4) for v, t in times.items()},
-        "how": sorted(set(hows)),
+        "how": sorted({str(h) for h in hows}),
         "profile_tottime": profiles,
         "method": "each repetition runs cp, the Stager in each link mode and a bare adler32 of "
                   "the replica back to back (every other repetition in reverse order); the "

@@ -3,7 +3,9 @@ import zlib
 
 import pytest
 
+from datalake_core.errors import StorageTargetExists, StorageWriteError
 from datalake_core.outputs import Outputs
+from datalake_core.resolver import Resolver
 from datalake_core.rucio_adapter import DataLakeError, Did, DuplicateRuleError
 from datalake_core.settings import OutputRule, ProviderConfig
 
@@ -12,6 +14,8 @@ class FakeRucio:
     account = "lofar"
 
     def __init__(self):
+        self.fail_upload = False
+        self.on_storage: set[Did] = set()
         self.dids: dict[Did, dict] = {}
         self.rules: dict[str, tuple[Did, str]] = {}
         self.datasets: dict[Did, set[Did]] = {}
@@ -20,15 +24,19 @@ class FakeRucio:
     def get_metadata(self, did):
         return self.dids.get(did)
 
-    def upload(self, path, did, rse, verify=None):
+    def upload_into(self, path, did, rse, dataset, *, size, adler32, meta, verify=None,
+                    overwrite=False, before_register=None):
+        if self.fail_upload:
+            raise StorageWriteError("refused")
+        if did in self.on_storage and not overwrite:
+            raise StorageTargetExists("there")
         data = path.read_bytes()
-        self.dids[did] = {"adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-                          "bytes": len(data)}
-        self.add_rule([did], rse)
-
-    def list_did_rules(self, did):
-        return [{"id": i, "account": "lofar", "rse_expression": e}
-                for i, (d, e) in self.rules.items() if d == did]
+        assert (size, adler32) == (len(data), f"{zlib.adler32(data) & 0xFFFFFFFF:08x}")
+        if before_register is not None:
+            before_register()
+        self.dids[did] = {"adler32": adler32, "bytes": size}
+        self.meta[did] = dict(meta)
+        self.datasets[dataset].add(did)
 
     def add_rule(self, dids, expression, copies=1, lifetime=None):
         for rid, (d, e) in self.rules.items():
@@ -60,11 +68,20 @@ class FakeRucio:
         self.meta.setdefault(did, {}).update(meta)
 
 
-def _outputs(fake, **cfg):
+def _outputs(fake, resolver=None, **cfg):
     config = ProviderConfig(output_rse="SITE_B_DISK", output_dataset="runs/{workflow}-{run}",
                             output_rules=(OutputRule(1, "SITE_C_DAV", 3600),),
                             output_metadata=(("project", "LOFAR"),), **cfg)
-    return Outputs(config, lambda: fake, logging.getLogger("t"), run_id="R1", workflow="wf")
+    return Outputs(config, lambda: fake, logging.getLogger("t"), run_id="R1", workflow="wf",
+                   resolver=resolver)
+
+
+class SawMissing(Resolver):
+    """A resolver that has seen the given DIDs missing; asks nothing."""
+
+    def __init__(self, *dids):
+        super().__init__(lambda: None)
+        self._known.update(dict.fromkeys(dids))
 
 
 def test_store_uploads_attaches_adds_rules_and_metadata(tmp_path):
@@ -115,3 +132,44 @@ def test_missing_output_rse_is_a_clear_error(tmp_path):
     out = Outputs(ProviderConfig(), lambda: FakeRucio(), logging.getLogger("t"), run_id="R")
     with pytest.raises(DataLakeError, match="output-rse"):
         out.store(Did("lofar", "f"), path, {})
+
+
+def test_an_output_this_run_saw_missing_is_uploaded_without_asking_and_answered_at_once(
+        tmp_path, monkeypatch):
+    fake = FakeRucio()
+    asked = []
+    monkeypatch.setattr(fake, "get_metadata", lambda did: asked.append(did))
+    did = Did("lofar", "out/img.fits")
+    resolver = SawMissing(did)
+    path = tmp_path / "img.fits"
+    path.write_bytes(b"image")
+    _outputs(fake, resolver).store(did, path, {"snakemake_rule": "image"})
+    assert asked == []
+    info = resolver.get(did)  # Snakemake's questions right after the store: no request
+    assert info.exists and info.bytes == 5 and info.adler32 == fake.dids[did]["adler32"]
+    assert fake.meta[did] == {"snakemake_rule": "image", "project": "LOFAR"}
+
+
+def test_a_file_found_at_the_place_is_compared_and_unknown_bytes_are_replaced(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"v1")
+    did = Did("lofar", "f")
+    fake = FakeRucio()
+    fake.on_storage.add(did)  # bytes of a failed earlier upload: Rucio knows nothing of them
+    assert _outputs(fake, SawMissing(did)).store(did, path, {}).startswith("uploaded")
+    path.write_bytes(b"v2")  # someone registered v1 after this run looked
+    with pytest.raises(DataLakeError, match="immutable"):
+        _outputs(fake, SawMissing(did)).store(did, path, {})
+
+
+def test_a_failed_upload_registers_nothing_not_even_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake = FakeRucio()
+    fake.fail_upload = True
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    did = Did("lofar", "f")
+    with pytest.raises(DataLakeError, match="not stored: refused"):
+        _outputs(fake).store(did, path, {})
+    assert fake.dids == {} and fake.datasets == {} and fake.rules == {}
+    assert (tmp_path / ".snakemake/datalake/unstored/lofar/f").read_bytes() == b"data"

@@ -7,7 +7,7 @@ import pytest
 
 from datalake_core import storage_write
 from datalake_core.checksums import adler32_of_file
-from datalake_core.errors import StorageWriteError
+from datalake_core.errors import StorageTargetExists, StorageWriteError
 from datalake_core.storage_write import Target
 
 
@@ -60,3 +60,20 @@ def test_a_copy_that_does_not_match_leaves_nothing(tmp_path):
         storage_write.write(source, [_file_target(str(rse_dir))], size=10, adler32="00000001",
                             verify=True)
     assert [p for p in rse_dir.rglob("*") if p.is_file()] == []
+
+
+def test_an_exclusive_write_leaves_a_file_already_there_alone(tmp_path):
+    source = tmp_path / "x.dat"
+    source.write_bytes(b"new")
+    rse_dir = tmp_path / "rse"
+    there = rse_dir / "lofar/ab/cd/x.dat"
+    there.parent.mkdir(parents=True)
+    there.write_bytes(b"someone else's")
+    target = _file_target(str(rse_dir))
+
+    with pytest.raises(StorageTargetExists, match="exists already"):
+        storage_write.write(source, [target], size=3, adler32=adler32_of_file(source),
+                            verify=True, exclusive=True)
+    assert there.read_bytes() == b"someone else's"
+    storage_write.write(source, [target], size=3, adler32=adler32_of_file(source), verify=True)
+    assert there.read_bytes() == b"new"

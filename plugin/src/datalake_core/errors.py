@@ -48,6 +48,10 @@ class StorageWriteError(DataLakeError):
     the message names the storage host, the RSE and what to check."""
 
 
+class StorageTargetExists(StorageWriteError):
+    """The storage holds a file at the upload's PFN already: nothing was written over it."""
+
+
 class UntrustedStorage(StorageWriteError):
     """The storage's TLS certificate could not be verified: nothing was sent to it."""
 

@@ -18,12 +18,16 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .checksums import adler32_of_file, same_adler32
+from .errors import StorageTargetExists
 from .journal import Journal, OutputEvent, OutputFailedEvent
+from .resolver import FileInfo, Replica, Resolver
 from .rucio_adapter import DataLakeError, Did, DuplicateRuleError, RucioAdapter
 from .settings import ProviderConfig
 
@@ -47,6 +51,8 @@ class Outputs:
     run_id: str
     workflow: str = field(default_factory=lambda: _safe(Path.cwd().name))
     journal: Journal | None = None
+    # The run's answers about DIDs: outputs it saw missing are not asked about again.
+    resolver: Resolver | None = None
     created: dict[Did, _Created] = field(default_factory=dict)
     _datasets_ready: set[Did] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,40 +72,94 @@ class Outputs:
         if not rse:
             raise DataLakeError(f"{did}: no output RSE; set --storage-datalake-output-rse")
         rucio = self.rucio()
-        checksum = adler32_of_file(path)
-        existing = rucio.get_metadata(did)
-        record = self.created.setdefault(did, _Created())
-        if existing is not None:
-            if not same_adler32(existing.get("adler32"), checksum):
-                raise DataLakeError(
-                    f"{did} exists in the DataLake with adler32 {existing.get('adler32')} "
-                    f"({existing.get('bytes')} bytes) but the new output has adler32 {checksum} "
-                    f"({path.stat().st_size} bytes); Rucio files are immutable: write the "
-                    "output under a new name")
-            action = "already in the DataLake with the same adler32; not uploaded again"
-        else:
-            try:
-                rucio.upload(path, did, rse, verify=self.cfg.tls())
-            except DataLakeError as exc:
-                raise self._upload_failed(did, path, rse, checksum, exc) from None
-            # The upload added a rule keeping the file on the output RSE: it is this run's.
-            record.rules.extend(
-                str(r["id"]) for r in rucio.list_did_rules(did)
-                if r.get("account") == rucio.account and r.get("rse_expression") == rse)
-            action = f"uploaded to {rse} (adler32 {checksum})"
-        self._attach(did, record)
-        self._add_rules(did, record)
+        size, checksum = path.stat().st_size, adler32_of_file(path)
         meta = {**provenance, **dict(self.cfg.output_metadata)}
-        if meta:
-            rucio.set_metadata(did, meta)
+        dataset = self.dataset_for(did)
+        record = self.created.setdefault(did, _Created())
+        # This run asked about every output while Snakemake built the DAG: a file that was not
+        # there is uploaded without asking again (the write never replaces a file at its PFN,
+        # and Rucio refuses the registration if the DID appeared with other content).
+        existing = None if self._known_missing(did) else rucio.get_metadata(did)
+        if existing is None:
+            existing = self._upload(did, path, size, checksum, meta, dataset)
+        if existing is None:
+            record.dataset = dataset
+            record.rules.append(self._keep_rule(did, rse))
+            action = f"uploaded to {rse} (adler32 {checksum})"
+        else:
+            self._same_content(did, existing, size, checksum)
+            action = "already in the DataLake with the same adler32; not uploaded again"
+            self._ensure(dataset)
+            if rucio.attach(dataset, [did]):
+                record.dataset = dataset
+            if meta:
+                rucio.set_metadata(did, meta)
+        self._add_rules(did, record)
+        self._answer(did, size, checksum, rse, new=existing is None)
         self.log.info(f"datalake: {did} {action}")
         self._drop_kept(did, checksum)
         if self.journal is not None:
             self.journal.record(OutputEvent(
-                did=str(did), bytes=path.stat().st_size, adler32=checksum, rse=rse,
+                did=str(did), bytes=size, adler32=checksum, rse=rse,
                 action=action, rules=record.rules,
                 dataset=str(record.dataset) if record.dataset else None))
         return action
+
+    def _known_missing(self, did: Did) -> bool:
+        return self.resolver is not None and self.resolver.answered_missing(did)
+
+    def _upload(self, did: Did, path: Path, size: int, checksum: str, meta: dict[str, str],
+                dataset: Did) -> dict[str, Any] | None:
+        """Upload and register a new file; None when done, or the metadata of the file found
+        at its place meanwhile (registered by someone else: its content decides)."""
+        rse = str(self.cfg.output_rse)
+        rucio = self.rucio()
+        overwrite = False
+        while True:
+            try:
+                rucio.upload_into(path, did, rse, dataset, size=size, adler32=checksum,
+                                  meta=meta, verify=self.cfg.tls(), overwrite=overwrite,
+                                  before_register=lambda: self._ensure(dataset))
+                return None
+            except StorageTargetExists as exc:
+                found = rucio.get_metadata(did)
+                if found is not None or overwrite:
+                    return found
+                # Bytes Rucio does not know of (a failed earlier upload): replaced.
+                self.log.info(f"datalake: {did}: {exc}, unregistered; writing over it")
+                overwrite = True
+            except DataLakeError as exc:
+                raise self._upload_failed(did, path, rse, checksum, exc) from None
+
+    def _same_content(self, did: Did, existing: dict[str, Any], size: int, checksum: str
+                      ) -> None:
+        if not same_adler32(existing.get("adler32"), checksum):
+            raise DataLakeError(
+                f"{did} exists in the DataLake with adler32 {existing.get('adler32')} "
+                f"({existing.get('bytes')} bytes) but the new output has adler32 {checksum} "
+                f"({size} bytes); Rucio files are immutable: write the output under a new name")
+
+    def _keep_rule(self, did: Did, rse: str) -> str:
+        """The rule keeping a new file on the output RSE (Rucio's upload client adds it too)."""
+        try:
+            return self.rucio().add_rule([did], rse)
+        except DataLakeError as exc:
+            raise DataLakeError(f"{exc}; {did} is registered on {rse} without a rule keeping "
+                                "it there") from None
+
+    def _answer(self, did: Did, size: int, checksum: str, rse: str, *, new: bool) -> None:
+        """Tell the resolver what the DataLake now holds, for Snakemake's questions right after
+        the store (exists, mtime). A new file's creation time is taken after Rucio answered
+        (not before the server's own, so a local copy never looks older than the file); a file
+        that existed is asked about again."""
+        if self.resolver is None:
+            return
+        if not new:
+            self.resolver.refresh([did])
+            return
+        self.resolver.record(FileInfo(did=did, bytes=size, adler32=checksum, md5=None,
+                                      created_at=time.time(),
+                                      replicas=(Replica(rse, "AVAILABLE", ()),)))
 
     def kept_path(self, did: Did) -> Path:
         """Where the product of a failed upload of `did` is kept (under the working dir)."""
@@ -145,16 +205,13 @@ class Outputs:
         except OSError:
             pass
 
-    def _attach(self, did: Did, record: _Created) -> None:
-        rucio = self.rucio()
-        dataset = self.dataset_for(did)
+    def _ensure(self, dataset: Did) -> None:
+        """Create the run's dataset if missing: one request per dataset and run."""
         with self._lock:
             if dataset not in self._datasets_ready:
-                if rucio.ensure_dataset(dataset):
+                if self.rucio().ensure_dataset(dataset):
                     self.log.info(f"datalake: created dataset {dataset}")
                 self._datasets_ready.add(dataset)
-        if rucio.attach(dataset, [did]):
-            record.dataset = dataset
 
     def _add_rules(self, did: Did, record: _Created) -> None:
         rucio = self.rucio()

@@ -157,6 +157,21 @@ class Resolver:
         with self._lock:
             self._resolve(list(dict.fromkeys(dids)))
 
+    def answered_missing(self, did: Did) -> bool:
+        """Whether this run has asked Rucio about `did` and it did not exist (at any age); no
+        request."""
+        with self._lock:
+            return did in self._known and self._known[did] is None
+
+    def record(self, info: FileInfo) -> None:
+        """What the caller just made the DataLake hold (a stored output), as the answer for
+        the next MISSING_TTL seconds; asked again in the next bulk pass after that (replicas'
+        PFNs and the server's creation time are then Rucio's own)."""
+        with self._lock:
+            self._pending.pop(info.did, None)
+            self._known[info.did] = info
+            self._missing_at[info.did] = time.monotonic()
+
     def require_file(self, info: FileInfo) -> None:
         """Raise with what the DID is, if it is a dataset or container: a query names one file,
         and silently treating a collection as a missing file would hide the mistake."""

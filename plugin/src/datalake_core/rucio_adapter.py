@@ -94,6 +94,8 @@ class RucioAdapter:
         # become a DataLakeError saying what to check, not a traceback.
         self.client: GuardedClient = (new_client(None, None, None, timeout) if client is None
                                       else wrap(client, timeout))
+        # An RSE's write protocols, read once: they do not change while a run stores products.
+        self._write_protocols: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def connect(cls, rucio_config: Path | None = None, account: str | None = None,
@@ -193,6 +195,15 @@ class RucioAdapter:
             return False
         return True
 
+    def register_into(self, dataset: Did, rse: str, files: Sequence[dict[str, Any]]) -> None:
+        """Register new files (scope, name, bytes, adler32[, meta]) whose bytes are on `rse`:
+        the DIDs with their metadata, their replicas on `rse` and their place in `dataset`, in
+        one request and one transaction (`attach_dids` with `rse`, as Rucio's upload client
+        registers into a dataset). Rucio refuses all of it if a DID exists with another size or
+        adler32."""
+        with rucio_errors(f"registering {len(files)} replicas on {rse} in {dataset}"):
+            self.client.attach_dids(dataset.scope, dataset.name, list(files), rse=rse)
+
     def detach(self, dataset: Did, dids: Sequence[Did]) -> None:
         with rucio_errors(f"detaching {len(dids)} files from {dataset}"):
             self.client.detach_dids(dataset.scope, dataset.name, [d.as_dict() for d in dids])
@@ -250,11 +261,42 @@ class RucioAdapter:
                                 "there") from None
         return checksum
 
+    def upload_into(self, path: Path, did: Did, rse: str, dataset: Did, *, size: int,
+                    adler32: str, meta: dict[str, Any], verify: str | bool | None = None,
+                    overwrite: bool = False, before_register: Callable[[], Any] | None = None,
+                    ) -> storage_write.Target:
+        """Upload a file the catalogue does not hold and register it with one request
+        (`register_into`): bytes and metadata, the replica on `rse`, attached to `dataset`. No
+        rule is added (the caller adds those it needs in its own requests).
+
+        The bytes are written only where no file is yet (storage_write `exclusive`;
+        StorageTargetExists otherwise) unless `overwrite` (the caller found that Rucio knows
+        nothing of the file there). `before_register` runs once the bytes are written (the
+        caller creates the dataset there, so a failed write leaves nothing in Rucio). A failed
+        registration deletes the bytes again."""
+        tls = self.storage_tls() if verify is None else verify
+        try:
+            written = storage_write.write(path, self.write_targets(rse, did), size=size,
+                                          adler32=adler32, verify=tls, exclusive=not overwrite)
+        except StorageWriteError as exc:
+            raise type(exc)(f"upload of {path} as {did} to {rse} failed: {exc}") from None
+        file = {**did.as_dict(), "bytes": size, "adler32": adler32, "meta": meta}
+        try:
+            if before_register is not None:
+                before_register()
+            self.register_into(dataset, rse, [file])
+        except DataLakeError as exc:
+            raise type(exc)(f"{exc}; {self._undo(did, written, tls)}") from None
+        return written
+
     def write_targets(self, rse: str, did: Did) -> list[storage_write.Target]:
-        """Where each write protocol of `rse` puts `did`, in the RSE's order of preference."""
+        """Where each write protocol of `rse` puts `did`, in the RSE's order of preference
+        (the RSE's protocols are read once per adapter)."""
         from rucio.rse import rsemanager
 
-        info = self.rse_info(rse)
+        info = self._write_protocols.get(rse)
+        if info is None:
+            info = self._write_protocols[rse] = self.rse_info(rse)
         targets = []
         with rucio_errors(f"the write protocols of {rse}"):
             for proto in rsemanager.get_protocols_ordered(info, "write", domain="wan"):

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from . import materialise
-from .errors import StorageWriteError, TransferFailed, UntrustedStorage
+from .errors import StorageTargetExists, StorageWriteError, TransferFailed, UntrustedStorage
 from .storage_credentials import for_storage
 
 CONNECT_TIMEOUT = 15.0
@@ -69,15 +69,21 @@ class Target:
 
 
 def write(path: Path, targets: Sequence[Target], *, size: int, adler32: str,
-          verify: str | bool) -> Target:
-    """Put `path` at the first usable target; returns it. Nothing is left behind on failure."""
+          verify: str | bool, exclusive: bool = False) -> Target:
+    """Put `path` at the first usable target; returns it. Nothing is left behind on failure.
+
+    `exclusive`: a file already at the target is left alone (StorageTargetExists): it is looked
+    for first (a local file, a HEAD), and a PUT carries `If-None-Match: *`, which closes the
+    moment between the two on storage that honours it (WsgiDAV, dCache; not XrdHttp 5.5)."""
     for target in targets:
         local = target.local()
         if local is not None:
+            if exclusive and (local.exists() or local.is_symlink()):
+                raise StorageTargetExists(f"{local} on {target.rse} exists already")
             _copy(path, local, target, size=size, adler32=adler32)
             return target
         if target.scheme in WEB_SCHEMES:
-            _put(path, target, size=size, verify=verify)
+            _put(path, target, size=size, verify=verify, exclusive=exclusive)
             return target
     rse = targets[0].rse if targets else "the RSE"
     prefixes = ", ".join(t.prefix for t in targets if t.scheme == "file") or "none"
@@ -117,11 +123,16 @@ def _copy(path: Path, dest: Path, target: Target, *, size: int, adler32: str) ->
                                 f"{size}; deleted again")
 
 
-def _put(path: Path, target: Target, *, size: int, verify: str | bool) -> None:
+def _put(path: Path, target: Target, *, size: int, verify: str | bool, exclusive: bool) -> None:
+    # Asked first as well: some storages ignore the condition (XrdHttp 5.5 writes over the file).
+    if exclusive and _request("HEAD", target, verify).status_code == 200:
+        raise StorageTargetExists(f"{target.origin} ({target.rse}) holds {target.url} already")
+    condition = {"If-None-Match": "*"} if exclusive else {}
     try:
         with open(path, "rb") as body:
             # An empty stream would go chunked; an empty body has Content-Length 0.
-            reply = _request("PUT", target, verify, data=body if size else b"")
+            reply = _request("PUT", target, verify, data=body if size else b"",
+                             headers=condition)
     except OSError as exc:
         raise StorageWriteError(f"cannot read {path} to upload it: {exc.strerror or exc}"
                                 ) from None
@@ -130,6 +141,8 @@ def _put(path: Path, target: Target, *, size: int, verify: str | bool) -> None:
     except StorageWriteError:
         _remove_quietly(target, verify)  # a connection lost mid-PUT may leave part of the file
         raise
+    if reply.status_code == 412 and exclusive:
+        raise StorageTargetExists(f"{target.origin} ({target.rse}) holds {target.url} already")
     if reply.status_code not in (200, 201, 204):  # refused: the storage wrote nothing
         raise StorageWriteError(_refused("PUT", target, reply))
     stored = _stored_size(target, verify)
@@ -156,13 +169,13 @@ def _stored_size(target: Target, verify: str | bool) -> int:
     return int(length)
 
 
-def _request(method: str, target: Target, verify: str | bool, **kwargs: Any
-             ) -> requests.Response:
+def _request(method: str, target: Target, verify: str | bool,
+             headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
     """One request with TLS verified and the storage credential (neither is ever logged)."""
     credential = for_storage()
     try:
         return requests.request(method, target.url, verify=verify, cert=credential.cert,
-                                headers=credential.headers,
+                                headers={**credential.headers, **(headers or {})},
                                 timeout=(CONNECT_TIMEOUT, ANSWER_TIMEOUT), **kwargs)
     except requests.exceptions.SSLError as exc:
         trusted = (f"the CA certificates in {verify}" if isinstance(verify, str)

@@ -87,7 +87,8 @@ class StorageProvider(StorageProviderBase):
             self.outputs: Outputs | OfflineCopy = self.offline
             return
         resolver = Resolver(self.rucio, prefetch_limit=self.cfg.prefetch_limit)
-        outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id, journal=self.journal)
+        outputs = Outputs(self.cfg, self.rucio, self.logger, self.run_id, journal=self.journal,
+                          resolver=resolver)
         if self.jobs.workflow():
             outputs.workflow = str(self.jobs.workflow())
         self.resolver, self.outputs = resolver, outputs
@@ -286,8 +287,10 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         }
         if rule:
             provenance["snakemake_rule"] = str(rule)
+        # Outputs tells the resolver what it stored (no request); a local copy is looked at again.
         self.provider.outputs.store(did, self.local_path(), provenance)
-        self.provider.resolver.refresh([did])
+        if self.provider.offline is not None:
+            self.provider.offline.refresh([did])
 
     @workflow_errors()
     def remove(self) -> None:

@@ -1,4 +1,5 @@
-"""Who may do what in the testbed DataLake: Rucio's generic policy with three narrow additions.
+"""Who may do what in the testbed DataLake: Rucio's generic policy with three narrow additions
+and one restriction.
 
 - `add_replicas`: also an account with a quota (a local account limit above zero) on the RSE.
   The operator decides where an account may store by granting quota there; registering a file
@@ -8,6 +9,11 @@
   another account's rules stay the operator's.
 - `get_request_history_by_did`: also the owner of the file's scope (what Rucio moved of its own
   files, and how many bytes: `compare` accounts for a run's transfers with it).
+- `attach_dids` with an RSE (which registers the files' replicas there as it attaches them, as
+  Rucio's upload client and the plugin's outputs do): besides the generic condition (the
+  dataset's scope owner), the account must be allowed `add_replicas` on that RSE; the generic
+  policy checks nothing about the RSE there, which would let an account register replicas where
+  it may not through `add_replicas`.
 
 Everything else is the generic policy: adding RSEs, setting quotas, declaring replicas bad,
 adding accounts, deleting others' rules stay with root and `admin` accounts.
@@ -40,6 +46,16 @@ def perm_add_replicas(issuer: InternalAccount, kwargs: dict[str, Any], session: 
     return bool(kwargs.get("rse_id")) and _has_quota_on(issuer, kwargs["rse_id"], session)
 
 
+def perm_attach_dids(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> bool:
+    if not generic.perm_attach_dids(issuer, kwargs, session=session):
+        return False
+    attachment = kwargs.get("attachment") or {}
+    if attachment.get("rse_id") is None:
+        return True
+    return perm_add_replicas(issuer, {"rse": attachment.get("rse"), "rse_id": attachment["rse_id"]},
+                             session)
+
+
 def perm_del_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> bool:
     if generic.perm_del_rule(issuer, kwargs, session=session):
         return True
@@ -63,6 +79,7 @@ def perm_get_request_history_by_did(
 
 OVERRIDES = {
     "add_replicas": perm_add_replicas,
+    "attach_dids": perm_attach_dids,
     "del_rule": perm_del_rule,
     "get_request_history_by_did": perm_get_request_history_by_did,
 }

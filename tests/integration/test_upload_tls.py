@@ -146,6 +146,36 @@ def test_a_failed_registration_deletes_the_bytes_written(testbed, rucio, https_r
     assert rucio.get_metadata(did) is None
 
 
+def test_registering_outputs_into_a_dataset_needs_the_right_to_add_replicas_there(
+        testbed, rucio, https_rse, tmp_path):
+    """A product is registered with `attach_dids` and its RSE (outputs.py): the policy asks for
+    the same right there as for `add_replicas`, so no quota, no replica; the bytes go again."""
+    (tmp_path / "dav").mkdir()
+    dataset = Did("lofar", f"tests/{time.time_ns()}/run")
+    rucio.ensure_dataset(dataset)
+    with webdav_servers(tmp_path / "dav", testbed.pki, count=1) as [(url, root)]:
+        source = tmp_path / "product.dat"
+        source.write_bytes(os.urandom(10_000))
+        did = Did("lofar", f"{dataset.name}/product.dat")
+        size, adler32 = source.stat().st_size, adler32_of_file(source)
+
+        refused = https_rse(url, quota=False)
+        with pytest.raises(DataLakeError, match="were deleted again") as failed:
+            rucio.upload_into(source, did, refused, dataset, size=size, adler32=adler32,
+                              meta={"k": "v"})
+        assert "can not add data identifiers" in str(failed.value)
+        assert _files_under(root) == []
+        assert rucio.get_metadata(did) is None
+
+        allowed = https_rse(url, quota=True)
+        rucio.upload_into(source, did, allowed, dataset, size=size, adler32=adler32,
+                          meta={"k": "v"})
+        [replica] = rucio.list_replicas([did])
+        assert replica["states"] == {allowed: "AVAILABLE"} and replica["adler32"] == adler32
+        [parent] = rucio.client.list_parent_dids(did.scope, did.name)
+        assert parent["name"] == dataset.name
+
+
 def _client_config_without_ca(testbed, directory: Path) -> Path:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(testbed.layout.client_config)

@@ -8,6 +8,7 @@ from datalake_core.outputs import Outputs
 from datalake_core.resolver import Resolver
 from datalake_core.rucio_adapter import DataLakeError, Did, DuplicateRuleError
 from datalake_core.settings import OutputRule, ProviderConfig
+from datalake_core.storage_write import Target
 
 
 class FakeRucio:
@@ -45,6 +46,9 @@ class FakeRucio:
         rid = f"rule{len(self.rules)}"
         self.rules[rid] = (dids[0], expression)
         return rid
+
+    def write_targets(self, rse, did):
+        return [Target(rse, "file", f"file:///{rse}/{did.name}", "/")]
 
     def delete_rule(self, rid):
         del self.rules[rid]
@@ -145,8 +149,9 @@ def test_an_output_this_run_saw_missing_is_uploaded_without_asking_and_answered_
     path.write_bytes(b"image")
     _outputs(fake, resolver).store(did, path, {"snakemake_rule": "image"})
     assert asked == []
-    info = resolver.get(did)  # Snakemake's questions right after the store: no request
+    info = resolver.get(did)  # Snakemake's questions after the store: no request
     assert info.exists and info.bytes == 5 and info.adler32 == fake.dids[did]["adler32"]
+    assert [r.pfns for r in info.replicas] == [("file:///SITE_B_DISK/out/img.fits",)]
     assert fake.meta[did] == {"snakemake_rule": "image", "project": "LOFAR"}
 
 

@@ -148,18 +148,20 @@ class Outputs:
                                 "it there") from None
 
     def _answer(self, did: Did, size: int, checksum: str, rse: str, *, new: bool) -> None:
-        """Tell the resolver what the DataLake now holds, for Snakemake's questions right after
-        the store (exists, mtime). A new file's creation time is taken after Rucio answered
-        (not before the server's own, so a local copy never looks older than the file); a file
-        that existed is asked about again."""
+        """Tell the resolver what the DataLake now holds, for Snakemake's questions after the
+        store (exists, mtime), without asking Rucio: the new replica with the PFNs of the RSE's
+        protocols (in their write order), created when Rucio answered (not before the server's
+        own creation time, so a local copy never looks older than the file). A file that
+        existed is asked about again."""
         if self.resolver is None:
             return
         if not new:
             self.resolver.refresh([did])
             return
+        pfns = tuple(t.pfn for t in self.rucio().write_targets(rse, did))
         self.resolver.record(FileInfo(did=did, bytes=size, adler32=checksum, md5=None,
                                       created_at=time.time(),
-                                      replicas=(Replica(rse, "AVAILABLE", ()),)))
+                                      replicas=(Replica(rse, "AVAILABLE", pfns),)))
 
     def kept_path(self, did: Did) -> Path:
         """Where the product of a failed upload of `did` is kept (under the working dir)."""

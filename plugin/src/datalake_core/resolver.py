@@ -164,13 +164,12 @@ class Resolver:
             return did in self._known and self._known[did] is None
 
     def record(self, info: FileInfo) -> None:
-        """What the caller just made the DataLake hold (a stored output), as the answer for
-        the next MISSING_TTL seconds; asked again in the next bulk pass after that (replicas'
-        PFNs and the server's creation time are then Rucio's own)."""
+        """What the caller just made the DataLake hold (a stored output), as this run's answer
+        about it from now on: Rucio files are immutable, so it is not asked about again."""
         with self._lock:
             self._pending.pop(info.did, None)
+            self._missing_at.pop(info.did, None)
             self._known[info.did] = info
-            self._missing_at[info.did] = time.monotonic()
 
     def require_file(self, info: FileInfo) -> None:
         """Raise with what the DID is, if it is a dataset or container: a query names one file,

@@ -15,6 +15,7 @@ to the storage's root, matched on whole segments after normalisation.
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -258,3 +259,39 @@ def missing_scope(scope: str, wanted: Iterable[Need]) -> Need | None:
         if not any(c in need.capabilities and covers(p, need.path) for c, p in grants):
             return need
     return None
+
+
+def add_arguments(parser: argparse.ArgumentParser, service: str) -> None:
+    """A service's options for accepting tokens (`--ca-bundle`, for reaching the issuer, is
+    the service's own: it may trust more than the issuer)."""
+    parser.add_argument(
+        "--token-issuer", help="https URL of the issuer whose WLCG tokens are accepted (none)"
+    )
+    parser.add_argument(
+        "--token-audience",
+        action="append",
+        default=[],
+        help=f"an audience accepted in tokens (repeatable; this {service}'s own URL, ...)",
+    )
+    parser.add_argument(
+        "--token-leeway", type=int, default=LEEWAY_SECONDS, help="clock skew allowed (s)"
+    )
+
+
+def verifier_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> Verifier | None:
+    """The verifier `--token-issuer` and `--token-audience` describe, or None without them."""
+    if args.token_issuer is None:
+        if args.token_audience:
+            parser.error("--token-audience needs --token-issuer")
+        return None
+    try:
+        return Verifier(
+            args.token_issuer,
+            args.token_audience,
+            ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
+            leeway=args.token_leeway,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))

@@ -216,25 +216,6 @@ def build_app(
     return authorise(dav, root.resolve(), anonymous_read=anonymous_read, verifier=verifier)
 
 
-def token_verifier(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> bearer.Verifier | None:
-    """The verifier `--token-issuer` and `--token-audience` describe, or None without them."""
-    if args.token_issuer is None:
-        if args.token_audience:
-            parser.error("--token-audience needs --token-issuer")
-        return None
-    try:
-        return bearer.Verifier(
-            args.token_issuer,
-            args.token_audience,
-            ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
-            leeway=args.token_leeway,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", type=Path, required=True)
@@ -255,19 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="yes|no",
         help="whether reading needs no certificate (the RSE's policy; yes)",
     )
-    parser.add_argument(
-        "--token-issuer", help="https URL of the issuer whose WLCG tokens are accepted (none)"
-    )
-    parser.add_argument(
-        "--token-audience",
-        action="append",
-        default=[],
-        help="an audience accepted in tokens (repeatable; this storage's own URL, ...)",
-    )
+    bearer.add_arguments(parser, "storage")
     parser.add_argument("--ca-bundle", type=Path, help="CA certificates for reaching the issuer")
-    parser.add_argument(
-        "--token-leeway", type=int, default=bearer.LEEWAY_SECONDS, help="clock skew allowed (s)"
-    )
     # Enough workers and queue for 64 parallel https readers: the TLS handshake happens on the
     # accepting thread, and a backlog of 5 reset connections under that load.
     parser.add_argument("--threads", type=int, default=64)
@@ -276,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the testbed serves loopback only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.root.mkdir(parents=True, exist_ok=True)
-    verifier = token_verifier(parser, args)
+    verifier = bearer.verifier_from_args(parser, args)
     app = build_app(args.root, anonymous_read=args.anonymous_read, verifier=verifier)
     server = wsgi.Server(
         (args.host, args.port), app, numthreads=args.threads, request_queue_size=LISTEN_BACKLOG

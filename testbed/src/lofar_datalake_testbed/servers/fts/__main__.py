@@ -101,18 +101,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ca-bundle", type=Path, help="CA certificates for https storage and the token issuer"
     )
-    parser.add_argument(
-        "--token-issuer", help="https URL of the issuer whose WLCG tokens are accepted (none)"
-    )
-    parser.add_argument(
-        "--token-audience",
-        action="append",
-        default=[],
-        help="an audience accepted in tokens (repeatable; this service's own URL, ...)",
-    )
-    parser.add_argument(
-        "--token-leeway", type=int, default=bearer.LEEWAY_SECONDS, help="clock skew allowed (s)"
-    )
+    bearer.add_arguments(parser, "service")
     parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
     parser.add_argument(
         "--gfal-python",
@@ -133,22 +122,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for root in args.storage_root:
         if not root.is_dir():
             parser.error(f"--storage-root {root} is not a directory")
-    if args.token_audience and not args.token_issuer:
-        parser.error("--token-audience needs --token-issuer")
     problem = trust.gfal2_problem(args.gfal_python)
     if problem:
         parser.error(problem)
-    args.verifier = None
-    if args.token_issuer:
-        try:
-            args.verifier = bearer.Verifier(
-                args.token_issuer,
-                args.token_audience,
-                ca_bundle=str(args.ca_bundle) if args.ca_bundle else None,
-                leeway=args.token_leeway,
-            )
-        except ValueError as exc:
-            parser.error(str(exc))
+    args.verifier = bearer.verifier_from_args(parser, args)
     return args
 
 

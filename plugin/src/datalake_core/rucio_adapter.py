@@ -16,18 +16,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from . import storage_write
-from .checksums import adler32_of_file, same_adler32
-from .errors import AlreadyExists, NotFound, StorageWriteError, TransferFailed
+from .did import Did as Did
+from .errors import AlreadyExists, NotFound
 from .errors import DataLakeError as DataLakeError
 from .errors import DuplicateRuleError as DuplicateRuleError
 from .errors import RucioAuthError as RucioAuthError
 from .errors import RucioUnavailable as RucioUnavailable
-from .materialise import copy
+from .replica_io import ReplicaIO
 from .rucio_connection import GuardedClient, new_client, wrap
-from .transfer_http import fetch
 
 # Rucio's bulk endpoints accept large lists, but one request per 1,000 DIDs keeps each answer
 # (and a server-side query) of a predictable size.
@@ -59,18 +57,6 @@ def rucio_errors(what: str, failed: str = "failed") -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Did:
-    scope: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.scope}:{self.name}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"scope": self.scope, "name": self.name}
-
-
-@dataclass(frozen=True)
 class RuleState:
     rule_id: str
     state: str  # OK | REPLICATING | STUCK | SUSPENDED | WAITING_APPROVAL | INJECT
@@ -85,7 +71,7 @@ def chunks(items: Sequence[Any], size: int = BULK_CHUNK) -> Iterator[Sequence[An
         yield items[start:start + size]
 
 
-class RucioAdapter:
+class RucioAdapter(ReplicaIO):
     def __init__(self, client: Any | None = None, timeout: float | None = None) -> None:
         from .request_counter import install_if_requested
 
@@ -223,72 +209,7 @@ class RucioAdapter:
         with rucio_errors(f"RSE expression {expression!r}", failed=""):
             return sorted(str(r["rse"]) for r in self.client.list_rses(expression))
 
-    # -- data movement ---------------------------------------------------------------------
-    def upload(self, path: Path, did: Did, rse: str, *, verify: str | bool | None = None
-               ) -> str:
-        """Upload one file and register it as Rucio's upload client does: the bytes onto `rse`
-        (storage_write: TLS verified against `verify`, default the CA the Rucio client trusts),
-        their size checked, then a replica with bytes and adler32 and, for a new file, a rule
-        on `rse` for this account. Returns the adler32.
-
-        A failed upload registers nothing: if registering fails, the bytes written are deleted
-        again. A file registered already with the same adler32 gains a replica on `rse`
-        (nothing is done if it has one); with another adler32 it is an error."""
-        size, checksum = path.stat().st_size, adler32_of_file(path)
-        existing = self.get_metadata(did)
-        if existing is not None:
-            if not same_adler32(existing.get("adler32"), checksum):
-                raise AlreadyExists(f"{did} is registered with adler32 {existing.get('adler32')}"
-                                    f" but {path} has {checksum}; Rucio files are immutable")
-            if self._has_replica(did, rse):
-                return checksum
-        tls = self.storage_tls() if verify is None else verify
-        try:
-            written = storage_write.write(path, self.write_targets(rse, did), size=size,
-                                          adler32=checksum, verify=tls)
-        except StorageWriteError as exc:
-            raise type(exc)(f"upload of {path} as {did} to {rse} failed: {exc}") from None
-        try:
-            self.add_replicas(rse, [{**did.as_dict(), "bytes": size, "adler32": checksum}])
-        except DataLakeError as exc:
-            raise type(exc)(f"{exc}; {self._undo(did, written, tls)}") from None
-        if existing is None:
-            try:
-                with rucio_errors(f"rule for the upload of {did} to {rse}"):
-                    self.client.add_replication_rule([did.as_dict()], 1, rse)
-            except DataLakeError as exc:
-                raise type(exc)(f"{exc}; {did} is registered on {rse} without a rule keeping it "
-                                "there") from None
-        return checksum
-
-    def upload_into(self, path: Path, did: Did, rse: str, dataset: Did, *, size: int,
-                    adler32: str, meta: dict[str, Any], verify: str | bool | None = None,
-                    overwrite: bool = False, before_register: Callable[[], Any] | None = None,
-                    ) -> storage_write.Target:
-        """Upload a file the catalogue does not hold and register it with one request
-        (`register_into`): bytes and metadata, the replica on `rse`, attached to `dataset`. No
-        rule is added (the caller adds those it needs in its own requests).
-
-        The bytes are written only where no file is yet (storage_write `exclusive`;
-        StorageTargetExists otherwise) unless `overwrite` (the caller found that Rucio knows
-        nothing of the file there). `before_register` runs once the bytes are written (the
-        caller creates the dataset there, so a failed write leaves nothing in Rucio). A failed
-        registration deletes the bytes again."""
-        tls = self.storage_tls() if verify is None else verify
-        try:
-            written = storage_write.write(path, self.write_targets(rse, did), size=size,
-                                          adler32=adler32, verify=tls, exclusive=not overwrite)
-        except StorageWriteError as exc:
-            raise type(exc)(f"upload of {path} as {did} to {rse} failed: {exc}") from None
-        file = {**did.as_dict(), "bytes": size, "adler32": adler32, "meta": meta}
-        try:
-            if before_register is not None:
-                before_register()
-            self.register_into(dataset, rse, [file])
-        except DataLakeError as exc:
-            raise type(exc)(f"{exc}; {self._undo(did, written, tls)}") from None
-        return written
-
+    # -- where replicas are written (the bytes themselves: replica_io) ---------------------
     def write_targets(self, rse: str, did: Did) -> list[storage_write.Target]:
         """Where each write protocol of `rse` puts `did`, in the RSE's order of preference
         (the RSE's protocols are read once per adapter)."""
@@ -313,53 +234,13 @@ class RucioAdapter:
         ca = getattr(self.client.raw, "ca_cert", None)
         return ca if isinstance(ca, str) and ca else True
 
-    def _has_replica(self, did: Did, rse: str) -> bool:
+    def has_replica(self, did: Did, rse: str) -> bool:
         return any(rse in r.get("rses", {}) for r in self.list_replicas([did]))
 
-    def _undo(self, did: Did, written: storage_write.Target, tls: str | bool) -> str:
-        """Delete the bytes of a failed registration, unless the replica is registered after all
-        (a concurrent upload of the same file, an answer lost after the server acted): bytes
-        without a replica are harmless, a replica without bytes is not."""
-        try:
-            if self._has_replica(did, written.rse):
-                return f"{did} is registered on {written.rse} all the same: its bytes stay"
-        except DataLakeError as exc:
-            return (f"whether {did} is registered on {written.rse} is unknown ({exc}): the "
-                    f"bytes written to {written.pfn} stay")
-        try:
-            storage_write.remove(written, verify=tls)
-        except DataLakeError as exc:
-            return f"the bytes written to {written.pfn} could not be deleted again: {exc}"
-        return f"the bytes written to {written.pfn} were deleted again"
-
-    def download(self, did: Did, rse: str, dest_dir: Path, *, verify: str | bool | None = None,
-                 timeout: float = 60.0) -> Path:
-        """Download one file from one RSE to dest_dir/<name>, size and adler32 verified, through
-        the RSE's protocols in its order of preference: a `file` PFN is copied if the file is
-        on this machine, an https one read with TLS verified (transfer_http; `verify` as for
-        `upload`). Rucio's download client is not used: its WebDAV protocol verifies nothing."""
-        found = self.list_replicas([did], schemes=["file", "https", "davs"])
-        pfns = sorted((int(i.get("priority") or 0), p) for r in found
-                      for p, i in r.get("pfns", {}).items() if i.get("rse") == rse)
-        if not pfns:
-            raise NotFound(f"download of {did} from {rse}: no replica there")
-        size, checksum = int(found[0]["bytes"]), found[0].get("adler32")
-        dest = dest_dir / did.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            for _, pfn in pfns:
-                local = Path(unquote(urlsplit(pfn).path))
-                if pfn.startswith("file://") and local.is_file():
-                    copy(local, dest, size=size, adler32=checksum)
-                    return dest
-                if pfn.startswith(("https://", "davs://")):
-                    fetch(pfn.replace("davs://", "https://", 1), dest, size=size,
-                          adler32=checksum, timeout=timeout,
-                          verify=self.storage_tls() if verify is None else verify)
-                    return dest
-            raise TransferFailed(f"no replica readable here among {', '.join(p for _, p in pfns)}")
-        except TransferFailed as exc:
-            raise DataLakeError(f"download of {did} from {rse} failed: {exc}") from None
+    def keep_on(self, did: Did, rse: str) -> None:
+        """The rule an upload adds for a new file: one copy on `rse`, for this account."""
+        with rucio_errors(f"rule for the upload of {did} to {rse}"):
+            self.client.add_replication_rule([did.as_dict()], 1, rse)
 
     # -- rules -----------------------------------------------------------------------------
     def add_rule(self, dids: Iterable[Did], rse_expression: str, copies: int = 1,

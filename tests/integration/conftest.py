@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from token_support import Issuer
+
+from lofar_datalake_testbed import pki as testbed_pki
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -45,3 +48,17 @@ def run_snakemake() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
+    """A CA and certificates of their own, for tests that start servers of their own."""
+    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory, pki: testbed_pki.Pki) -> Iterator[Issuer]:
+    """A real token issuer (servers/issuer.py) trusting nobody but the tests' clients."""
+    started = Issuer(tmp_path_factory.mktemp("issuer"), pki).start()
+    yield started
+    started.stop()

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 from fts_support import Service, token
+from unprivileged import UNPRIVILEGED, as_unprivileged
 
 from lofar_datalake_testbed import fts_delegation
-from lofar_datalake_testbed import pki as testbed_pki
-
-UNPRIVILEGED = "nobody"
 
 
 @dataclass(frozen=True)
@@ -58,25 +56,14 @@ class Account:
             command += ["--cert", str(self.cert), "--key", str(self.cert)]
         payload = json.dumps(body).encode() if body is not None else b""
         done = subprocess.run(
-            [*_as_unprivileged(), *command, url], input=payload, capture_output=True, timeout=60
+            [*as_unprivileged(), *command, url], input=payload, capture_output=True, timeout=60
         )
         text, _, status = done.stdout.decode().rpartition("\n")
         return Reply(int(status or 0), text)
 
 
-def _as_unprivileged() -> list[str]:
-    if os.geteuid() != 0:
-        return []  # already nobody in particular
-    return ["setpriv", "--reuid", UNPRIVILEGED, "--regid", "nogroup", "--clear-groups"]
-
-
 def _job(source: str, destination: str) -> dict[str, object]:
     return {"files": [{"sources": [source], "destinations": [destination]}], "params": {}}
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
-    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

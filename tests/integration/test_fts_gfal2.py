@@ -22,8 +22,6 @@ import requests
 from fts_support import Service, adler, free_port, fts_context_for, server_python, wait_for
 from token_support import Issuer, token_options
 
-from lofar_datalake_testbed import pki as testbed_pki
-
 ALTERING = Path(__file__).with_name("altering_webdav.py")
 CREDENTIALS = ("certificate", "token")
 
@@ -74,18 +72,6 @@ def storage(base: Path, name: str, pki, issuer: Issuer, *, altering: bool = Fals
         yield server
     finally:
         server.kill()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
-    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def issuer(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Issuer]:
-    started = Issuer(tmp_path_factory.mktemp("issuer"), pki).start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture(scope="module")

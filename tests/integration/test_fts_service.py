@@ -37,11 +37,6 @@ PROBE = Path(__file__).with_name("fts_rucio_probe.py")
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
-    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, pki: testbed_pki.Pki):
     state, roots = tmp_path_factory.mktemp("fts-state"), [tmp_path_factory.getbasetemp()]
     svc = Service(state, pki, roots, ca_bundle=pki.ca_cert, client_cert=pki.proxy).start()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from fts_support import self_signed_rsa, webdav_servers
+from unprivileged import as_unprivileged, hand
 
 from lofar_datalake_testbed import pki as testbed_pki
 from lofar_datalake_testbed.layout import LOOPBACK, SITES, WEBDAV
@@ -25,7 +26,6 @@ from lofar_datalake_testbed.layout import LOOPBACK, SITES, WEBDAV
 if TYPE_CHECKING:
     from lofar_datalake_testbed.orchestrator import Testbed
 
-UNPRIVILEGED = "nobody"
 WRITING = ["DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK"]
 
 
@@ -57,7 +57,7 @@ class Account:
         if cert is not None:
             command += ["--cert", str(cert[0]), "--key", str(cert[1])]
         done = subprocess.run(
-            [*_as_unprivileged(), *command, url], input=body, capture_output=True, timeout=60
+            [*as_unprivileged(), *command, url], input=body, capture_output=True, timeout=60
         )
         status = done.stdout.decode().strip() or "0"
         return Reply(done.returncode, int(status), done.stderr.decode())
@@ -71,24 +71,6 @@ class Account:
         return self.foreign_cert, self.foreign_key
 
 
-def _as_unprivileged() -> list[str]:
-    if os.geteuid() != 0:
-        return []  # already nobody in particular
-    return ["setpriv", "--reuid", UNPRIVILEGED, "--regid", "nogroup", "--clear-groups"]
-
-
-def _hand(path: Path) -> None:
-    """Make `path` the unprivileged account's own, private file."""
-    path.chmod(0o600)
-    if os.geteuid() == 0:
-        shutil.chown(path, UNPRIVILEGED, "nogroup")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
-    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
-
-
 def _account(pki: testbed_pki.Pki, home: Path) -> Account:
     # pytest's temporary directories are private to root; the account gets one it can enter.
     home.chmod(0o755)
@@ -97,10 +79,10 @@ def _account(pki: testbed_pki.Pki, home: Path) -> Account:
     ca.chmod(0o644)
     testbed_cert = home / "x509-proxy.pem"
     shutil.copyfile(pki.proxy, testbed_cert)
-    _hand(testbed_cert)
+    hand(testbed_cert)
     foreign_cert, foreign_key = self_signed_rsa(home)
-    _hand(foreign_cert)
-    _hand(foreign_key)
+    hand(foreign_cert)
+    hand(foreign_key)
     return Account(ca, testbed_cert, foreign_cert, foreign_key)
 
 

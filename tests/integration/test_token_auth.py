@@ -25,7 +25,6 @@ import pytest
 from fts_support import Service, wait_for, webdav_servers
 from token_support import (
     ELSEWHERE,
-    Issuer,
     claims_of,
     expired_token,
     kid_of,
@@ -34,10 +33,8 @@ from token_support import (
     token_webdav,
     unsigned,
 )
+from unprivileged import as_unprivileged, hand
 
-from lofar_datalake_testbed import pki as testbed_pki
-
-UNPRIVILEGED = "nobody"
 _numbers = itertools.count()
 
 
@@ -77,7 +74,7 @@ class Account:
         if cert:
             command += ["--cert", str(self.cert), "--key", str(self.cert)]
         done = subprocess.run(
-            [*_as_unprivileged(), *command, url], input=body or b"", capture_output=True, timeout=60
+            [*as_unprivileged(), *command, url], input=body or b"", capture_output=True, timeout=60
         )
         text, _, status = done.stdout.decode().rpartition("\n")
         head, _, content = text.partition("\r\n\r\n")
@@ -86,32 +83,8 @@ class Account:
     def _header_file(self, token: str) -> Path:
         path = self.home / f"bearer-{next(_numbers)}.header"
         path.write_text(f"Authorization: Bearer {token}\n")
-        _hand(path)
+        hand(path)
         return path
-
-
-def _as_unprivileged() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--reuid", UNPRIVILEGED, "--regid", "nogroup", "--clear-groups"]
-
-
-def _hand(path: Path) -> None:
-    path.chmod(0o600)
-    if os.geteuid() == 0:
-        shutil.chown(path, UNPRIVILEGED, "nogroup")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> testbed_pki.Pki:
-    return testbed_pki.ensure_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def issuer(tmp_path_factory: pytest.TempPathFactory, pki) -> Iterator[Issuer]:
-    started = Issuer(tmp_path_factory.mktemp("issuer"), pki).start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +106,7 @@ def account(pki, base) -> Account:
     shutil.copyfile(pki.ca_cert, ca)
     ca.chmod(0o644)
     shutil.copyfile(pki.proxy, cert)
-    _hand(cert)
+    hand(cert)
     return Account(ca, home, cert)
 
 

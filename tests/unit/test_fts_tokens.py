@@ -27,13 +27,6 @@ JOB = {"files": [{"sources": ["file:///s/x"], "destinations": ["https://dav/d/x"
 
 
 @pytest.fixture()
-def key() -> RSAKey:
-    made = RSAKey.generate_key(2048, private=True)
-    made.ensure_kid()
-    return made
-
-
-@pytest.fixture()
 def app(tmp_path: Path, key, monkeypatch):
     published = KeySet([key]).as_dict(private=False)
 

@@ -127,13 +127,6 @@ def test_the_bearer_header_is_found_whatever_its_case():
 
 
 @pytest.fixture()
-def key() -> RSAKey:
-    made = RSAKey.generate_key(2048, private=True)
-    made.ensure_kid()
-    return made
-
-
-@pytest.fixture()
 def verifier(key, monkeypatch) -> bearer.Verifier:
     published = KeySet([key]).as_dict(private=False)
     fetched = []

@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from .layout import TAPE_RSE
 from .orchestrator import Testbed, testbed
 
 HELP = "the local DataLake: Rucio, PostgreSQL, WebDAV, FTS (and compute sites)"
@@ -44,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed: RSEs to spread the archives over, comma-separated",
     )
     parser.add_argument(
+        "--tape",
+        action="store_true",
+        help="seed: put the archives on tape, their only replicas on LTA_TAPE (nearline until "
+        "recalled, e.g. by a rule with a lifetime on LTA_STAGING)",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=None,
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.path is None:
             raise FileNotFoundError("testbed seed needs the directory holding the archives")
-        seed(bed, Path(args.path), rses=args.rses.split(","))
+        seed(bed, Path(args.path), rses=[TAPE_RSE] if args.tape else args.rses.split(","))
         return 0
     print(bed.env())
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from . import xrootd
-from .layout import LOOPBACK, SITES, WEBDAV, XROOTD, Layout
+from .layout import LOOPBACK, SITES, TAPE_PORT, TAPE_RSE, WEBDAV, XROOTD, Layout
 from .pki import Pki
 from .processes import ManagedProcess
 from .server_env import ServerEnv
@@ -21,7 +21,13 @@ DAEMONS: dict[str, list[str]] = {
     # --older-than 0: poll FTS for every submitted transfer, not only those older than 60 s.
     "conveyor-poller": ["--sleep-time", "1", "--total-threads", "1", "--older-than", "0"],
     "conveyor-finisher": ["--sleep-time", "1", "--total-threads", "1"],
+    # Submits the STAGEIN requests of rules on the staging area (tape recalls) to FTS.
+    "conveyor-stager": ["--sleep-time", "1", "--total-threads", "1"],
 }
+# The tape library behind LTA_TAPE (servers/fts/staging.py): seconds one drive takes to recall
+# a file, and drives; small, so that tests and the demo see recalls queue without waiting long.
+RECALL_SECONDS = 2.0
+TAPE_DRIVES = 2
 
 
 
@@ -145,6 +151,41 @@ def webdav_servers(
     return servers
 
 
+def tape_url(ports: dict[str, int]) -> str:
+    return f"https://{LOOPBACK}:{ports[TAPE_PORT]}"
+
+
+def tape_storage(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
+                 ) -> ManagedProcess:
+    """LTA_TAPE's endpoint (also LTA_STAGING's): WebDAV with the RSEs' credentials policy whose
+    files are read only while pinned online (servers/tape.py)."""
+    url = tape_url(ports)
+    return ManagedProcess(
+        name=f"webdav-{TAPE_RSE}",
+        argv=env.module(
+            "webdav",
+            "--root",
+            str(layout.rse_dir(TAPE_RSE)),
+            "--port",
+            str(ports[TAPE_PORT]),
+            "--cert",
+            str(pki.server_cert),
+            "--key",
+            str(pki.server_key),
+            "--client-ca",
+            str(pki.ca_cert),
+            "--nearline",
+            "yes",
+            *token_options(url, ports),
+            "--ca-bundle",
+            str(pki.ca_cert),
+        ),
+        run_dir=layout.run,
+        log_dir=layout.logs,
+        ready=lambda: _http_ok(f"{url}/", verify=str(pki.ca_cert)),
+    )
+
+
 def xrootd_servers(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
                    ) -> list[ManagedProcess]:
     """One Debian `xrootd` per XRootD RSE: `root://` and XrdHttp's https (see `xrootd`)."""
@@ -191,6 +232,13 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
             str(pki.ca_cert),
             "--max-active",
             "8",
+            # Its tape library: files under LTA_TAPE's endpoint are recalled before they are read.
+            "--tape",
+            f"{tape_url(ports)}={layout.rse_dir(TAPE_RSE)}",
+            "--recall-seconds",
+            str(RECALL_SECONDS),
+            "--tape-drives",
+            str(TAPE_DRIVES),
             *token_options(endpoint, ports),
         ),
         run_dir=layout.run,

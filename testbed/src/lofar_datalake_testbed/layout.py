@@ -66,6 +66,15 @@ SITES: tuple[Site, ...] = (
 )
 
 
+# The archive on tape (servers/tape.py): LTA_TAPE holds files nearline, behind one WebDAV
+# endpoint that reads only what is pinned online; LTA_STAGING is Rucio's staging area on the same
+# storage (same endpoint and paths), where a rule makes FTS recall the files.
+TAPE_RSE = "LTA_TAPE"
+STAGING_RSE = "LTA_STAGING"
+TAPE_SITE = "LTA"
+TAPE_PORT = f"dav_{TAPE_RSE}"
+
+
 # The checkout this package is installed from (editable, as `make install` does):
 # testbed/src/lofar_datalake_testbed/layout.py. The demo and the sites use its workflow.
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -155,8 +164,8 @@ class Layout:
             path.mkdir(parents=True, exist_ok=True)
         for path in (self.root, self.etc, self.issuer_dir):
             os.chmod(path, 0o700)
-        for site in SITES:
-            self.rse_dir(site.rse).mkdir(parents=True, exist_ok=True)
+        for rse in [*(site.rse for site in SITES), TAPE_RSE]:
+            self.rse_dir(rse).mkdir(parents=True, exist_ok=True)
 
     def load_state(self) -> dict[str, object]:
         if not self.state_file.exists():
@@ -172,7 +181,8 @@ class Layout:
         """The testbed's ports, allocated on first use and then fixed."""
         state = self.load_state()
         ports = dict(state.get("ports", {}))  # type: ignore[call-overload]
-        wanted = ["rucio", "fts", "issuer"] + [name for site in SITES for name in site.port_names]
+        wanted = ["rucio", "fts", "issuer", "broker", TAPE_PORT]
+        wanted += [name for site in SITES for name in site.port_names]
         changed = False
         for name in wanted:
             if name not in ports:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from . import components, database, fts_delegation, sites, tokens
-from .layout import LOOPBACK, SITES, Layout
+from .layout import LOOPBACK, SITES, STAGING_RSE, TAPE_RSE, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
 from .rucio_config import write_configs
@@ -47,6 +47,7 @@ class Testbed:
             components.token_issuer(self.server_env, self.layout, ports, pki),
             components.rucio_server(self.server_env, self.layout, ports, pki),
             *components.webdav_servers(self.server_env, self.layout, ports, pki),
+            components.tape_storage(self.server_env, self.layout, ports, pki),
             *components.xrootd_servers(self.server_env, self.layout, ports, pki),
             components.fts_service(self.server_env, self.layout, ports, pki),
         ]
@@ -152,6 +153,10 @@ class Testbed:
         }
         for site in SITES if ports else ():
             endpoints[f"{site.storage}-{site.rse}"] = " ".join(site.storage_urls(ports))
+        if ports:
+            endpoints[f"webdav-{TAPE_RSE}"] = (
+                f"{components.tape_url(ports)} (tape, nearline; staging area {STAGING_RSE})"
+            )
         total_rss = _rss(psutil.Process(pg_pid)) if pg_pid else 0
         all_ok = pg_pid is not None
         for proc in (self.services() + self.daemons()) if ports else []:
@@ -221,11 +226,12 @@ class Testbed:
 # 3: the RSEs' `fts` attribute names the https endpoint.
 # 4: the pipeline account's OIDC identity (the token issuer's `lofar-pipeline` client).
 # 5: SITE_D_XRD, served by XRootD (`root` protocol).
-CATALOG_VERSION = 5
+# 6: LTA_TAPE (rse_type TAPE) and its staging area LTA_STAGING.
+CATALOG_VERSION = 6
 
 
 def _catalog_key() -> list[str]:
-    return [*(site.rse for site in SITES), f"version-{CATALOG_VERSION}"]
+    return [*(site.rse for site in SITES), TAPE_RSE, STAGING_RSE, f"version-{CATALOG_VERSION}"]
 
 
 def _quote(value: str) -> str:

@@ -3,7 +3,8 @@
 Each `L<obsid>_SB<nnn>_uv.MS.tar` in DIR is uploaded (TLS verified against the testbed CA, the
 stored size checked, registered with its adler32) to one of the given RSEs in turn, so that the
 files are spread over several simulated sites as in a real DataLake; files already registered
-with the same checksum are left alone.
+with the same checksum are left alone. With `--tape` they all go to the tape RSE LTA_TAPE, their
+only replicas, nearline until recalled.
 """
 
 from __future__ import annotations

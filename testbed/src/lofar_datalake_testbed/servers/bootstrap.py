@@ -16,6 +16,7 @@ from typing import Any
 from ..layout import LOOPBACK, SITES, XROOTD, Layout, Site
 from ..rucio_config import PIPELINE_ACCOUNT, PIPELINE_SCOPE, credentials
 from ..tokens import identity
+from .bootstrap_tape import create_tape_rses
 
 ACCOUNT_LIMIT_BYTES = 10 * 1024**4
 
@@ -158,7 +159,9 @@ def create_catalog(layout: Layout) -> None:
                 client.add_distance(src.rse, dst.rse, {"distance": distance})
             except Duplicate:
                 client.update_distance(src.rse, dst.rse, {"distance": distance})
-    print("catalog: " + json.dumps({"rses": [s.rse for s in SITES], "scope": PIPELINE_SCOPE}))
+    tape = create_tape_rses(client, ports, fts_url, ACCOUNT_LIMIT_BYTES)
+    rses = [s.rse for s in SITES] + tape
+    print("catalog: " + json.dumps({"rses": rses, "scope": PIPELINE_SCOPE}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,9 @@ Who may do what, as on grid storage where the X.509 identity or the WLCG token d
 - Reading (GET, HEAD, OPTIONS, PROPFIND) follows the RSE's policy, `--anonymous-read yes|no`
   (default yes, the policy of `layout.SITES` for every RSE not declared private): with `no`, reads
   need the same certificate as writes (or a token).
+
+With `--nearline yes` the endpoint is a tape storage area (servers/tape.py): reading a file's
+bytes is refused (503, with the reason) unless a pin holds it online.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from . import bearer
+from . import bearer, tape
 from .dav_digest import report_digests
 from .dav_paths import local_path
 
@@ -200,7 +203,11 @@ def yes_no(text: str) -> bool:
 
 
 def build_app(
-    root: Path, *, anonymous_read: bool = True, verifier: bearer.Verifier | None = None
+    root: Path,
+    *,
+    anonymous_read: bool = True,
+    verifier: bearer.Verifier | None = None,
+    nearline: bool = False,
 ) -> WsgiApp:
     config = {
         "provider_mapping": {"/": str(root)},
@@ -213,6 +220,8 @@ def build_app(
         "dir_browser": {"enable": True},  # Rucio HEADs the collection root on connect
     }
     dav = report_digests(create_parents_on_put(WsgiDAVApp(config), root.resolve()), root.resolve())
+    if nearline:
+        dav = tape.nearline_reads(dav, root)
     return authorise(dav, root.resolve(), anonymous_read=anonymous_read, verifier=verifier)
 
 
@@ -236,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="yes|no",
         help="whether reading needs no certificate (the RSE's policy; yes)",
     )
+    parser.add_argument(
+        "--nearline",
+        type=yes_no,
+        default=False,
+        metavar="yes|no",
+        help="a tape storage area: files are read only while pinned online (no)",
+    )
     bearer.add_arguments(parser, "storage")
     parser.add_argument("--ca-bundle", type=Path, help="CA certificates for reaching the issuer")
     # Enough workers and queue for 64 parallel https readers: the TLS handshake happens on the
@@ -247,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.root.mkdir(parents=True, exist_ok=True)
     verifier = bearer.verifier_from_args(parser, args)
-    app = build_app(args.root, anonymous_read=args.anonymous_read, verifier=verifier)
+    app = build_app(
+        args.root, anonymous_read=args.anonymous_read, verifier=verifier, nearline=args.nearline
+    )
     server = wsgi.Server(
         (args.host, args.port), app, numthreads=args.threads, request_queue_size=LISTEN_BACKLOG
     )

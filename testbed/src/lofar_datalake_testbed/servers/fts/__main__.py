@@ -1,11 +1,13 @@
 """Run the FTS3-REST stand-in (in the testbed's server environment):
 `python -m lofar_datalake_testbed.servers.fts --state-dir D --port P --cert C --key K
---client-ca CA --storage-root DIR... [--token-issuer URL --token-audience A...]`.
+--client-ca CA --storage-root DIR... [--tape URL=DIR... --recall-seconds S --tape-drives N]
+[--token-issuer URL --token-audience A...]`.
 
 It serves https only and answers only callers whose client certificate the `--client-ca`
 issued or whose WLCG bearer token `--token-issuer` signed for one of the `--token-audience`s;
 `file://` URLs are confined to the `--storage-root` directories. Bytes are moved by gfal2, one
-helper process per copy run with `--gfal-python` (Debian's python3 with python3-gfal2)."""
+helper process per copy run with `--gfal-python` (Debian's python3 with python3-gfal2). Files
+on a `--tape` endpoint are brought online before they are copied (staging.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from .. import bearer
 from . import confine, mover, trust
 from .app import App
+from .staging import Library, Stager, TapeArea
 from .store import Store
 from .worker import Engine
 
@@ -101,6 +104,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ca-bundle", type=Path, help="CA certificates for https storage and the token issuer"
     )
+    parser.add_argument(
+        "--tape",
+        type=TapeArea.parse,
+        action="append",
+        default=[],
+        metavar="URL=DIR",
+        help="a tape endpoint (https://host:port) and the directory it serves (repeatable)",
+    )
+    parser.add_argument(
+        "--recall-seconds", type=float, default=2.0, help="time one drive takes to recall a file"
+    )
+    parser.add_argument("--tape-drives", type=int, default=2, help="files recalled at once")
     bearer.add_arguments(parser, "service")
     parser.add_argument("--max-active", type=int, default=4, help="concurrent transfers")
     parser.add_argument(
@@ -115,6 +130,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("the testbed FTS serves loopback (127.0.0.1) only")
     if args.max_active < 1:
         parser.error("--max-active must be at least 1")
+    if args.tape_drives < 1 or args.recall_seconds < 0:
+        parser.error("--tape-drives must be at least 1 and --recall-seconds not negative")
     for option in ("ca_bundle", "cert", "key", "client_ca"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
@@ -145,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         roots=confine.resolve_roots(args.storage_root), ca_dir=ca_dir, python=args.gfal_python
     )
     engine = Engine(store, gfal, max_active=args.max_active)
+    library = Library(tuple(args.tape), args.recall_seconds, args.tape_drives)
+    stager = Stager(store, library, on_online=engine.wake)
     server = wsgi.Server(
         ("127.0.0.1", args.port),
         App(
@@ -168,19 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     engine.start()
+    stager.start()
     logging.info(
         "FTS3 REST stand-in on https://127.0.0.1:%d/ (pid %d, state %s, max %d active, "
-        "storage roots %s, tokens from %s)",
+        "storage roots %s, tape %s, %d drives, %.1f s per recall, tokens from %s)",
         args.port,
         os.getpid(),
         args.state_dir,
         args.max_active,
         ", ".join(str(r) for r in args.storage_root) or "none",
+        ", ".join(f"{a.url}={a.root}" for a in args.tape) or "none",
+        args.tape_drives,
+        args.recall_seconds,
         args.token_issuer or "no issuer",
     )
     try:
         server.start()
     finally:
+        stager.stop()
         engine.stop()
         store.close()
     return 0

@@ -162,8 +162,9 @@ def build(
     multihop = _flag(params.get("multihop"))
     bring_online = _int(params.get("bring_online"), "bring_online", -1)
     pin_lifetime = _int(params.get("copy_pin_lifetime"), "copy_pin_lifetime", -1)
-    # FTS stages whenever either is positive (Rucio always sends copy_pin_lifetime);
-    # staging is instantaneous here since no storage in the testbed is nearline.
+    # FTS stages whenever either is positive (Rucio always sends copy_pin_lifetime); files
+    # on the testbed's tape endpoints are recalled then, any other is online at once
+    # (staging.py).
     staging = bring_online > 0 or pin_lifetime > 0
     pending = "STAGING" if staging else "SUBMITTED"
     priority = max(1, min(5, _int(params.get("priority"), "priority", DEFAULT_PRIORITY)))

@@ -209,10 +209,20 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT f.file_id, f.job_id FROM files f JOIN jobs j ON j.job_id = f.job_id"
-                " WHERE f.file_state IN ('SUBMITTED', 'STAGING')"
+                " WHERE f.file_state = 'SUBMITTED'"
                 " AND (f.retry_timestamp IS NULL OR f.retry_timestamp <= ?)"
                 " ORDER BY f.priority DESC, j.seq, f.file_id LIMIT ?",
                 (now, limit),
+            ).fetchall()
+            return [(r["file_id"], r["job_id"]) for r in rows]
+
+    def in_state(self, state: str) -> list[tuple[int, str]]:
+        """(file_id, job_id) of the files in `state`: highest priority, then oldest job first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.file_id, f.job_id FROM files f JOIN jobs j ON j.job_id = f.job_id"
+                " WHERE f.file_state = ? ORDER BY f.priority DESC, j.seq, f.file_id",
+                (state,),
             ).fetchall()
             return [(r["file_id"], r["job_id"]) for r in rows]
 

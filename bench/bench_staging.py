@@ -3,15 +3,17 @@ plugin's settings as the provider builds it), on the local DataLake:
 
 - `site`:   a file already on the site RSE (posix, through the mount map), made available in
             each link mode, vs `cp` of the same file (goal <= 1.1x cp; ~0 with a link);
-- `remote`: N files on a remote RSE staged in parallel under each stage policy, vs a serial
+- `remote`: N files on a remote RSE (WebDAV SITE_C_DAV, then XRootD SITE_D_XRD, each measured
+            apart) staged in parallel under each stage policy, vs a serial
             `rucio download` (goal >= 4x; both timed as processes of their own, from start to
             exit: interpreter, authentication and resolution included for both) and vs `cp`
             of the same files (goal >= 0.5x), with where the time of the `rule` policy goes.
 
 The page cache is dropped before every timed variant (root only; otherwise it says so). Medians
 of repetitions; ratios are medians of per-repetition ratios. About 8 minutes with the defaults
-(1 GiB; 32 x 64 MiB; 3 repetitions), mostly the serial `rucio download`; 2 with --quick.
-Results: bench/results/staging_site.json, staging_remote.json (with machine, load and commit).
+(1 GiB; 32 x 64 MiB; 3 repetitions; per remote RSE), mostly the serial `rucio download`; 2
+with --quick. Results: bench/results/staging_site.json, staging_remote.json (SITE_C_DAV),
+staging_remote_xrootd.json (SITE_D_XRD), with machine, load and commit.
 
     .venv/bin/lofar-datalake testbed up
     .venv/bin/python bench/bench_staging.py [site|remote|all] [--quick]
@@ -51,6 +53,9 @@ def parse_args() -> argparse.Namespace:
                         help="remote files (default: %(default)s)")
     parser.add_argument("--file-mib", type=int, default=64,
                         help="size of each remote file in MiB (default: %(default)s)")
+    parser.add_argument("--remote-rses", default=",".join(remote.RESULT_NAMES),
+                        help="remote RSEs to stage from, each measured apart into its own "
+                             "result (default: %(default)s)")
     parser.add_argument("--policies", default="download,fts,rule",
                         help="stage policies (default: %(default)s)")
     parser.add_argument("--transfers", type=int, default=default("max_concurrent_transfers"),
@@ -80,12 +85,14 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if args.refigure:
-        path = args.out / "staging_remote.json"
-        data = json.loads(path.read_text())
-        data["figures"] = remote.refigure(data)
-        data["figures_derived_again"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        path.write_text(json.dumps(data, indent=1, default=str) + "\n")
-        _print(data["figures"])
+        for rse in args.remote_rses.split(","):
+            path = args.out / f"{remote.RESULT_NAMES[rse]}.json"
+            data = json.loads(path.read_text())
+            data["figures"] = remote.refigure(data)
+            data["figures_derived_again"] = dt.datetime.now(dt.UTC).isoformat(
+                timespec="seconds")
+            path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+            _print(data["figures"])
         return 0
     env = client_env(args.testbed)
     cold = not args.warm_cache
@@ -102,23 +109,29 @@ def main() -> int:
             write_results(args.out / "staging_site.json", "staging_site", figures, provenance,
                           **details)
         if args.part in ("remote", "all"):
-            say(f"== parallel stage-in: {args.files} x {args.file_mib} MiB, "
-                f"{args.repeat} repetitions")
-            provenance = Provenance()
-            figures, details = remote.measure(tmp / "remote", env, args.files, args.file_mib,
-                                              args.repeat, args.policies.split(","),
-                                              args.transfers, cold, args.profile)
-            _print(figures)
-            for policy, steps in details["site_transfer_steps"].items():
-                print(f"policy {policy}: where the site transfer's time goes (median s):")
-                for step, seconds in steps.items():
-                    print(f"    {step:<48} {seconds:6.2f}")
-            for policy, lines in details["profile_tottime"].items():
-                print(f"profile of the worker threads, policy {policy} (tottime):\n    "
-                      + "\n    ".join(lines))
-            write_results(args.out / "staging_remote.json", "staging_remote", figures,
-                          provenance, **details)
+            for rse in args.remote_rses.split(","):
+                _remote(args, tmp / f"remote-{rse}", env, rse, cold)
     return 0
+
+
+def _remote(args: argparse.Namespace, tmp: Path, env: dict[str, str], rse: str,
+            cold: bool) -> None:
+    say(f"== parallel stage-in from {rse}: {args.files} x {args.file_mib} MiB, "
+        f"{args.repeat} repetitions")
+    provenance = Provenance()
+    figures, details = remote.measure(tmp, env, args.files, args.file_mib, args.repeat,
+                                      args.policies.split(","), args.transfers, cold,
+                                      args.profile, remote=rse)
+    _print(figures)
+    for policy, steps in details["site_transfer_steps"].items():
+        print(f"policy {policy}: where the site transfer's time goes (median s):")
+        for step, seconds in steps.items():
+            print(f"    {step:<48} {seconds:6.2f}")
+    for policy, lines in details["profile_tottime"].items():
+        print(f"profile of the worker threads, policy {policy} (tottime):\n    "
+              + "\n    ".join(lines))
+    name = remote.RESULT_NAMES[rse]
+    write_results(args.out / f"{name}.json", name, figures, provenance, **details)
 
 
 def _print(figures: list[dict[str, object]]) -> None:

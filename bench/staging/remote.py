@@ -1,7 +1,9 @@
-"""Parallel stage-in from a remote RSE: N files on SITE_C_DAV (read over https, the only PFN
-Rucio lists for it) made local at SITE_A by the Stager under each stage policy, against a serial
-`rucio download` of the same files and `cp` of them. Every repetition of every variant uses
-fresh DIDs (hard links to the same bytes), so nothing is at the destination yet.
+"""Parallel stage-in from a remote RSE: N files on a remote RSE (SITE_C_DAV, WebDAV over https;
+or SITE_D_XRD, XRootD's root:// and https) made local at SITE_A by the Stager under each stage
+policy, against a serial `rucio download` of the same files and `cp` of them. Every repetition
+of every variant uses fresh DIDs (hard links to the same bytes), so nothing is at the
+destination yet. `curl` reads the https PFNs (on SITE_D_XRD, XRootD's XrdHttp), whatever
+protocol the RSE prefers for the Stager.
 
 The Stager and `rucio download` are timed alike: each is a process of its own, timed from its
 start to its exit, so both pay interpreter start, authentication and resolution of the DIDs
@@ -29,7 +31,8 @@ from staging.common import BIN, MiB, figure, median, paired_ratio, run, say, tim
 from staging.common import drop_caches as drop
 from staging.provider import Staging, settings
 
-REMOTE = "SITE_C_DAV"
+REMOTE = "SITE_C_DAV"  # the default remote RSE: WebDAV (WsgiDAV); SITE_D_XRD is XRootD
+RESULT_NAMES = {"SITE_C_DAV": "staging_remote", "SITE_D_XRD": "staging_remote_xrootd"}
 SITE = "SITE_A_DISK"
 STAGE_ONCE = Path(__file__).resolve().with_name("stage_once.py")
 
@@ -37,9 +40,10 @@ STAGE_ONCE = Path(__file__).resolve().with_name("stage_once.py")
 class Rep:
     """One variant in one repetition: its DIDs, where their bytes went, and the clean-up."""
 
-    def __init__(self, rucio: RucioAdapter, tag: str, blobs: list[files.Blob], dest: Path,
-                 register: bool) -> None:
+    def __init__(self, rucio: RucioAdapter, rse: str, tag: str, blobs: list[files.Blob],
+                 dest: Path, register: bool) -> None:
         self.rucio = rucio
+        self.rse = rse
         # Flat names: `rucio download` 41.5 fails on names with '/' (and still exits 0).
         self.names = [f"{tag}-f{i:03d}.dat" for i in range(len(blobs))]
         self.dids = files.dids(self.names)
@@ -47,7 +51,7 @@ class Rep:
         dest.mkdir(parents=True)
         self.created = [dest]
         if register:
-            self.created += files.register(rucio, REMOTE, dict(zip(self.names, blobs,
+            self.created += files.register(rucio, rse, dict(zip(self.names, blobs,
                                                                     strict=True)))
 
     def check(self, total: int) -> None:
@@ -69,8 +73,8 @@ class Rep:
 
 
 def measure(tmp: Path, env: dict[str, str], n_files: int, file_mib: int, repeat: int,
-            policies: list[str], transfers: int, cold: bool, profile: bool = False
-            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            policies: list[str], transfers: int, cold: bool, profile: bool = False,
+            remote: str = REMOTE) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rucio = RucioAdapter()
     stamp = time.time_ns()
     say(f"writing {n_files} x {file_mib} MiB source files")
@@ -103,8 +107,8 @@ def measure(tmp: Path, env: dict[str, str], n_files: int, file_mib: int, repeat:
 
     for rep in range(repeat):
         for v in variants if rep % 2 == 0 else variants[::-1]:
-            job = Rep(rucio, f"bench-staging-{stamp}-r{rep}-{v}", blobs, tmp / f"r{rep}-{v}",
-                      register=v != "cp")
+            job = Rep(rucio, remote, f"bench-staging-{stamp}-r{rep}-{v}", blobs,
+                      tmp / f"r{rep}-{v}", register=v != "cp")
             log = tmp / f"{v}-r{rep}.log"
             out = None
             if v in policies:
@@ -128,7 +132,7 @@ def measure(tmp: Path, env: dict[str, str], n_files: int, file_mib: int, repeat:
             job.clean(rules)
     profiles = {}
     for v in [p for p in policies if p != "rule"] if profile else []:
-        job = Rep(rucio, f"bench-staging-{stamp}-profile-{v}", blobs, tmp / f"profile-{v}",
+        job = Rep(rucio, remote, f"bench-staging-{stamp}-profile-{v}", blobs, tmp / f"profile-{v}",
                   register=True)
         staging = make(v, job)
         staging.profile_workers()
@@ -138,9 +142,9 @@ def measure(tmp: Path, env: dict[str, str], n_files: int, file_mib: int, repeat:
         staging.close()
         job.clean(list(staging.stager.site.rules_created))
     shutil.rmtree(tmp / "src", ignore_errors=True)
-    return _figures(times, n_files, file_mib, policies, steps), {
+    return _figures(times, n_files, file_mib, policies, steps, remote), {
         "files": n_files, "file_mib": file_mib, "repetitions": repeat,
-        "remote_rse": REMOTE, "site_rse": SITE, "max_concurrent_transfers": transfers,
+        "remote_rse": remote, "site_rse": SITE, "max_concurrent_transfers": transfers,
         "page_cache": "dropped before each timed variant" if cold and dropped
         else "warm for all variants",
         "seconds": {v: [round(x, 3) for x in t] for v, t in times.items()},
@@ -165,13 +169,13 @@ def _action(variant: str, job: Rep, blobs: list[files.Blob], cli_env: dict[str, 
         return partial(run, ["cp", *(str(b.path) for b in blobs), str(job.dest)])
     if variant == "curl":
         # What the RSE's https endpoint delivers to a plain client at the Stager's concurrency.
-        urls = files.pfns(job.rucio, REMOTE, job.names, "https")
+        urls = files.pfns(job.rucio, job.rse, job.names, "https")
         outputs = [a for n in job.names for a in ("-o", str(job.dest / n), urls[n])]
         return partial(run, ["curl", "-sS", "--fail", "--cacert", cli_env["CA_BUNDLE"],
                              "--parallel", "--parallel-max", str(transfers), *outputs], log=log)
     assert variant == "rucio-serial", variant
     return partial(run, [str(BIN / "rucio"), "download", "--ndownloader", "1", "--no-subdir",
-                         "--rses", REMOTE, "--dir", str(job.dest),
+                         "--rses", job.rse, "--dir", str(job.dest),
                          *(str(d) for d in job.dids)], env=cli_env, log=log)
 
 
@@ -180,7 +184,7 @@ def refigure(data: dict[str, Any]) -> list[dict[str, Any]]:
     derived, without measuring again)."""
     policies = [p for p in data["seconds"] if p not in ("cp", "rucio-serial", "curl")]
     return _figures(data["seconds"], data["files"], data["file_mib"], policies,
-                    data["site_transfer_steps_each"])
+                    data["site_transfer_steps_each"], data.get("remote_rse", REMOTE))
 
 
 def _goal(target: Target) -> dict[str, object]:
@@ -194,9 +198,9 @@ def _median_steps(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _figures(times: dict[str, list[float]], n: int, mib: int, policies: list[str],
-             steps: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+             steps: dict[str, list[dict[str, Any]]], remote: str) -> list[dict[str, Any]]:
     total = n * mib
-    what = f"{n} x {mib} MiB from {REMOTE}"
+    what = f"{n} x {mib} MiB from {remote}"
     serial, cp = times["rucio-serial"], times["cp"]
     out = []
     for p in policies:

@@ -13,7 +13,6 @@ from .jobspec import SERVER_DEFAULT_RETRY, timestamp
 
 Record = dict[str, Any]
 
-PENDING = ("STAGING", "SUBMITTED")
 LIVE_FILE = ("STAGING", "STARTED", "SUBMITTED", "READY", "ACTIVE")
 FINAL_JOB = ("FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED")
 CANCEL_REASON = "Job canceled by the user"
@@ -39,12 +38,10 @@ def claim(
     job: Record, files: list[Record], file_id: int, now: dt.datetime, host: str
 ) -> Record | None:
     record = find(files, file_id)
-    if record is None or record["file_state"] not in PENDING or job["job_state"] in FINAL_JOB:
+    # STAGING files are brought online first (staging.py), then SUBMITTED.
+    if record is None or record["file_state"] != "SUBMITTED" or job["job_state"] in FINAL_JOB:
         return None
     stamp = timestamp(now)
-    if record["file_state"] == "STAGING":
-        # Nothing in the testbed is nearline: staging completes as soon as it starts.
-        record["staging_start"] = record["staging_finished"] = stamp
     record.update(file_state="ACTIVE", start_time=stamp, finish_time=None, transfer_host=host)
     record["reason"] = None
     job["job_state"] = "ACTIVE"

@@ -24,6 +24,7 @@ from .errors import DataLakeError as DataLakeError
 from .errors import DuplicateRuleError as DuplicateRuleError
 from .errors import RucioAuthError as RucioAuthError
 from .errors import RucioUnavailable as RucioUnavailable
+from .polling import poll_delays
 from .replica_io import ReplicaIO
 from .rucio_connection import GuardedClient, new_client, wrap
 
@@ -303,8 +304,10 @@ class RucioAdapter(ReplicaIO):
 
     def wait_rule(self, rule_id: str, timeout: float, poll: float = 1.0,
                   progress: Callable[[RuleState], None] | None = None) -> RuleState:
-        """Wait until the rule is OK; raise with the rule's error if it gets STUCK or times out."""
+        """Wait until the rule is OK; raise with the rule's error if it gets STUCK or times out.
+        One request per look, 0.25 s after the last at first, doubling up to `poll` seconds."""
         deadline = time.monotonic() + timeout
+        delays = poll_delays(poll)
         while True:
             state = self.rule_state(rule_id)
             if progress is not None:
@@ -317,5 +320,5 @@ class RucioAdapter(ReplicaIO):
                 raise DataLakeError(
                     f"rule {rule_id} not OK after {timeout:.0f} s (state {state.state}, "
                     f"{state.locks_replicating} replicating); are the conveyor daemons running?")
-            time.sleep(poll)
+            time.sleep(next(delays))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from . import xrootd
+from . import broker, xrootd
 from .layout import LOOPBACK, SITES, TAPE_PORT, TAPE_RSE, WEBDAV, XROOTD, Layout
 from .pki import Pki
 from .processes import ManagedProcess
@@ -18,8 +18,12 @@ DAEMONS: dict[str, list[str]] = {
     "judge-evaluator": ["--sleep-time", "1", "--threads", "1"],
     "judge-cleaner": ["--sleep-time", "5", "--threads", "1"],
     "conveyor-submitter": ["--sleep-time", "1", "--total-threads", "1"],
-    # --older-than 0: poll FTS for every submitted transfer, not only those older than 60 s.
-    "conveyor-poller": ["--sleep-time", "1", "--total-threads", "1", "--older-than", "0"],
+    # The safety net for messages lost on the way (servers/rucio_daemon.py): transfers
+    # submitted over 60 s ago, each polled again after 600 s, upstream's defaults.
+    "conveyor-poller": ["--sleep-time", "1", "--total-threads", "1", "--older-than", "60"],
+    # FTS's completion messages, through the broker (broker.py): a transfer FTS finished is
+    # DONE in Rucio within a second.
+    "conveyor-receiver": ["--total-threads", "1"],
     "conveyor-finisher": ["--sleep-time", "1", "--total-threads", "1"],
     # Submits the STAGEIN requests of rules on the staging area (tape recalls) to FTS.
     "conveyor-stager": ["--sleep-time", "1", "--total-threads", "1"],
@@ -203,6 +207,20 @@ def xrootd_servers(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: P
     return servers
 
 
+def message_broker(env: ServerEnv, layout: Layout, ports: dict[str, int]) -> ManagedProcess:
+    """coilmq on 127.0.0.1, logins required (broker.py); healthy when it accepts the
+    receiver's login."""
+    port = ports["broker"]
+    return ManagedProcess(
+        name="message-broker",
+        argv=[env.bin("coilmq"), "--config", str(broker.config_file(layout))],
+        run_dir=layout.run,
+        log_dir=layout.logs,
+        ready=lambda: broker.answers(port, broker.CONSUMER,
+                                     broker.logins(layout)[broker.CONSUMER]),
+    )
+
+
 def fts_url(ports: dict[str, int]) -> str:
     """The FTS service's endpoint: https only, it requires a client certificate."""
     return f"https://{LOOPBACK}:{ports['fts']}"
@@ -240,6 +258,8 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
             "--tape-drives",
             str(TAPE_DRIVES),
             *token_options(endpoint, ports),
+            "--messages",
+            str(broker.publisher_file(layout)),
         ),
         run_dir=layout.run,
         log_dir=layout.logs,
@@ -252,8 +272,7 @@ def fts_service(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki)
 
 
 def rucio_daemons(env: ServerEnv, layout: Layout, pki: Pki) -> list[ManagedProcess]:
-    # Through servers/rucio_daemon.py: the conveyor verifies the FTS service's certificate,
-    # and the poller re-polls after seconds, not 600.
+    # Through servers/rucio_daemon.py: the conveyor verifies the FTS service's certificate.
     settings = {"RUCIO_CONFIG": str(layout.server_config), "X509_USER_PROXY": str(pki.proxy),
                 "LOFAR_DATALAKE_FTS_CA": str(pki.ca_cert)}
     daemons = []

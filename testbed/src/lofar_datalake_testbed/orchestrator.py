@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from . import components, database, fts_delegation, sites, tokens
+from . import broker, components, database, fts_delegation, sites, tokens
 from .layout import LOOPBACK, SITES, STAGING_RSE, TAPE_RSE, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
@@ -49,6 +49,8 @@ class Testbed:
             *components.webdav_servers(self.server_env, self.layout, ports, pki),
             components.tape_storage(self.server_env, self.layout, ports, pki),
             *components.xrootd_servers(self.server_env, self.layout, ports, pki),
+            # Before FTS, which publishes its transfers' outcomes there.
+            components.message_broker(self.server_env, self.layout, ports),
             components.fts_service(self.server_env, self.layout, ports, pki),
         ]
 
@@ -100,7 +102,9 @@ class Testbed:
         ports = self._ports()
         if auth is not None:
             tokens.set_auth_mode(layout, auth)
-        write_configs(layout, db_url, ports, env.rucio_migrations)
+        broker.write_configs(layout, ports)
+        write_configs(layout, db_url, ports, env.rucio_migrations,
+                      messaging=broker.receiver_section(layout, ports))
         tokens.write_issuer_files(layout, ports)
         # Both bootstrap steps are idempotent; they run until one `up` has completed them.
         if not layout.load_state().get("schema", layout.load_state().get("catalog")):
@@ -150,6 +154,7 @@ class Testbed:
             "rucio-server": f"https://{LOOPBACK}:{ports.get('rucio')}",
             "token-issuer": f"https://{LOOPBACK}:{ports.get('issuer')}",
             "fts": f"https://{LOOPBACK}:{ports.get('fts')}",
+            "message-broker": f"stomp://{LOOPBACK}:{ports.get('broker')}",
         }
         for site in SITES if ports else ():
             endpoints[f"{site.storage}-{site.rse}"] = " ".join(site.storage_urls(ports))

@@ -81,9 +81,11 @@ def _client_section(layout: Layout, port: int, account: str, password: str) -> d
 
 
 def write_configs(
-    layout: Layout, db_url: str, ports: dict[str, int], migrate_repo: Path
+    layout: Layout, db_url: str, ports: dict[str, int], migrate_repo: Path,
+    messaging: dict[str, str] | None = None,
 ) -> None:
-    """`migrate_repo`: Rucio's alembic scripts in the server environment."""
+    """`migrate_repo`: Rucio's alembic scripts in the server environment; `messaging`: the
+    conveyor-receiver's broker (`[messaging-fts3]`, broker.py)."""
     creds = credentials(layout)
     alembic_ini = layout.etc / "alembic.ini"
     alembic = configparser.ConfigParser(interpolation=None)
@@ -133,6 +135,8 @@ def write_configs(
         # The client certificate Rucio's FTS3Transfertool presents to an https FTS.
         "usercert": str(layout.pki_dir / "proxy.pem"),
     }
+    if messaging is not None:
+        server["messaging-fts3"] = messaging
     server["monitor"] = {"enable_metrics": "False"}
     server["api"] = {}
     server["oidc"] = _oidc_section(layout)

@@ -1,4 +1,4 @@
-"""Run one of Rucio's daemons unchanged, with two settings upstream hard-codes changed.
+"""Run one of Rucio's daemons unchanged, with one setting upstream hard-codes changed.
 
 `python -m lofar_datalake_testbed.servers.rucio_daemon <daemon> [ARGS]` runs Rucio's own
 `rucio-<daemon>` script after:
@@ -7,13 +7,15 @@
   `verify=False` (rucio 41.5.1, `transfertool/fts3.py`): the conveyor would hand its client
   certificate and the DataLake's transfers to whoever answers on the FTS port. Here it checks
   the FTS server's certificate against `$LOFAR_DATALAKE_FTS_CA` (the testbed's CA).
-- **A short re-poll delay** (conveyor-poller only). The poller marks each transfer it polls and
-  skips it for `processed_at_delay` seconds, which Rucio hard-codes to 600 for the continuous
-  daemon. Production DataLakes learn of finished transfers within seconds from FTS's message
-  stream (conveyor-receiver, needs a STOMP broker); the poller there is only the safety net. The
-  testbed has no broker, so a transfer still ACTIVE at its first poll would wait 10 minutes.
 
-Testbed only; both are worth raising upstream.
+The conveyor-poller runs as upstream ships it: it polls transfers submitted more than 60 s ago
+(`--older-than 60`) and each again only after 600 s (`processed_at_delay`, hard-coded). As in
+production DataLakes, Rucio learns of finished transfers from FTS's completion messages
+(conveyor-receiver, through the testbed's broker: `lofar_datalake_testbed/broker.py`) within a
+second; the poller is the safety net for a message lost on the way. Until the receiver came, the
+testbed shortened that 600 s to 3 s, and a rule's transfer waited for the poller's next pass.
+
+Testbed only; worth raising upstream.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPOLL_DELAY_S = int(os.environ.get("LOFAR_DATALAKE_POLLER_REPOLL_S", "3"))
 FTS_CA_ENV = "LOFAR_DATALAKE_FTS_CA"
 
 
@@ -43,18 +44,6 @@ def verify_fts_tls(ca_bundle: str) -> None:
     FTS3Transfertool.__init__ = init
 
 
-def short_repoll() -> None:
-    import rucio.core.request as request_core
-
-    original = request_core.get_and_mark_next
-
-    def get_and_mark_next(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("processed_at_delay", REPOLL_DELAY_S)
-        return original(*args, **kwargs)
-
-    request_core.get_and_mark_next = get_and_mark_next
-
-
 def main() -> None:
     daemon, *args = sys.argv[1:] or [""]
     if not daemon:
@@ -62,8 +51,6 @@ def main() -> None:
     ca_bundle = os.environ.get(FTS_CA_ENV)
     if ca_bundle:
         verify_fts_tls(ca_bundle)
-    if daemon == "conveyor-poller":
-        short_repoll()
     name = f"rucio-{daemon}"
     script = Path(sys.executable).with_name(name)
     found = str(script) if script.exists() else shutil.which(name)

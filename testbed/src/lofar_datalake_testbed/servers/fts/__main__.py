@@ -26,7 +26,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .. import bearer
-from . import confine, mover, trust
+from . import confine, messages, mover, trust
 from .app import App
 from .staging import Library, Stager, TapeArea
 from .store import Store
@@ -124,6 +124,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="the interpreter Debian's python3-gfal2 is installed for, which runs each copy",
     )
     parser.add_argument("--vo", default="lofar", help="VO reported by /whoami")
+    parser.add_argument(
+        "--messages",
+        type=Path,
+        help="the broker FTS publishes transfer-completion messages to, and its login (file)",
+    )
     parser.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
@@ -163,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     engine = Engine(store, gfal, max_active=args.max_active)
     library = Library(tuple(args.tape), args.recall_seconds, args.tape_drives)
-    stager = Stager(store, library, on_online=engine.wake)
+    stager = Stager(store, library, on_online=engine.wake,
+                    on_file_changed=lambda job_id, file_id: messages.file_ended(
+                        store, job_id, file_id))
     server = wsgi.Server(
         ("127.0.0.1", args.port),
         App(
@@ -186,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.messages:
+        messages.start(args.messages, f"https://127.0.0.1:{args.port}")
     engine.start()
     stager.start()
     logging.info(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from . import mover, states
+from . import messages, mover, states
 from .jobspec import CHECKSUM_MODES, timestamp, utcnow
 from .store import Store
 
@@ -170,6 +170,7 @@ class Engine:
                 result.checksum,
             )
         finally:
+            messages.file_ended(self._store, job_id, file_id)
             self._running.pop(file_id, None)
             self._forget_token_once_ended(job_id)
             self.wake()

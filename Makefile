@@ -94,7 +94,7 @@ bench: install
 	$(BIN)/python bench/bench_upload.py --json $(BENCH_RESULTS)/upload.json $(UPLOAD_ARGS)
 	$(BIN)/python bench/bench_end_to_end.py --reps $(REPEAT) --json $(BENCH_RESULTS)/end_to_end.json \
 		$(END_TO_END_ARGS)
-	$(BIN)/python bench/bench_compute.py --run-dir benchmarks/end_to_end/rep-0/local \
+	$(BIN)/python bench/bench_compute.py --run-dir benchmarks/end_to_end/rule/rep-0/local \
 		--json $(BENCH_RESULTS)/compute.json $(COMPUTE_ARGS)
 	$(BIN)/python bench/summary.py --dir $(BENCH_RESULTS) \
 		$(if $(filter bench/results,$(BENCH_RESULTS)),--write-readme)

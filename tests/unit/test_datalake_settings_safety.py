@@ -45,6 +45,8 @@ def _every_other_setting(tmp_path: Path) -> dict[str, object]:
     values: dict[str, object] = {
         "rucio_config": cfg, "account": "a", "auth_type": "userpass", "username": "u",
         "password": "p", "site_rse": "SITE_A", "stage_policy": "fts", "rule_lifetime": 3600,
+        "recall_lifetime": 7200, "recall_files_per_request": 10, "recall_files_in_flight": 20,
+        "recall_bytes_in_flight": 10**9,
         "fts_endpoint": "https://fts:8446", "fts_token": "t", "max_concurrent_transfers": 2,
         "output_rse": "SITE_A", "output_dataset": "lofar:ds", "output_rules": "1:SITE_B",
         "output_metadata": "a=b", "mounts": "SITE_A=/mnt/a", "link_mode": "copy",

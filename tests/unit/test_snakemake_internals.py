@@ -53,6 +53,8 @@ def test_snakemake_internals_are_where_the_seam_reads_them() -> None:
         "Job.input": hasattr(Job, "input"),
         "Job.output": hasattr(Job, "output"),
         "Job.rule": "rule" in Job.__slots__,
+        # jobs_to_run_in_order
+        "Job.jobid": "jobid" in Job.__slots__ or hasattr(Job, "jobid"),
         "Rule.name": isinstance(inspect.getattr_static(Rule, "name", None), property),
         # executor_name
         "Workflow.executor_plugin":

@@ -172,9 +172,25 @@ class FtsRetryEvent(Event):
     failed: dict[str, list[str]] = field(default_factory=dict)  # each source's reason
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecallEvent(Event):
+    """Files recalled from a tape RSE to its staging area by Rucio rules: `requested` (with
+    the rules, new or reused), `online`, or `failed` (FTS's reason per file, from the rule)."""
+
+    KIND = "recall"
+    action: str  # requested | online | failed
+    tape_rse: str
+    staging_rse: str
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    rules: list[str] = field(default_factory=list)
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
 KINDS: dict[str, type[Event]] = {k.KIND: k for k in (
     InputEvent, OutputEvent, OutputFailedEvent, BadReplicaEvent, SiteTransferEvent,
-    FtsRetryEvent)}
+    FtsRetryEvent, RecallEvent)}
 
 
 

@@ -41,6 +41,7 @@ class Replica:
     rse: str
     state: str  # AVAILABLE | UNAVAILABLE | COPYING | BEING_DELETED | BAD | TEMPORARY_UNAVAILABLE
     pfns: tuple[str, ...]  # by the RSE's protocol priority, best first
+    rse_type: str = "DISK"  # TAPE: nearline, read only once recalled (tape_recall)
 
     @property
     def available(self) -> bool:
@@ -237,15 +238,18 @@ class Resolver:
 def _file_info(did: Did, meta: dict[str, object], replica: dict[str, object] | None
                ) -> FileInfo:
     by_rse: dict[str, list[tuple[int, str]]] = {}
+    types: dict[str, str] = {}
     states: dict[str, str] = {}
     if replica is not None:
         pfns = replica.get("pfns") or {}
         for pfn, info in pfns.items():  # type: ignore[attr-defined]
             by_rse.setdefault(info["rse"], []).append((int(info.get("priority") or 0), pfn))
+            types[info["rse"]] = str(info.get("type") or "DISK")
         states = {str(k): str(v) for k, v in (replica.get("states") or {}).items()}  # type: ignore[attr-defined]
     rses = sorted(set(by_rse) | set(states))
     replicas = tuple(
-        Replica(rse, states.get(rse, "UNKNOWN"), tuple(p for _, p in sorted(by_rse.get(rse, []))))
+        Replica(rse, states.get(rse, "UNKNOWN"), tuple(p for _, p in sorted(by_rse.get(rse, []))),
+                types.get(rse, "DISK"))
         for rse in rses
     )
     created = meta.get("created_at")

@@ -269,6 +269,13 @@ class RucioAdapter(ReplicaIO):
             return {Did(r["scope"], r["name"]): str(r.get("error") or "rule STUCK")
                     for r in rules}
 
+    def account_rules(self, rse_expression: str) -> dict[Did, dict[str, Any]]:
+        """This account's rules to `rse_expression` (any state), by DID, in one request."""
+        with rucio_errors(f"listing the rules to {rse_expression}"):
+            rules = self.client.list_replication_rules(
+                {"account": self.account, "rse_expression": rse_expression})
+            return {Did(r["scope"], r["name"]): dict(r) for r in rules}
+
     def list_did_rules(self, did: Did) -> list[dict[str, Any]]:
         with rucio_errors(f"listing the rules of {did}"):
             return [dict(r) for r in self.client.list_did_rules(did.scope, did.name)]

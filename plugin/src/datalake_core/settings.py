@@ -190,6 +190,19 @@ SETTINGS: tuple[Setting, ...] = (
             "remote replica directly)."),
     Setting("rule_lifetime", int, 7 * 24 * 3600,
             "Lifetime in seconds of the rules made to stage inputs to the site.", minimum=60),
+    Setting("recall_lifetime", int, 24 * 3600,
+            "Lifetime in seconds of the rules that recall tape-only inputs to the tape RSE's "
+            "staging area (FTS pins the file on tape as long); each rule is deleted once its "
+            "file is made local, the others expire.", minimum=60),
+    Setting("recall_files_per_request", int, 1000,
+            "Recall window: at most this many files per recall request (one Rucio call); the "
+            "LOFAR LTA takes at most 1,000.", minimum=1),
+    Setting("recall_files_in_flight", int, 5000,
+            "Recall window: at most this many files requested from tape and not online yet "
+            "(the LOFAR LTA's limit).", minimum=1),
+    Setting("recall_bytes_in_flight", int, 5 * 10**12,
+            "Recall window: at most this many bytes requested from tape and not online yet "
+            "(the LOFAR LTA's 5 TB); a larger file is requested alone.", minimum=1),
     Setting("fts_endpoint", str, None,
             "FTS server for the fts policy (default: the site RSE's `fts` attribute)."),
     Setting("fts_token", str, None,
@@ -305,6 +318,10 @@ class ProviderConfig:
     site_rse: str | None  # an RSE name or an RSE expression
     stage_policy: StagePolicy
     rule_lifetime: int
+    recall_lifetime: int
+    recall_files_per_request: int
+    recall_files_in_flight: int
+    recall_bytes_in_flight: int
     fts_endpoint: str | None
     fts_token: str | None
     max_concurrent_transfers: int

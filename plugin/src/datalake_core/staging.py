@@ -12,6 +12,7 @@ replica would fit either.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import requests
@@ -33,6 +34,7 @@ from .resolver import FileInfo, Resolver
 from .rucio_adapter import Did, RucioAdapter
 from .settings import ProviderConfig, SiteVerify, StagePolicy
 from .site_transfer import SiteTransfers
+from .tape_recall import Recaller
 
 PRESENT = Staged(Way.PRESENT)
 
@@ -55,6 +57,7 @@ class Stager:
         self.rucio = rucio
         self.log = log
         self._stage_ahead = stage_ahead
+        self._workflow_inputs = stage_ahead  # for the tape recall, taken once too
         self._requests: dict[Did, _Request] = {}
         self._pending: list[_Request] = []
         self._lock = threading.Lock()
@@ -66,6 +69,7 @@ class Stager:
                                   journal=journal)
         self._bases = lru_cache(maxsize=None)(self._protocol_bases)
         self._suspects: set[tuple[Did, str]] = set()
+        self.recall = Recaller(cfg, resolver, rucio, log, journal)
 
     # -- requests and batches ------------------------------------------------------------------
     def request(self, did: Did, dest: Path) -> Future[Staged]:
@@ -107,6 +111,7 @@ class Stager:
                 self._requests.pop(did, None)
 
     def close(self) -> None:
+        self.recall.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the work ----------------------------------------------------------------------------
@@ -129,8 +134,12 @@ class Stager:
                 self._record(info, PRESENT, None, time.time())
                 continue
             todo.append(req)
-        if not todo:
-            return
+        todo = self._recall_from_tape(todo, infos)
+        if todo:
+            self._make_local(todo, infos, started)
+
+    def _make_local(self, todo: list[_Request], infos: dict[Did, FileInfo],
+                    started: float) -> None:
         site_problems = self._bring_to_site([infos[r.did] for r in todo])
         self.log.info(f"datalake: making {len(todo)} files local (policy "
                       f"{self.cfg.stage_policy.value}, up to "
@@ -140,12 +149,8 @@ class Stager:
 
         def one(req: _Request) -> None:
             info = infos[req.did]
-            try:
-                how = self._materialise(info, req.dest, site_problems.get(req.did))
-            except BaseException as exc:
-                # Logged here too: Snakemake may report another error for the same file first.
-                self.log.error(f"datalake: {exc}")
-                req.future.set_exception(exc)
+            how = self._finish(req, info, site_problems.get(req.did))
+            if how is None:
                 return
             with progress_lock:
                 done[0] += 1
@@ -157,6 +162,60 @@ class Stager:
         list(self._pool.map(one, todo))
         self.log.info(f"datalake: batch of {len(todo)} files done in "
                       f"{time.monotonic() - started:.1f} s")
+
+    def _finish(self, req: _Request, info: FileInfo, site_problem: str | None
+                ) -> Staged | None:
+        """Make one file local; its future gets the outcome (None returned on failure)."""
+        try:
+            how = self._materialise(info, req.dest, site_problem)
+        except BaseException as exc:
+            # Logged here too: Snakemake may report another error for the same file first.
+            self.log.error(f"datalake: {exc}")
+            req.future.set_exception(exc)
+            return None
+        if how.way is not Way.SYMLINK:  # a symlink still needs the staging area's copy
+            self.recall.release(req.did)
+        return how
+
+    # -- tape ----------------------------------------------------------------------------------
+    def _recall_from_tape(self, todo: list[_Request], infos: dict[Did, FileInfo]
+                          ) -> list[_Request]:
+        """Files whose only replicas are on tape are recalled (on the first, the workflow's
+        other tape inputs too, after these) and each is made local as soon as it is online;
+        returns the other files."""
+        # A replica at the site or mounted here is online: no Rucio request for those.
+        remote = [r for r in todo if not self._has_site_replica(infos[r.did])
+                  and not any(s.local for s in self.sources_of(infos[r.did]))]
+        if not remote:
+            return todo
+        self.recall.plan(infos[r.did] for r in remote)
+        if self._workflow_inputs is not None:
+            ahead, self._workflow_inputs = self._workflow_inputs(), None
+            self.recall.plan(i for d in ahead if (i := self.resolver.get(d)) is not None
+                             and i.exists)
+        futures = self.recall.demand([r.did for r in remote])
+        for req in remote:
+            if req.did in futures:
+                futures[req.did].add_done_callback(partial(self._recalled, req, infos[req.did]))
+        return [r for r in todo if r.did not in futures]
+
+    def _recalled(self, req: _Request, info: FileInfo, recall: Future[None]) -> None:
+        failure = recall.exception()
+        if failure is not None:
+            req.future.set_exception(failure)
+            return
+
+        def make_local() -> None:
+            problems = self._bring_to_site([info])
+            how = self._finish(req, info, problems.get(req.did))
+            if how is not None:
+                self.log.info(f"datalake: {req.did} recalled from tape, local via {how}")
+                req.future.set_result(how)
+
+        try:
+            self._pool.submit(make_local)
+        except RuntimeError as exc:  # the pool is shut down: the run is ending
+            req.future.set_exception(exc)
 
     def _bring_to_site(self, infos: list[FileInfo]) -> dict[Did, str]:
         """Per the policy, replicate to the site what is not there yet (plus, with stage-ahead,
@@ -173,7 +232,7 @@ class Stager:
             self._stage_ahead = None  # the whole workflow's inputs are taken once
             for did in ahead:
                 info = self.resolver.get(did)
-                if info is not None and info.exists:
+                if info is not None and info.exists and self.recall.tape_of(info) is None:
                     wanted[did] = info
         missing = [i for i in wanted.values() if not self._has_site_replica(i)]
         if not missing:
@@ -289,7 +348,29 @@ class Stager:
         return self._site_rses
 
     def sources_of(self, info: FileInfo) -> list[Source]:
-        return sources(info, self.site_rses(), self.cfg.mounts, self._bases)
+        """Readable replicas, best first; one on tape last (nearline: recalled instead)."""
+        info = self._with_pfns(info)
+        tape = {r.rse for r in info.replicas if r.rse_type.upper() == "TAPE"}
+        return sorted(sources(info, self.site_rses(), self.cfg.mounts, self._bases),
+                      key=lambda s: s.rse in tape)
+
+    def _with_pfns(self, info: FileInfo) -> FileInfo:
+        """Rucio lists no PFNs for replicas on a staging area (where recalls land): those of
+        a deterministic RSE follow from its protocols."""
+        from rucio.rse import rsemanager
+
+        replicas = []
+        for replica in info.replicas:
+            rse = {} if replica.pfns or not replica.available else self.site.protocol_info(
+                replica.rse)
+            if not rse.get("deterministic", True) or not rse.get("protocols"):
+                replicas.append(replica)
+                continue
+            pfns = [str(rsemanager.lfns2pfns(rse, [info.did.as_dict()], operation="read",
+                                             scheme=p["scheme"])[str(info.did)])
+                    for p in rsemanager.get_protocols_ordered(rse, "read", domain="wan")]
+            replicas.append(dataclasses.replace(replica, pfns=tuple(pfns)))
+        return dataclasses.replace(info, replicas=tuple(replicas))
 
     def _has_site_replica(self, info: FileInfo) -> bool:
         sites = set(self.site_rses())

@@ -145,11 +145,12 @@ class StorageProvider(StorageProviderBase):
                 yield obj
 
     def _workflow_inputs(self) -> list[Did]:
-        """The DataLake inputs of every job Snakemake still has to run, for stage-ahead."""
+        """The DataLake inputs of every job Snakemake still has to run, in the order of the
+        jobs, for stage-ahead and tape recalls."""
         dag = self._dag()
         dids: dict[Did, None] = {}
         with contextlib.suppress(Exception):
-            for job in internals.jobs_to_run(dag):
+            for job in internals.jobs_to_run_in_order(dag):
                 for obj in self._own(internals.job_inputs(job)):
                     dids[obj.did] = None  # type: ignore[index]
         return list(dids)

@@ -1,0 +1,140 @@
+"""The storage plugin over inputs whose only replicas are on tape (LTA_TAPE): Rucio recalls them
+(rules on the staging area LTA_STAGING, conveyor-stager, FTS bring-online) within the site's
+recall window, jobs read them from the staging area, rules go once files are local, a file lost
+on tape fails with a message naming it, the tape RSE and FTS's reason, and a run resumed after
+a kill recalls nothing twice. Counts come from FTS's job records and the run's journal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from tape_recall_support import (
+    most_staging_at_once,
+    on_tape,
+    recall_rules,
+    released,
+    staging_records,
+    summary_of,
+)
+
+from datalake_core.journal import read_events
+from lofar_datalake_testbed.layout import TAPE_RSE
+from lofar_datalake_testbed.servers import tape
+
+pytestmark = pytest.mark.integration
+
+SNAKEFILE = Path(__file__).parents[1] / "workflow" / "storage" / "Snakefile"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def _names(unique: str, n: int) -> list[str]:
+    return [f"{unique}/SB{i:03d}.dat" for i in range(n)]
+
+
+def _args(datalake_args, unique: str, n: int, *extra: str) -> list[str]:
+    return [*datalake_args, "--storage-datalake-stage-timeout", "240", *extra,
+            "--config", f"prefix={unique}", f"count={n}"]
+
+
+def _recalls(workdir: Path, action: str) -> list[dict]:
+    return [e for e in read_events(workdir) if e["event"] == "recall" and e["action"] == action]
+
+
+def test_a_workflow_over_tape_inputs_recalls_them_through_rucio_and_gets_the_right_products(
+        testbed, rucio, unique, datalake_args, run_snakemake, client_env, tmp_path):
+    files = on_tape(testbed, rucio, _names(unique, 5))
+
+    done = run_snakemake(tmp_path, SNAKEFILE, _args(datalake_args, unique, 5), client_env)
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "summary.txt").read_text() == summary_of(files)
+    # Rucio recalled each file once (one staging-only FTS file record each) and the plugin
+    # read it from the staging area, then deleted its recall rule.
+    records = staging_records(testbed, files)
+    assert Counter(r["source_surl"] for r in records) == Counter(f.url for f in files)
+    assert all(r["source_surl"] == r["dest_surl"] and r["file_state"] == "FINISHED"
+               for r in records)
+    assert "from LTA_STAGING" in done.stderr and "tape recall: 5 online, 0 pending" in done.stderr
+    rules = recall_rules(rucio, files)
+    assert len(rules) == 5 and all(released(r) for r in rules)
+    requested = _recalls(tmp_path, "requested")
+    assert sorted(f for e in requested for f in e["files"]) == sorted(str(f.did) for f in files)
+    assert all(e["tape_rse"] == TAPE_RSE for e in requested)
+    assert sorted(f for e in _recalls(tmp_path, "online") for f in e["files"]) == sorted(
+        str(f.did) for f in files)
+
+
+def test_the_recall_window_bounds_files_per_request_and_in_flight(
+        testbed, rucio, unique, datalake_args, run_snakemake, client_env, tmp_path):
+    files = on_tape(testbed, rucio, _names(unique, 8))
+
+    done = run_snakemake(tmp_path, SNAKEFILE, _args(
+        datalake_args, unique, 8, "--storage-datalake-recall-files-per-request", "2",
+        "--storage-datalake-recall-files-in-flight", "3"), client_env)
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "summary.txt").read_text() == summary_of(files)
+    requested = _recalls(tmp_path, "requested")
+    assert all(len(e["files"]) <= 2 for e in requested) and len(requested) >= 4
+    # From FTS's records: never more than 3 files between bring-online and online.
+    records = staging_records(testbed, files)
+    assert len(records) == 8
+    assert most_staging_at_once(records) <= 3
+
+
+def test_a_file_lost_on_tape_fails_its_job_with_the_file_the_tape_rse_and_ftss_reason(
+        testbed, rucio, unique, datalake_args, run_snakemake, client_env, tmp_path):
+    files = on_tape(testbed, rucio, _names(unique, 3))
+    lost = files[1]
+    tape.mark_lost(testbed.layout.rse_dir(TAPE_RSE), lost.relative)
+
+    done = run_snakemake(tmp_path, SNAKEFILE, _args(datalake_args, unique, 3), client_env)
+
+    assert done.returncode != 0
+    message = next(line for line in done.stderr.splitlines()
+                   if "recall from tape RSE" in line and lost.did.name in line)
+    assert TAPE_RSE in message and "file lost on tape" in message
+    failed = _recalls(tmp_path, "failed")
+    assert [list(e["failed"]) for e in failed] == [[str(lost.did)]]
+    assert "password" not in done.stderr.lower()
+
+
+def test_a_run_resumed_after_a_kill_recalls_nothing_twice(
+        testbed, rucio, unique, datalake_args, client_env, tmp_path):
+    n = 6
+    files = on_tape(testbed, rucio, _names(unique, n))
+    command = [SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(tmp_path), "--cores", "2",
+               *_args(datalake_args, unique, n)]
+    first = subprocess.Popen(command, cwd=tmp_path, env=client_env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _recalls(tmp_path, "requested") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _recalls(tmp_path, "requested"), "the first run requested no recall"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    assert not (tmp_path / "summary.txt").exists()
+    subprocess.run([*command, "--unlock"], cwd=tmp_path, env=client_env, capture_output=True,
+                   timeout=120, check=True)
+    started = time.time()
+
+    again = subprocess.run([*command, "--rerun-incomplete"], cwd=tmp_path, env=client_env,
+                           capture_output=True, text=True, timeout=300)
+
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert (tmp_path / "summary.txt").read_text() == summary_of(files)
+    records = staging_records(testbed, files)
+    assert Counter(r["source_surl"] for r in records) == Counter(f.url for f in files), (
+        "each file recalled once over both runs")
+    resumed = [e for e in _recalls(tmp_path, "requested") if e["time"] >= started]
+    assert all(e["reused"] == len(e["files"]) for e in resumed)
+    assert all(released(r) for r in recall_rules(rucio, files))

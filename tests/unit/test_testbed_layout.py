@@ -1,3 +1,4 @@
+import stat
 from pathlib import Path
 
 from lofar_datalake_testbed.layout import Layout
@@ -18,3 +19,16 @@ def test_webdav_paths_never_escape_the_root(tmp_path):
     assert _local_path(root, "/../etc/passwd") is None
     assert _local_path(root, "/a/%2e%2e/%2e%2e/x") is None
     assert _local_path(root, "/") == Path(root)
+
+
+def test_the_state_directory_stays_traversable_for_the_database_user_after_every_up(tmp_path):
+    """The database server runs as a user of its own and opens files below the root by absolute
+    path: a second `up` must not close the root to it (it killed the running database)."""
+    layout = Layout(tmp_path / "tb")
+    layout.make_dirs()
+    layout.root.chmod(0o755)  # as embedded PostgreSQL leaves it when it starts
+    layout.make_dirs()
+    mode = stat.S_IMODE(layout.root.stat().st_mode)
+    assert mode & 0o011 == 0o011, oct(mode)  # group and others may traverse
+    assert mode & 0o044 == 0, oct(mode)  # but not list it
+    assert stat.S_IMODE(layout.etc.stat().st_mode) == 0o700

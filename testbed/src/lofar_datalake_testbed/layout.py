@@ -162,8 +162,13 @@ class Layout:
     def make_dirs(self) -> None:
         for path in (self.root, self.etc, self.logs, self.run, self.fts_dir, self.issuer_dir):
             path.mkdir(parents=True, exist_ok=True)
-        for path in (self.root, self.etc, self.issuer_dir):
+        for path in (self.etc, self.issuer_dir):
             os.chmod(path, 0o700)
+        # Traversable, not listable: the embedded PostgreSQL runs as a user of its own and
+        # opens its files by absolute paths below the root. A root closed to it (0700) by a
+        # second `up` killed the running database at its next checkpoint ("could not open
+        # file .../global/pg_control: Permission denied"). The secrets live in etc/ and pki/.
+        os.chmod(self.root, 0o711)  # noqa: S103 (traverse only; see above)
         for rse in [*(site.rse for site in SITES), TAPE_RSE]:
             self.rse_dir(rse).mkdir(parents=True, exist_ok=True)
 

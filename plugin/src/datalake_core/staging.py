@@ -173,8 +173,7 @@ class Stager:
             self.log.error(f"datalake: {exc}")
             req.future.set_exception(exc)
             return None
-        if how.way is not Way.SYMLINK:  # a symlink still needs the staging area's copy
-            self.recall.release(req.did)
+        self.recall.release(req.did, linked_to=how.source if how.way is Way.SYMLINK else None)
         return how
 
     # -- tape ----------------------------------------------------------------------------------

@@ -136,13 +136,15 @@ class Recaller:
         self._wake()
         return futures
 
-    def release(self, did: Did) -> None:
-        """The file is local: delete its recall rule (the staging area may drop the copy)."""
+    def release(self, did: Did, linked_to: str | None = None) -> None:
+        """The file is local: delete its recall rule (the staging area may drop the copy),
+        unless the local file is a symlink to that copy (`linked_to` the staging area)."""
         with self._cond:
             recall = self._files.get(did)
-            rule = recall.rule if recall is not None and recall.state == ONLINE else None
-            if recall is not None:
-                recall.rule = None
+            if recall is None or recall.state != ONLINE or linked_to == recall.staging:
+                return
+            rule = recall.rule
+            recall.rule = None
         if rule is not None:
             try:
                 self.rucio().delete_rule(rule)

@@ -15,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only show upload, replication by rules and download of one file",
     )
+    parser.add_argument(
+        "--from-tape",
+        action="store_true",
+        help="the observation on the tape RSE only: recalled through Rucio and FTS as jobs "
+        "need it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,4 +30,4 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args.dir)
     from .demo.pipeline import run_pipeline_demo
 
-    return run_pipeline_demo(args.dir)
+    return run_pipeline_demo(args.dir, from_tape=args.from_tape)

@@ -7,6 +7,11 @@ profiles/local`): the subbands are staged to SITE_A by Rucio rules, processed, a
 are stored back into the DataLake with a second copy at SITE_B. Finally the science is scored
 against the simulation's truth, the stage timings are printed, and the commands to go on with,
 each runnable as printed from the project directory.
+
+With `--from-tape` the observation (its own obsids, in `demo/data-tape/`) is put on LTA_TAPE
+only, nearline: the storage plugin has Rucio recall it to LTA_STAGING (conveyor-stager, FTS
+bring-online), then stages it to SITE_A as usual, and the recall is summarised from the run's
+journal.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .. import tokens
-from ..layout import Layout, default_dir
+from ..layout import TAPE_RSE, Layout, default_dir
 from ..orchestrator import Testbed
 from ..seed import seed
 from .transfers import ROOT, env_command, project_dir, shown, tool
@@ -35,7 +40,12 @@ SITE_PROFILES = {
 }
 
 
-def simulate_demo_data(data: Path) -> None:
+# The observation the tape demo recalls: other obsids than the disk demo's, since Rucio files
+# are immutable and those are on disk already.
+TAPE_OBSIDS = (740000, 740001)  # calibrator, target
+
+
+def simulate_demo_data(data: Path, obsids: tuple[int, int] = (700000, 700001)) -> None:
     if (data / "observations.tsv").exists():
         print(f"==> simulated observation already in {data}", flush=True)
         return
@@ -43,7 +53,8 @@ def simulate_demo_data(data: Path) -> None:
 
     print(f"==> simulating a LOFAR observation into {data}", flush=True)
     started = time.monotonic()
-    simulate(SimulationParams(seed=1, sky_seed=1), data)
+    simulate(SimulationParams(seed=1, sky_seed=1, calibrator_obsid=obsids[0],
+                              target_obsid=obsids[1]), data)
     print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -126,16 +137,41 @@ def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stam
            for profile in SITE_PROFILES])
 
 
-def run_pipeline_demo(state_dir: Path | None = None) -> int:
+def _recall_summary(run_dir: Path) -> None:
+    from datalake_core.journal import read_events
+
+    recalls = [e for e in read_events(run_dir) if e["event"] == "recall"]
+    if not recalls:
+        print("==> nothing was recalled from tape (the files were online already)")
+        return
+    by_action: dict[str, int] = {}
+    for event in recalls:
+        by_action[event["action"]] = by_action.get(event["action"], 0) + len(event["files"])
+    spent = max(e["time"] for e in recalls) - min(e["time"] for e in recalls)
+    tape = recalls[0]["tape_rse"]
+    print(f"==> recalled from tape {tape} to {recalls[0]['staging_rse']} by Rucio rules: "
+          f"{by_action.get('requested', 0)} requested, {by_action.get('online', 0)} online, "
+          f"{by_action.get('failed', 0)} failed, in {spent:.0f} s")
+
+
+def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False) -> int:
     bed = Testbed(Layout(state_dir or default_dir()))
     if not bed.status():
         print("the testbed is not fully up; run `lofar-datalake testbed up` first")
         return 1
     project = project_dir()
-    data = project / "demo" / "data"
-    simulate_demo_data(data)
-    print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)", flush=True)
-    seed(bed, data)
+    if from_tape:
+        data = project / "demo" / "data-tape"
+        simulate_demo_data(data, TAPE_OBSIDS)
+        print(f"==> putting the observation on tape ({TAPE_RSE} only: nearline until recalled)",
+              flush=True)
+        seed(bed, data, rses=[TAPE_RSE])
+    else:
+        data = project / "demo" / "data"
+        simulate_demo_data(data)
+        print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)",
+              flush=True)
+        seed(bed, data)
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     run_dir = project / "demo" / stamp
@@ -155,6 +191,8 @@ def run_pipeline_demo(state_dir: Path | None = None) -> int:
         print(f"the workflow failed (exit {done.returncode}); logs in {run_dir}/logs")
         return done.returncode
     print(f"    workflow done in {time.monotonic() - started:.0f} s", flush=True)
+    if from_tape:
+        _recall_summary(run_dir)
     _stage_table(run_dir)
     _science(run_dir)
     _next_steps(bed, project, run, run_dir, stamp)

@@ -27,7 +27,10 @@ from .settings import ProviderConfig
 from .storage_credentials import for_fts
 
 RULE_COMMENT = "snakemake-storage-plugin-datalake stage-in"
-RULE_POLL = 2.0  # at most this many seconds between looks at the batch's replicas
+# At most this many seconds between looks at the batch's replicas (two requests a look): a disk
+# rule is done within seconds, and the last pause is how late its end is seen at worst (tape
+# recalls wait with a ceiling of their own).
+RULE_POLL = 1.0
 
 
 @dataclass

@@ -75,7 +75,9 @@ lint: install
 # committed ones:
 #   make bench BENCH_RESULTS=/tmp/bench RESOLUTION_SIZES=1000 SITE_MIB=64 STAGING_FILES=4 \
 #        STAGING_FILE_MIB=8 SCALE_SIZES=61
-# (also RESOLUTION_ARGS, SCALE_ARGS, STAGING_ARGS, UPLOAD_ARGS, END_TO_END_ARGS, COMPUTE_ARGS).
+# (also RESOLUTION_ARGS, SCALE_ARGS, STAGING_ARGS, UPLOAD_ARGS, END_TO_END_ARGS, COMPUTE_ARGS,
+# TAPE_ARGS). bench_tape.py starts a testbed of its own (its tape library's recall time and
+# drives set), one run of about 10 minutes at 48 subbands.
 BENCH_RESULTS    ?= bench/results
 REPEAT           ?= 3
 RESOLUTION_SIZES ?= 1000,10000
@@ -83,6 +85,7 @@ SCALE_SIZES      ?= 61,244
 SITE_MIB         ?= 1024
 STAGING_FILES    ?= 32
 STAGING_FILE_MIB ?= 64
+TAPE_SUBBANDS    ?= 48
 bench: install
 	$(BIN)/lofar-datalake testbed up
 	$(BIN)/python bench/bench_resolution.py --profile --repeat $(REPEAT) --sizes $(RESOLUTION_SIZES) \
@@ -96,6 +99,8 @@ bench: install
 		$(END_TO_END_ARGS)
 	$(BIN)/python bench/bench_compute.py --run-dir benchmarks/end_to_end/rule/rep-0/local \
 		--json $(BENCH_RESULTS)/compute.json $(COMPUTE_ARGS)
+	$(BIN)/python bench/bench_tape.py --subbands $(TAPE_SUBBANDS) --json $(BENCH_RESULTS)/tape.json \
+		$(TAPE_ARGS)
 	$(BIN)/python bench/summary.py --dir $(BENCH_RESULTS) \
 		$(if $(filter bench/results,$(BENCH_RESULTS)),--write-readme)
 

@@ -55,6 +55,7 @@ def test_snakemake_internals_are_where_the_seam_reads_them() -> None:
         "Job.rule": "rule" in Job.__slots__,
         # jobs_to_run_in_order
         "Job.jobid": "jobid" in Job.__slots__ or hasattr(Job, "jobid"),
+        "DAG.ready_jobs": isinstance(inspect.getattr_static(DAG, "ready_jobs", None), property),
         "Rule.name": isinstance(inspect.getattr_static(Rule, "name", None), property),
         # executor_name
         "Workflow.executor_plugin":

@@ -57,7 +57,8 @@ class Stager:
         self.rucio = rucio
         self.log = log
         self._stage_ahead = stage_ahead
-        self._workflow_inputs = stage_ahead  # for the tape recall, taken once too
+        self._workflow_inputs = stage_ahead  # for the tape recall's plan and order
+        self._recall_planned = False
         self._requests: dict[Did, _Request] = {}
         self._pending: list[_Request] = []
         self._lock = threading.Lock()
@@ -173,7 +174,7 @@ class Stager:
             self.log.error(f"datalake: {exc}")
             req.future.set_exception(exc)
             return None
-        self.recall.release(req.did, linked_to=how.source if how.way is Way.SYMLINK else None)
+        self.recall.release(info, how.source, linked=how.way is Way.SYMLINK)
         return how
 
     # -- tape ----------------------------------------------------------------------------------
@@ -189,9 +190,14 @@ class Stager:
             return todo
         self.recall.plan(infos[r.did] for r in remote)
         if self._workflow_inputs is not None:
-            ahead, self._workflow_inputs = self._workflow_inputs(), None
-            self.recall.plan(i for d in ahead if (i := self.resolver.get(d)) is not None
-                             and i.exists)
+            # The jobs still to run, in the order Snakemake is likely to start them now: all
+            # their tape inputs are queued the first time, and put in that order each time.
+            ahead = self._workflow_inputs()
+            if not self._recall_planned:
+                self._recall_planned = True
+                self.recall.plan(i for d in ahead if (i := self.resolver.get(d)) is not None
+                                 and i.exists)
+            self.recall.reorder(ahead)
         futures = self.recall.demand([r.did for r in remote])
         for req in remote:
             if req.did in futures:

@@ -124,6 +124,12 @@ class Recaller:
         if found:
             self._wake()
 
+    def reorder(self, dids: Sequence[Did]) -> None:
+        """Put the files not requested yet in the order of `dids` (others after them)."""
+        position = {d: i for i, d in enumerate(dids)}
+        with self._cond:
+            self._queue.sort(key=lambda d: position.get(d, len(position)))
+
     def demand(self, dids: Sequence[Did]) -> dict[Did, Future[None]]:
         """Futures that complete when each file is online (raise if its recall failed); the
         queued ones among them go to the head of the queue."""
@@ -136,20 +142,37 @@ class Recaller:
         self._wake()
         return futures
 
-    def release(self, did: Did, linked_to: str | None = None) -> None:
-        """The file is local: delete its recall rule (the staging area may drop the copy),
-        unless the local file is a symlink to that copy (`linked_to` the staging area)."""
+    def release(self, info: FileInfo, read_from: str | None, linked: bool) -> None:
+        """The file is local, read from `read_from`: delete its recall rule (the staging area
+        may drop the copy), unless the local file is a symlink to that copy. Also the rule of
+        an earlier run of this account (killed, say), when the file was read from the staging
+        area its recall had put it on."""
         with self._cond:
-            recall = self._files.get(did)
-            if recall is None or recall.state != ONLINE or linked_to == recall.staging:
+            recall = self._files.get(info.did)
+            if recall is not None and (recall.state != ONLINE or recall.rule is None
+                                       or (linked and read_from == recall.staging)):
                 return
-            rule = recall.rule
-            recall.rule = None
+            rule = recall.rule if recall is not None else None
+            if recall is not None:
+                recall.rule = None
+        if rule is None and not linked and read_from is not None:
+            rule = self._earlier_rule(info, read_from)
         if rule is not None:
             try:
                 self.rucio().delete_rule(rule)
             except DataLakeError as exc:  # it expires with its lifetime anyway
-                self.log.warning(f"datalake: recall rule {rule} of {did} not deleted: {exc}")
+                self.log.warning(f"datalake: recall rule {rule} of {info.did} not deleted: "
+                                 f"{exc}")
+
+    def _earlier_rule(self, info: FileInfo, read_from: str) -> str | None:
+        tapes = [r.rse for r in info.replicas if r.rse_type.upper() == "TAPE"]
+        if not any(self._attrs(t).get("staging_buffer") == read_from for t in tapes):
+            return None
+        with self._cond:
+            if read_from not in self._existing:
+                self._existing[read_from] = self.rucio().account_rules(read_from)
+            rule = self._existing[read_from].pop(info.did, None)
+        return str(rule["id"]) if rule is not None else None
 
     def close(self) -> None:
         with self._cond:

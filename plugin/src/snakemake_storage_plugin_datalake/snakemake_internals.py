@@ -61,10 +61,16 @@ def jobs_to_run(dag: Any) -> Iterable[Any]:
 
 
 def jobs_to_run_in_order(dag: Any) -> list[Any]:
-    """`DAG.needrun_jobs()` by `Job.jobid` (numbered as the DAG was built from the targets, so
-    in the order of the workflow's input lists), the order a tape recall follows. Checked
-    against 9.27.1."""
-    return sorted(jobs_to_run(dag), key=lambda job: getattr(job, "jobid", 0))
+    """The jobs to run in the order Snakemake is likely to start them, which a tape recall
+    follows: first `DAG.ready_jobs` in the order of `list(DAG.ready_jobs)` (what the scheduler
+    hands its job selector, which among equals tends to keep it), then the others of
+    `DAG.needrun_jobs()` by `Job.jobid` (numbered as the DAG was built from the targets).
+    Checked against 9.27.1."""
+    ready = list(getattr(dag, "ready_jobs", None) or ()) if dag is not None else []
+    seen = set(ready)
+    rest = sorted((j for j in jobs_to_run(dag) if j not in seen),
+                  key=lambda job: getattr(job, "jobid", 0))
+    return [*ready, *rest]
 
 
 def all_jobs(dag: Any) -> Iterable[Any]:

@@ -1,0 +1,209 @@
+"""Data on tape: a workflow over N subbands whose only replicas are on LTA_TAPE, run with the
+storage plugin (Rucio recalls them within the window and each job starts once its own subband
+is online) against today's practice, "recall everything, then process" (one rule per file on
+the staging area, wait until all are online, then run the same workflow), in one run. Writes
+bench/results/tape.json in the figures format bench/summary.py reads.
+
+It starts a testbed of its own (in a temporary directory) whose tape library takes
+`--recall-seconds` per file on `--tape-drives` drives. Goals (issue 14): at N = 48 the makespan
+is at most 0.75 of the baseline's, and the first job starts within 1.2 x the first file's recall
+time (both counted from the recall request: until the first file is online in Rucio, and until
+the first job starts).
+
+    .venv/bin/python bench/bench_tape.py [--subbands 48] [--recall-seconds 5] [--tape-drives 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+from record import RESULTS, Provenance, Target, write
+
+from datalake_core.settings import ProviderConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = Path(__file__).resolve().parent / "tape" / "Snakefile"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+MAKESPAN = Target("ratio", "<=", 0.75, "<= 0.75x recall everything, then process")
+FIRST_JOB = Target("ratio", "<=", 1.2, "<= 1.2x the first file's recall")
+
+
+def on_tape(bed: Any, rucio: Any, prefix: str, n: int, size: int) -> list[Any]:
+    """N files written into the tape library and registered on LTA_TAPE only (nearline)."""
+    from rucio.rse import rsemanager
+
+    from datalake_core.rucio_adapter import Did
+    from lofar_datalake_testbed.layout import TAPE_RSE
+
+    names = [f"{prefix}/SB{i:03d}.dat" for i in range(n)]
+    info = rucio.rse_info(TAPE_RSE)
+    pfns = rsemanager.lfns2pfns(info, [{"scope": "lofar", "name": n} for n in names],
+                                operation="read", scheme="https")
+    files = []
+    for name in names:
+        data = os.urandom(size)
+        path = bed.layout.rse_dir(TAPE_RSE) / str(pfns[f"lofar:{name}"]).split("/", 3)[3]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files.append({"scope": "lofar", "name": name, "bytes": len(data),
+                      "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"})
+    rucio.add_replicas(TAPE_RSE, files)
+    return [Did("lofar", n) for n in names]
+
+
+def run_workflow(bed: Any, workdir: Path, prefix: str, args: argparse.Namespace) -> float:
+    """The workflow over the subbands under `prefix`; its wall time."""
+    workdir.mkdir(parents=True)
+    command = [SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", str(args.cores),
+               "--scheduler", args.scheduler,
+               "--storage-datalake-rucio-config", str(bed.layout.client_config),
+               "--storage-datalake-ca-bundle", str(bed.pki.ca_cert),
+               "--storage-datalake-stage-timeout", "1800",
+               "--storage-datalake-recall-files-in-flight", str(args.in_flight),
+               "--config", f"prefix={prefix}", f"count={args.subbands}", f"work={args.work}"]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=workdir, env={**os.environ, **bed.client_env()},
+                          capture_output=True, text=True, timeout=7200)
+    (workdir / "snakemake.log").write_text(done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"the workflow failed; see {workdir / 'snakemake.log'}")
+    return time.monotonic() - started
+
+
+def recall_everything(rucio: Any, dids: list[Any], timeout: float = 7200) -> float:
+    """Today's practice: every file recalled (one rule each on the staging area, one request),
+    waiting until all are online; its wall time."""
+    from lofar_datalake_testbed.layout import STAGING_RSE
+
+    started = time.monotonic()
+    rucio.add_rules(dids, STAGING_RSE, lifetime=3600, comment="bench_tape baseline")
+    while time.monotonic() - started < timeout:
+        states = [r["states"].get(STAGING_RSE) for r in rucio.list_replicas(dids)]
+        if all(s == "AVAILABLE" for s in states):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise SystemExit("the baseline's recall did not end")
+
+
+def first_job(workdir: Path) -> tuple[float, float]:
+    """From the plugin's journal and the jobs' outputs: seconds from the first recall request
+    until the first file was online, and until the first job started."""
+    from datalake_core.journal import read_events
+
+    recalls = [e for e in read_events(workdir) if e["event"] == "recall"]
+    requested = min(e["time"] for e in recalls if e["action"] == "requested")
+    online = min(e["time"] for e in recalls if e["action"] == "online")
+    starts = [float(p.read_text().split()[0]) for p in (workdir / "processed").glob("*.txt")]
+    return online - requested, min(starts) - requested
+
+
+def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    from lofar_datalake_testbed import components
+    from lofar_datalake_testbed.layout import Layout, default_dir
+    from lofar_datalake_testbed.orchestrator import Testbed
+    from lofar_datalake_testbed.server_env import ENV_VAR
+
+    # The servers' environment the project's testbed installed (as the tests share it).
+    os.environ.setdefault(ENV_VAR, str(default_dir() / "server-env"))
+
+    # The tape library of this testbed (read when its FTS service starts).
+    components.RECALL_SECONDS, components.TAPE_DRIVES = args.recall_seconds, args.tape_drives
+    bed = Testbed(Layout(root / "testbed"))
+    try:
+        bed.up()
+        os.environ.update(bed.client_env())
+        from datalake_core.rucio_adapter import RucioAdapter
+
+        rucio = RucioAdapter()
+        tag = uuid.uuid4().hex[:8]
+        ours = on_tape(bed, rucio, f"bench/tape-{tag}/ours", args.subbands, args.file_bytes)
+        theirs = on_tape(bed, rucio, f"bench/tape-{tag}/baseline", args.subbands,
+                         args.file_bytes)
+        print(f"==> plugin: {args.subbands} subbands on tape, jobs start as theirs are online",
+              flush=True)
+        makespan = run_workflow(bed, root / "ours", f"bench/tape-{tag}/ours", args)
+        recall_s, first_start_s = first_job(root / "ours")
+        print(f"    makespan {makespan:.1f} s; first file online after {recall_s:.1f} s, first "
+              f"job started after {first_start_s:.1f} s", flush=True)
+        print("==> baseline: recall everything, then process", flush=True)
+        recall_all = recall_everything(rucio, theirs)
+        process = run_workflow(bed, root / "baseline", f"bench/tape-{tag}/baseline", args)
+        print(f"    recall {recall_all:.1f} s + processing {process:.1f} s", flush=True)
+        assert len(ours) == len(theirs)
+    finally:
+        bed.down()
+    return {"makespan": makespan, "baseline": recall_all + process, "recall_all": recall_all,
+            "process": process, "first_recall": recall_s, "first_start": first_start_s}
+
+
+def figures(m: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    ratio = round(m["makespan"] / m["baseline"], 3)
+    first = round(m["first_start"] / m["first_recall"], 3)
+    setup = (f"N = {args.subbands}, recall {args.recall_seconds:g} s per file, "
+             f"{args.tape_drives} drives, {args.work:g} s per job on {args.cores} cores, "
+             f"{args.in_flight} files in flight)")
+    return [
+        {"figure": f"makespan over subbands on tape ({setup}", "value": round(m["makespan"], 2),
+         "unit": "s", "baseline": round(m["baseline"], 2),
+         "baseline_name": "recall everything, then process",
+         "ratio": ratio, "ratio_means": "plugin / baseline", "goal": MAKESPAN.as_dict(),
+         "met": MAKESPAN.met(ratio),
+         "note": f"baseline = recall {m['recall_all']:.1f} s + processing {m['process']:.1f} s"},
+        {"figure": "first job start, from the recall request", "value": round(m["first_start"], 2),
+         "unit": "s", "baseline": round(m["first_recall"], 2),
+         "baseline_name": "first file online in Rucio", "ratio": first,
+         "ratio_means": "first job start / first file's recall", "goal": FIRST_JOB.as_dict(),
+         "met": FIRST_JOB.met(first)},
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subbands", type=int, default=48)
+    parser.add_argument("--recall-seconds", type=float, default=5.0,
+                        help="one drive's time to recall a file (default: %(default)s)")
+    parser.add_argument("--tape-drives", type=int, default=2)
+    parser.add_argument("--work", type=float, default=4.0,
+                        help="seconds each job is busy (default: %(default)s)")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--scheduler", default="ilp",
+                        help="Snakemake's job selector (default: %(default)s, Snakemake's)")
+    parser.add_argument("--in-flight", type=int, default=None,
+                        help="the plugin's recall window: files in flight (default: the "
+                        "plugin's, the LTA's 5,000)")
+    parser.add_argument("--file-bytes", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, default=RESULTS / "tape.json")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a new directory for the runs and their testbed, kept afterwards")
+    args = parser.parse_args()
+    args.in_flight = args.in_flight or ProviderConfig().recall_files_in_flight
+    provenance = Provenance()
+    # As the tests' testbeds: not under a private temporary directory of another tool.
+    root = args.keep or Path(tempfile.mkdtemp(prefix="lofar-datalake-bench-tape-"))
+    try:
+        measured = measure(args, root)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    write(args.json, {
+        "benchmark": "tape", "repetitions": 1, "figures": figures(measured, args),
+        "runs": [measured],
+        "method": "one run: the plugin's workflow over N subbands on tape, then the same "
+                  "workflow over N other subbands recalled all together beforehand (one rule "
+                  "each on the staging area, waiting for all); both on the same testbed",
+    }, provenance)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

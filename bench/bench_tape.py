@@ -11,6 +11,7 @@ time (both counted from the recall request: until the first file is online in Ru
 the first job starts).
 
     .venv/bin/python bench/bench_tape.py [--subbands 48] [--recall-seconds 5] [--tape-drives 2]
+        [--in-flight 12] [--scheduler greedy]
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from record import RESULTS, Provenance, Target, write
-
-from datalake_core.settings import ProviderConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = Path(__file__).resolve().parent / "tape" / "Snakefile"
@@ -151,7 +150,7 @@ def figures(m: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]
     first = round(m["first_start"] / m["first_recall"], 3)
     setup = (f"N = {args.subbands}, recall {args.recall_seconds:g} s per file, "
              f"{args.tape_drives} drives, {args.work:g} s per job on {args.cores} cores, "
-             f"{args.in_flight} files in flight)")
+             f"{args.in_flight} files in flight, Snakemake's {args.scheduler} scheduler)")
     return [
         {"figure": f"makespan over subbands on tape ({setup}", "value": round(m["makespan"], 2),
          "unit": "s", "baseline": round(m["baseline"], 2),
@@ -176,17 +175,20 @@ def main() -> int:
     parser.add_argument("--work", type=float, default=4.0,
                         help="seconds each job is busy (default: %(default)s)")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--scheduler", default="ilp",
-                        help="Snakemake's job selector (default: %(default)s, Snakemake's)")
-    parser.add_argument("--in-flight", type=int, default=None,
-                        help="the plugin's recall window: files in flight (default: the "
-                        "plugin's, the LTA's 5,000)")
+    parser.add_argument("--scheduler", default="greedy",
+                        help="Snakemake's job selector (default: %(default)s, which starts equal "
+                        "jobs in the order the plugin recalls their inputs; Snakemake's own "
+                        "default is ilp)")
+    parser.add_argument("--in-flight", type=int, default=12,
+                        help="the plugin's recall window, files in flight (default: "
+                        "%(default)s, enough to keep 2 drives busy through the testbed's ~5 s "
+                        "of Rucio latency per recall, few enough that a file a job asks for is "
+                        "recalled soon; the plugin's own default is the LTA's 5,000)")
     parser.add_argument("--file-bytes", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, default=RESULTS / "tape.json")
     parser.add_argument("--keep", type=Path, default=None,
                         help="a new directory for the runs and their testbed, kept afterwards")
     args = parser.parse_args()
-    args.in_flight = args.in_flight or ProviderConfig().recall_files_in_flight
     provenance = Provenance()
     # As the tests' testbeds: not under a private temporary directory of another tool.
     root = args.keep or Path(tempfile.mkdtemp(prefix="lofar-datalake-bench-tape-"))

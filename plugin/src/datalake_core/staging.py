@@ -189,7 +189,8 @@ class Stager:
         if not remote:
             return todo
         self.recall.plan(infos[r.did] for r in remote)
-        if self._workflow_inputs is not None:
+        if self._workflow_inputs is not None and self.recall.queued(
+                or_unplanned=not self._recall_planned):
             # The jobs still to run, in the order Snakemake is likely to start them now: all
             # their tape inputs are queued the first time, and put in that order each time.
             ahead = self._workflow_inputs()

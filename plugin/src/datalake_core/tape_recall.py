@@ -124,6 +124,12 @@ class Recaller:
         if found:
             self._wake()
 
+    def queued(self, or_unplanned: bool = False) -> bool:
+        """Whether files wait to be requested (or, with `or_unplanned`, any tape file is known:
+        the workflow's others are still to be planned)."""
+        with self._cond:
+            return bool(self._queue) or (or_unplanned and bool(self._files))
+
     def reorder(self, dids: Sequence[Did]) -> None:
         """Put the files not requested yet in the order of `dids` (others after them)."""
         position = {d: i for i, d in enumerate(dids)}

@@ -135,6 +135,11 @@ def test_a_run_resumed_after_a_kill_recalls_nothing_twice(
     records = staging_records(testbed, files)
     assert Counter(r["source_surl"] for r in records) == Counter(f.url for f in files), (
         "each file recalled once over both runs")
-    resumed = [e for e in _recalls(tmp_path, "requested") if e["time"] >= started]
-    assert all(e["reused"] == len(e["files"]) for e in resumed)
+    requested = _recalls(tmp_path, "requested")
+    before = {f for e in requested if e["time"] < started for f in e["files"]}
+    resumed = [e for e in requested if e["time"] >= started]
+    # The kill may come between two requests of the window: files the first run had not
+    # requested yet get rules of their own now, those it had requested reuse its rules.
+    again_asked = sum(len([f for f in e["files"] if f in before]) for e in resumed)
+    assert sum(e["reused"] for e in resumed) >= again_asked
     assert all(released(r) for r in recall_rules(rucio, files))

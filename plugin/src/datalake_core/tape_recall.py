@@ -78,8 +78,10 @@ class Recaller:
 
     # -- which files are on tape ---------------------------------------------------------------
     def is_tape(self, replica: Replica) -> bool:
-        """On an RSE of `rse_type` TAPE (Rucio says so with each replica) or with the attribute
-        `staging_required` (those RSEs learnt with one request per run)."""
+        """On an RSE of `rse_type` TAPE or with the attribute `staging_required`. The type
+        Rucio gives with a replica's PFNs is not enough: it lists a URL shared by a tape RSE
+        and its staging area under one of them only, so the other seems to have no PFN and no
+        type. The tape RSEs are learnt with one request per run."""
         return replica.rse_type.upper() == "TAPE" or replica.rse in self._staging_required()
 
     def tape_of(self, info: FileInfo) -> str | None:
@@ -94,7 +96,7 @@ class Recaller:
         if self._needs_staging is None:
             try:
                 self._needs_staging = set(self.rucio().expand_rse_expression(
-                    "staging_required=True"))
+                    "rse_type=TAPE|staging_required=True"))
             except NotFound:
                 self._needs_staging = set()
             except DataLakeError as exc:  # Rucio's answer for an expression matching none
@@ -171,7 +173,7 @@ class Recaller:
                                  f"{exc}")
 
     def _earlier_rule(self, info: FileInfo, read_from: str) -> str | None:
-        tapes = [r.rse for r in info.replicas if r.rse_type.upper() == "TAPE"]
+        tapes = [r.rse for r in info.replicas if self.is_tape(r)]
         if not any(self._attrs(t).get("staging_buffer") == read_from for t in tapes):
             return None
         with self._cond:

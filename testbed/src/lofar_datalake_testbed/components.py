@@ -118,41 +118,38 @@ def token_options(own_url: str, ports: dict[str, int]) -> list[str]:
     ]
 
 
+def webdav_server(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki, rse: str,
+                  port: int, *policy: str) -> ManagedProcess:
+    """A WsgiDAV server for `rse` on `port`, with the RSEs' credentials and `policy` options
+    (who may read, nearline reads)."""
+    url = f"https://{LOOPBACK}:{port}"
+    return ManagedProcess(
+        name=f"webdav-{rse}",
+        argv=env.module(
+            "webdav",
+            "--root", str(layout.rse_dir(rse)),
+            "--port", str(port),
+            "--cert", str(pki.server_cert),
+            "--key", str(pki.server_key),
+            "--client-ca", str(pki.ca_cert),
+            *policy,
+            *token_options(url, ports),
+            "--ca-bundle", str(pki.ca_cert),
+        ),
+        run_dir=layout.run,
+        log_dir=layout.logs,
+        ready=lambda: _http_ok(f"{url}/", verify=str(pki.ca_cert)),
+    )
+
+
 def webdav_servers(
     env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
 ) -> list[ManagedProcess]:
-    servers = []
-    for site in (s for s in SITES if s.storage == WEBDAV):
-        port = ports[site.https_port]
-        servers.append(
-            ManagedProcess(
-                name=f"webdav-{site.rse}",
-                argv=env.module(
-                    "webdav",
-                    "--root",
-                    str(layout.rse_dir(site.rse)),
-                    "--port",
-                    str(port),
-                    "--cert",
-                    str(pki.server_cert),
-                    "--key",
-                    str(pki.server_key),
-                    "--client-ca",
-                    str(pki.ca_cert),
-                    "--anonymous-read",
-                    "yes" if site.anonymous_read else "no",
-                    *token_options(f"https://{LOOPBACK}:{port}", ports),
-                    "--ca-bundle",
-                    str(pki.ca_cert),
-                ),
-                run_dir=layout.run,
-                log_dir=layout.logs,
-                ready=lambda port=port: _http_ok(  # type: ignore[misc]
-                    f"https://{LOOPBACK}:{port}/", verify=str(pki.ca_cert)
-                ),
-            )
-        )
-    return servers
+    return [
+        webdav_server(env, layout, ports, pki, site.rse, ports[site.https_port],
+                      "--anonymous-read", "yes" if site.anonymous_read else "no")
+        for site in SITES if site.storage == WEBDAV
+    ]
 
 
 def tape_url(ports: dict[str, int]) -> str:
@@ -163,31 +160,7 @@ def tape_storage(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
                  ) -> ManagedProcess:
     """LTA_TAPE's endpoint (also LTA_STAGING's): WebDAV with the RSEs' credentials policy whose
     files are read only while pinned online (servers/tape.py)."""
-    url = tape_url(ports)
-    return ManagedProcess(
-        name=f"webdav-{TAPE_RSE}",
-        argv=env.module(
-            "webdav",
-            "--root",
-            str(layout.rse_dir(TAPE_RSE)),
-            "--port",
-            str(ports[TAPE_PORT]),
-            "--cert",
-            str(pki.server_cert),
-            "--key",
-            str(pki.server_key),
-            "--client-ca",
-            str(pki.ca_cert),
-            "--nearline",
-            "yes",
-            *token_options(url, ports),
-            "--ca-bundle",
-            str(pki.ca_cert),
-        ),
-        run_dir=layout.run,
-        log_dir=layout.logs,
-        ready=lambda: _http_ok(f"{url}/", verify=str(pki.ca_cert)),
-    )
+    return webdav_server(env, layout, ports, pki, TAPE_RSE, ports[TAPE_PORT], "--nearline", "yes")
 
 
 def xrootd_servers(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki

@@ -149,21 +149,11 @@ class Stager:
             if thread.is_alive():
                 thread.join(timeout=5)
 
-    def _update(self, job_id: str, change: Callable[[Record, list[Record]], Any]) -> Any:
-        with self._store.tx() as tx:
-            loaded = tx.load(job_id)
-            if loaded is None:
-                return None
-            job, files = loaded
-            result = change(job, files)
-            tx.save(job, files)
-            return result
-
     def _loop(self) -> None:
         while not self._stopping.wait(POLL_SECONDS):
             try:
                 for file_id, job_id in self._store.in_state("STAGING"):
-                    self._update(job_id, partial(self._issue, file_id=file_id))
+                    self._store.update(job_id, partial(self._issue, file_id=file_id))
                     self._on_file_changed(job_id, file_id)
             except Exception:  # e.g. a locked database: try again at the next poll
                 log.exception("issuing bring-online requests failed")
@@ -240,7 +230,7 @@ class Stager:
             else:
                 _failed(job, files, file_id, utcnow(), reason)
 
-        self._update(job_id, change)
+        self._store.update(job_id, change)
         log.info("file %d of job %s: %s", file_id, job_id, reason or "online")
         self._on_file_changed(job_id, file_id)
         self._on_online()

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,18 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def update(self, job_id: str, change: Callable[[Record, list[Record]], Any]) -> Any:
+        """Apply `change` to a job and its files in one transaction and save them; its result,
+        or None when there is no such job."""
+        with self.tx() as tx:
+            loaded = tx.load(job_id)
+            if loaded is None:
+                return None
+            job, files = loaded
+            result = change(job, files)
+            tx.save(job, files)
+            return result
 
     def insert(self, submission: Submission, token: str | None = None) -> None:
         """Store a new job with its files, and the bearer token it was submitted with."""

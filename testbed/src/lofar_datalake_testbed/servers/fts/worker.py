@@ -13,7 +13,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -70,18 +69,6 @@ class Engine:
             if event is not None:
                 event.set()
 
-    def _update(
-        self, job_id: str, change: Callable[[dict[str, Any], list[dict[str, Any]]], Any]
-    ) -> Any:
-        with self._store.tx() as tx:
-            loaded = tx.load(job_id)
-            if loaded is None:
-                return None
-            job, files = loaded
-            result = change(job, files)
-            tx.save(job, files)
-            return result
-
     def _recover(self) -> None:
         """Files ACTIVE in the store were being copied when the service died."""
         for record in self._store.active():
@@ -93,7 +80,9 @@ class Engine:
                     self._gfal,
                     bearer=self._store.token(record["job_id"]),
                 )
-            self._update(record["job_id"], partial(states.recover, file_id=file_id, now=utcnow()))
+            self._store.update(
+                record["job_id"], partial(states.recover, file_id=file_id, now=utcnow())
+            )
             log.warning("file %d of job %s was interrupted by a restart", file_id, record["job_id"])
 
     def _loop(self) -> None:
@@ -115,7 +104,7 @@ class Engine:
             return
         now = utcnow()
         for file_id, job_id in self._store.runnable(free, timestamp(now)):
-            claimed = self._update(
+            claimed = self._store.update(
                 job_id, partial(_claimed, file_id=file_id, now=now, host=self._host)
             )
             if claimed is None:
@@ -143,12 +132,12 @@ class Engine:
                 request,
                 abort=lambda: cancel.is_set() or self._stopping.is_set(),
                 gfal=self._gfal,
-                on_write=lambda: self._update(job_id, lambda j, fs: _touch(fs, file_id)),
+                on_write=lambda: self._store.update(job_id, lambda j, fs: _touch(fs, file_id)),
                 bearer=self._store.token(job_id),
             )
         except mover.Aborted:
             if not cancel.is_set():  # service shutdown, not a cancel: run it again next time
-                self._update(job_id, lambda j, fs: states.requeue(j, fs, file_id))
+                self._store.update(job_id, lambda j, fs: states.requeue(j, fs, file_id))
             log.info("file %d of job %s: aborted", file_id, job_id)
         except mover.TransferError as exc:
             self._failed(job_id, file_id, str(exc), exc.recoverable)
@@ -156,7 +145,7 @@ class Engine:
             log.exception("file %d of job %s: internal error", file_id, job_id)
             self._failed(job_id, file_id, f"TRANSFER [5] internal error: {exc!r}", False)
         else:
-            counted = self._update(
+            counted = self._store.update(
                 job_id,
                 lambda j, fs: states.succeed(j, fs, file_id, utcnow(), result.size, result.seconds),
             )
@@ -182,7 +171,7 @@ class Engine:
 
     def _failed(self, job_id: str, file_id: int, reason: str, recoverable: bool) -> None:
         log.info("file %d of job %s: %s", file_id, job_id, reason)
-        self._update(
+        self._store.update(
             job_id, lambda j, fs: states.fail(j, fs, file_id, utcnow(), reason, recoverable)
         )
 

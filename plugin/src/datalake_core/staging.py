@@ -356,7 +356,7 @@ class Stager:
     def sources_of(self, info: FileInfo) -> list[Source]:
         """Readable replicas, best first; one on tape last (nearline: recalled instead)."""
         info = self._with_pfns(info)
-        tape = {r.rse for r in info.replicas if self.recall.is_tape(r)}
+        tape = {r.rse for r in info.replicas if self.recall.seems_tape(r)}
         return sorted(sources(info, self.site_rses(), self.cfg.mounts, self._bases),
                       key=lambda s: s.rse in tape)
 

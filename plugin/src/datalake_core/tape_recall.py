@@ -84,6 +84,12 @@ class Recaller:
         type. The tape RSEs are learnt with one request per run."""
         return replica.rse_type.upper() == "TAPE" or replica.rse in self._staging_required()
 
+    def seems_tape(self, replica: Replica) -> bool:
+        """`is_tape` without asking Rucio: from the replica's own type and the tape RSEs learnt
+        so far (a run with no remote file never asks)."""
+        known = self._needs_staging or set()
+        return replica.rse_type.upper() == "TAPE" or replica.rse in known
+
     def tape_of(self, info: FileInfo) -> str | None:
         """The tape RSE to recall the file from, if its only AVAILABLE replicas are on tape."""
         replicas = info.available_replicas()
@@ -173,7 +179,7 @@ class Recaller:
                                  f"{exc}")
 
     def _earlier_rule(self, info: FileInfo, read_from: str) -> str | None:
-        tapes = [r.rse for r in info.replicas if self.is_tape(r)]
+        tapes = [r.rse for r in info.replicas if self.seems_tape(r)]
         if not any(self._attrs(t).get("staging_buffer") == read_from for t in tapes):
             return None
         with self._cond:

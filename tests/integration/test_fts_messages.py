@@ -64,10 +64,8 @@ def test_a_rule_completes_through_the_conveyor_receiver_with_the_poller_stopped(
         testbed, rucio, tmp_path):
     with stopped(testbed, "rucio-conveyor-poller"):
         rule, _ = _rule_to_site_a(rucio, tmp_path)
-        started = time.monotonic()
+        # With the poller stopped, only the receiver can tell Rucio the transfer is done.
         assert rucio.wait_rule(rule, timeout=60).state == "OK"
-        # Submission and copy take a few seconds; no poller pass was waited for.
-        assert time.monotonic() - started < 30
 
 
 def test_the_broker_refuses_a_wrong_password(testbed):

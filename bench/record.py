@@ -26,7 +26,7 @@ RESULTS = BENCH / "results"
 
 @dataclass(frozen=True)
 class Target:
-    """A target of issue 18: `subject op bound`, e.g. a ratio <= 1.10."""
+    """A performance target: `subject op bound`, e.g. a ratio <= 1.10."""
 
     on: str  # "ratio" or "value": what of a figure is compared
     op: str  # "<=" or ">="

@@ -1,8 +1,10 @@
 """The storage plugin over inputs whose only replicas are on tape (LTA_TAPE): Rucio recalls them
 (rules on the staging area LTA_STAGING, conveyor-stager, FTS bring-online) within the site's
-recall window, jobs read them from the staging area, rules go once files are local, a file lost
-on tape fails with a message naming it, the tape RSE and FTS's reason, and a run resumed after
-a kill recalls nothing twice. Counts come from FTS's job records and the run's journal."""
+recall window, jobs read them from the staging area, rules go once files are local and pins
+last no longer than the recall lifetime; with the rule policy Rucio recalls them straight to the
+site's RSE and no pin is left after the run; a file lost on tape fails with a message naming
+it, the tape RSE and FTS's reason, and a run resumed after a kill recalls nothing twice. Counts
+come from FTS's job records, the tape library's pins and the run's journal."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from lofar_datalake_testbed.servers import tape
 
 pytestmark = pytest.mark.integration
 
+SITE = "SITE_A_DISK"
 SNAKEFILE = Path(__file__).parents[1] / "workflow" / "storage" / "Snakefile"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -50,8 +53,11 @@ def _recalls(workdir: Path, action: str) -> list[dict]:
 def test_a_workflow_over_tape_inputs_recalls_them_through_rucio_and_gets_the_right_products(
         testbed, rucio, unique, datalake_args, run_snakemake, client_env, tmp_path):
     files = on_tape(testbed, rucio, _names(unique, 5))
+    lifetime = 600
 
-    done = run_snakemake(tmp_path, SNAKEFILE, _args(datalake_args, unique, 5), client_env)
+    done = run_snakemake(tmp_path, SNAKEFILE, _args(
+        datalake_args, unique, 5, "--storage-datalake-recall-lifetime", str(lifetime)),
+        client_env)
 
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "summary.txt").read_text() == summary_of(files)
@@ -69,6 +75,36 @@ def test_a_workflow_over_tape_inputs_recalls_them_through_rucio_and_gets_the_rig
     assert all(e["tape_rse"] == TAPE_RSE for e in requested)
     assert sorted(f for e in _recalls(tmp_path, "online") for f in e["files"]) == sorted(
         str(f.did) for f in files)
+    # A staging area's pin lasts its rule's lifetime (Rucio's reaper releases none): no longer.
+    root = testbed.layout.rse_dir(TAPE_RSE)
+    pins = [e for f in files for e in tape.read_pins(root, f.relative).values()]
+    assert len(pins) == 5 and all(e <= time.time() + lifetime for e in pins)
+
+
+def test_with_the_rule_policy_files_are_recalled_to_the_site_and_nothing_stays_pinned(
+        testbed, rucio, unique, datalake_args, run_snakemake, client_env, tmp_path):
+    files = on_tape(testbed, rucio, _names(unique, 4))
+
+    done = run_snakemake(tmp_path, SNAKEFILE, _args(
+        datalake_args, unique, 4, "--storage-datalake-site-rse", SITE,
+        "--storage-datalake-stage-policy", "rule"), client_env)
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "summary.txt").read_text() == summary_of(files)
+    # One transfer from tape to the site per file (bring-online, then the copy), no
+    # staging-only job, and FTS released each pin once the file was copied.
+    records = staging_records(testbed, files)
+    assert Counter(r["source_surl"] for r in records) == Counter(f.url for f in files)
+    assert all(r["file_state"] == "FINISHED" and r["dest_surl"] != r["source_surl"]
+               for r in records)
+    root = testbed.layout.rse_dir(TAPE_RSE)
+    assert {f.relative: tape.state(root, f.relative) for f in files} == {
+        f.relative: tape.NEARLINE for f in files}, "a pin outlived the run"
+    assert all(not tape.read_pins(root, f.relative) for f in files)
+    assert {e["staging_rse"] for e in _recalls(tmp_path, "requested")} == {SITE}
+    for replica in rucio.list_replicas(list(f.did for f in files)):
+        assert replica["states"].get(SITE) == "AVAILABLE"
+    assert not recall_rules(rucio, files), "nothing was recalled to the staging area"
 
 
 def test_the_recall_window_bounds_files_per_request_and_in_flight(

@@ -1,7 +1,7 @@
 """The FTS service stages as FTS3 does, against the testbed's tape endpoint: staging-only jobs end
 FINISHED once their files are online, the tape library's drives and recall time show in FTS's
 job records (`staging_start`, `staging_finished`), pins expire after `copy_pin_lifetime`, and a
-tape file can be copied to disk once staged."""
+tape file can be copied to disk once staged, its pin released after the copy as FTS3 does."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_a_lost_file_fails_its_staging_with_a_reason_naming_it(
     assert "file lost on tape" in failed["reason"] and lost.url in failed["reason"]
 
 
-def test_a_tape_file_is_staged_then_copied_to_disk_in_one_job(
+def test_a_tape_file_is_staged_then_copied_to_disk_in_one_job_and_its_pin_released(
     testbed, rucio, tmp_path: Path
 ) -> None:
     [f] = put_on_tape(testbed, tmp_path, 1)
@@ -90,3 +90,9 @@ def test_a_tape_file_is_staged_then_copied_to_disk_in_one_job(
     [record] = status["files"]
     assert when(record["staging_finished"]) <= when(record["start_time"])
     assert target.read_bytes() == f.data
+    # Released once copied (FTS3's url-copy does so), long before the pin's 60 s: the file is
+    # nearline again and no pin of this job is left on the tape.
+    root = testbed.layout.rse_dir(TAPE_RSE)
+    assert not [p for p in tape.read_pins(root, f.relative) if p.startswith(status["job_id"])]
+    assert tape.state(root, f.relative) == tape.NEARLINE
+    assert get(testbed, f.url).status_code == 503

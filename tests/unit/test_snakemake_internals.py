@@ -15,7 +15,7 @@ from snakemake.jobs import Job
 from snakemake.persistence import MetadataRecord
 from snakemake.persistence.file import FilePersistence
 from snakemake.rules import Rule
-from snakemake.settings.types import DeploymentSettings
+from snakemake.settings.types import DeploymentSettings, SchedulingSettings
 from snakemake.workflow import Workflow
 from snakemake_interface_common.plugin_registry.plugin import TaggedSettings
 from snakemake_interface_executor_plugins.executors.real import RealExecutor
@@ -57,6 +57,11 @@ def test_snakemake_internals_are_where_the_seam_reads_them() -> None:
         "Job.jobid": "jobid" in Job.__slots__ or hasattr(Job, "jobid"),
         "DAG.ready_jobs": isinstance(inspect.getattr_static(DAG, "ready_jobs", None), property),
         "Rule.name": isinstance(inspect.getattr_static(Rule, "name", None), property),
+        # scheduler_name
+        "DAG.workflow": re.search(r"self\.workflow\b[^=\n]*= workflow\b",
+                                  inspect.getsource(DAG.__init__)),
+        "Workflow.scheduling_settings": "scheduling_settings" in _field_names(Workflow),
+        "SchedulingSettings.scheduler": "scheduler" in _field_names(SchedulingSettings),
         # executor_name
         "Workflow.executor_plugin":
             isinstance(inspect.getattr_static(Workflow, "executor_plugin", None), property),

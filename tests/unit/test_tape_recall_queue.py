@@ -11,7 +11,7 @@ import pytest
 from datalake_core.errors import DataLakeError, StagingError
 from datalake_core.resolver import FileInfo, Replica
 from datalake_core.rucio_adapter import Did
-from datalake_core.settings import ProviderConfig
+from datalake_core.settings import ProviderConfig, StagePolicy
 from datalake_core.tape_recall import Recaller
 
 log = logging.getLogger("test")
@@ -23,6 +23,7 @@ class FakeRucio:
         self.deleted: list[str] = []
         self.existing = existing or {}
         self.stuck: dict[Did, str] = {}
+        self.expect = ("STAGE", 7200)  # where recall rules go, with what lifetime
 
     def expand_rse_expression(self, expression: str) -> list[str]:
         raise DataLakeError("RSE expression 'staging_required=True': RSE Expression resulted "
@@ -35,7 +36,7 @@ class FakeRucio:
         return self.existing
 
     def add_rules(self, dids, rse, lifetime=None, comment=None) -> list[str]:
-        assert rse == "STAGE" and lifetime == 7200
+        assert (rse, lifetime) == self.expect
         self.requests.append(list(dids))
         return [f"rule-{d.name}" for d in dids]
 
@@ -56,10 +57,10 @@ class Catalogue:
     def refresh(self, dids) -> None:
         pass
 
-    def bring_online(self, did: Did) -> None:
+    def bring_online(self, did: Did, rse: str = "STAGE") -> None:
         info = self.infos[did]
         self.infos[did] = FileInfo(did, info.bytes, None, None, 0.0, (
-            *info.replicas, Replica("STAGE", "AVAILABLE", ())))
+            *info.replicas, Replica(rse, "AVAILABLE", ())))
 
 
 def _on_tape(n: int, size: int = 10) -> list[FileInfo]:
@@ -117,6 +118,38 @@ def test_rules_this_account_has_are_reused_and_released_once_local() -> None:
     assert rucio.deleted == [], "a symlink to the staging area's copy keeps its rule"
     recaller.release(catalogue.get(infos[0].did), "STAGE", linked=False)
     assert rucio.deleted == ["old-rule"]
+
+
+def test_with_a_policy_staging_to_the_site_files_are_recalled_to_its_rse_and_kept_there(
+) -> None:
+    # A transfer from tape to the site: FTS releases the pin once copied, and the site's copy
+    # stays under the rule (the rule_lifetime of its other staged inputs), not deleted.
+    infos = _on_tape(2)
+    rucio = FakeRucio()
+    rucio.expect = ("SITE", 3600)
+    recaller, catalogue = _recaller(infos, rucio, stage_policy=StagePolicy.RULE, site_rse="SITE",
+                                    rule_lifetime=3600)
+    recaller.plan(infos)
+    recaller._submit()
+    assert rucio.requests == [[i.did for i in infos]]
+    catalogue.bring_online(infos[0].did, "SITE")
+    recaller._look()
+    futures = recaller.demand([i.did for i in infos])
+    assert futures[infos[0].did].done() and not futures[infos[1].did].done()
+    recaller.release(catalogue.get(infos[0].did), "SITE", linked=False)
+    assert rucio.deleted == []
+
+
+@pytest.mark.parametrize(("policy", "site"), [("download", "SITE"), ("rule", "SITE|OTHER"),
+                                              ("fts", None)])
+def test_without_one_site_rse_to_stage_to_files_are_recalled_to_the_staging_area(
+        policy: str, site: str | None) -> None:
+    infos = _on_tape(1)
+    rucio = FakeRucio()
+    recaller, _ = _recaller(infos, rucio, stage_policy=StagePolicy(policy), site_rse=site)
+    recaller.plan(infos)
+    recaller._submit()
+    assert rucio.requests == [[infos[0].did]]
 
 
 def test_the_rule_of_an_earlier_run_goes_when_its_file_is_read_from_the_staging_area() -> None:

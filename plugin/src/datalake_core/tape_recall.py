@@ -1,20 +1,24 @@
 """Inputs whose only replicas are on tape, recalled through Rucio as it stages.
 
-A tape RSE (`rse_type` TAPE, or the attribute `staging_required`) names its staging area in the
-attribute `staging_buffer`. A rule with a lifetime on that staging area makes Rucio create
-STAGEIN requests, which its `conveyor-stager` hands to FTS as bring-online jobs pinned for the
-rule's lifetime; once a file is online its replica on the staging area is AVAILABLE and is read
-from there like any disk replica. Rucio, not this module, drives the tape: the same whatever the
-stage policy.
+Rucio, not this module, drives the tape, with a rule on one of two destinations:
+- the site's RSE, when the stage policy stages to it (`rule`, `fts`) and it is one RSE: Rucio's
+  submitter sends FTS a transfer from tape with `bring_online`; FTS brings the file online,
+  copies it and releases its pin at once (as FTS3's url-copy does). The site keeps the copy
+  under the rule, with the `rule_lifetime` of its other staged inputs.
+- otherwise the tape RSE's staging area (its attribute `staging_buffer`): the rule's lifetime
+  (`recall_lifetime`) makes Rucio's `conveyor-stager` submit a bring-online job pinned for as
+  long. The pin cannot be released earlier: Rucio's reaper only drops a staging area's replica
+  from the catalogue. The file is read from there like any disk replica.
+A tape RSE has `rse_type` TAPE or the attribute `staging_required`.
 
 The `Recaller` keeps the workflow's tape inputs in a queue, in the order jobs will need them
 (what Snakemake asks for right now first), and requests them within the site's recall window
 (`recall_window`): one `add_replication_rule` call per request. A thread looks at the requested
-files (one bulk replica lookup and one query for this account's stuck rules per staging area),
+files (one bulk replica lookup and one query for this account's stuck rules per destination),
 completes each file's future as it comes online or fails, logs progress with an estimate of the
 time left and records journal events. A rule this account already has (a rerun, a run resumed
-after a kill) is reused, so nothing is recalled twice while online. Each rule is deleted once
-its file is made local; the others expire with their lifetime.
+after a kill) is reused, so nothing is recalled twice while online. A staging-area rule is
+deleted once its file is made local; the others expire with their lifetime.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .polling import poll_delays
 from .recall_window import RecallWindow, estimate, next_requests
 from .resolver import FileInfo, Replica, Resolver
 from .rucio_adapter import Did, RucioAdapter
-from .settings import ProviderConfig
+from .settings import ProviderConfig, StagePolicy
 
 RECALL_COMMENT = "snakemake-storage-plugin-datalake tape recall"
 RECALL_POLL = 2.0  # at most this many seconds between looks at the requested files
@@ -116,14 +120,27 @@ class Recaller:
             self._attributes[rse] = self.rucio().rse_attributes(rse)
         return self._attributes[rse]
 
+    def _destination(self, tape: str) -> str | None:
+        """The site's RSE if the policy stages to it (nothing stays pinned once FTS has copied
+        the file there), else the tape's staging area (None: it names none)."""
+        site = self.cfg.site_rse
+        if (self.cfg.stage_policy is not StagePolicy.DOWNLOAD and site
+                and not self.cfg.site_is_expression()):
+            return site
+        staging = self._attrs(tape).get("staging_buffer")
+        return str(staging) if staging else None
+
+    def _lifetime(self, destination: str) -> int:
+        return (self.cfg.rule_lifetime if destination == self.cfg.site_rse
+                else self.cfg.recall_lifetime)
+
     # -- what the stager asks for ---------------------------------------------------------------
     def plan(self, infos: Iterable[FileInfo]) -> None:
         """Queue the tape-only files among `infos` (in that order) that are not known yet."""
         found = []
         for info in infos:
             if info.did not in self._files and (tape := self.tape_of(info)) is not None:
-                staging = self._attrs(tape).get("staging_buffer")
-                found.append(_Recall(info.did, info.bytes, tape, str(staging) if staging else None))
+                found.append(_Recall(info.did, info.bytes, tape, self._destination(tape)))
         with self._cond:
             for recall in found:
                 if recall.did not in self._files:
@@ -157,13 +174,15 @@ class Recaller:
         return futures
 
     def release(self, info: FileInfo, read_from: str | None, linked: bool) -> None:
-        """The file is local, read from `read_from`: delete its recall rule (the staging area
-        may drop the copy), unless the local file is a symlink to that copy. Also the rule of
-        an earlier run of this account (killed, say), when the file was read from the staging
-        area its recall had put it on."""
+        """The file is local, read from `read_from`: delete its recall rule on a staging area
+        (it may drop the copy), unless the local file is a symlink to that copy. Also the rule
+        of an earlier run of this account (killed, say), when the file was read from the
+        staging area its recall had put it on. A recall to the site's RSE stays: it is the
+        site's copy, kept as its other staged inputs are."""
         with self._cond:
             recall = self._files.get(info.did)
             if recall is not None and (recall.state != ONLINE or recall.rule is None
+                                       or recall.staging == self.cfg.site_rse
                                        or (linked and read_from == recall.staging)):
                 return
             rule = recall.rule if recall is not None else None
@@ -249,7 +268,7 @@ class Recaller:
         add_replication_rule call for the others."""
         if staging is None:
             self._fail(recalls, f"tape RSE {tape} names no staging area (attribute "
-                       "staging_buffer): Rucio cannot recall from it")
+                       "staging_buffer) and the stage policy has no site RSE to recall to")
             return
         try:
             fresh = self._reuse(staging, recalls, refresh=False)
@@ -267,7 +286,7 @@ class Recaller:
         self.log.info(f"datalake: recall of {len(recalls)} files "
                       f"({sum(r.bytes for r in recalls) / 2**20:.1f} MiB) from tape {tape} to "
                       f"{staging} requested ({reused} rules reused, lifetime "
-                      f"{self.cfg.recall_lifetime} s)")
+                      f"{self._lifetime(staging)} s)")
         self._record("requested", tape, staging, recalls, reused=reused)
 
     def _reuse(self, staging: str, recalls: list[_Recall], refresh: bool) -> list[_Recall]:
@@ -288,7 +307,7 @@ class Recaller:
         if not recalls:
             return []
         ids = self.rucio().add_rules([r.did for r in recalls], staging,
-                                     lifetime=self.cfg.recall_lifetime, comment=RECALL_COMMENT)
+                                     lifetime=self._lifetime(staging), comment=RECALL_COMMENT)
         self.rules_created.extend(ids)
         return ids
 

@@ -93,7 +93,8 @@ class StorageProvider(StorageProviderBase):
             outputs.workflow = str(self.jobs.workflow())
         self.resolver, self.outputs = resolver, outputs
         self.stager = Stager(self.cfg, resolver, self.rucio, self.logger,
-                             stage_ahead=self._workflow_inputs, journal=self.journal)
+                             stage_ahead=self._workflow_inputs, journal=self.journal,
+                             scheduler=lambda: internals.scheduler_name(self._dag()))
 
     @workflow_errors()
     def rucio(self) -> RucioAdapter:

@@ -73,6 +73,14 @@ def jobs_to_run_in_order(dag: Any) -> list[Any]:
     return [*ready, *rest]
 
 
+def scheduler_name(dag: Any) -> str | None:
+    """The run's job selector (`--scheduler`: ilp, greedy or a plugin's name):
+    `DAG.workflow.scheduling_settings.scheduler`. Checked against 9.27.1."""
+    settings = getattr(getattr(dag, "workflow", None), "scheduling_settings", None)
+    name = getattr(settings, "scheduler", None)
+    return str(name) if name else None
+
+
 def all_jobs(dag: Any) -> Iterable[Any]:
     """`DAG.jobs`: every job of the run. Checked against 9.27.1."""
     return dag.jobs if dag is not None else ()

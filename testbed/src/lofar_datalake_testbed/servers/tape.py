@@ -66,6 +66,17 @@ def state(root: Path, relative: str, now: float | None = None) -> str:
     return ONLINE if pinned else NEARLINE
 
 
+def live_pins(root: Path, now: float | None = None) -> int:
+    """How many files of the tape area an unexpired pin holds online."""
+    now = time.time() if now is None else now
+    base = pins_dir(root)
+    held = 0
+    for record in base.rglob("*.pins"):
+        relative = record.relative_to(base).as_posix().removesuffix(".pins")
+        held += any(expiry > now for expiry in read_pins(root, relative).values())
+    return held
+
+
 def pin(root: Path, relative: str, pin_id: str, lifetime: float, now: float | None = None) -> float:
     """Hold the file online for `lifetime` seconds under `pin_id`; returns the expiry. Expired
     pins of the file are dropped at the same time."""

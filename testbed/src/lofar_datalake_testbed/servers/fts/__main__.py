@@ -18,6 +18,7 @@ import signal
 import ssl
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
@@ -28,7 +29,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from .. import bearer
 from . import confine, messages, mover, trust
 from .app import App
-from .staging import Library, Stager, TapeArea
+from .staging import Library, Stager, TapeArea, release_source_pin
 from .store import Store
 from .worker import Engine
 
@@ -166,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     gfal = mover.Gfal(
         roots=confine.resolve_roots(args.storage_root), ca_dir=ca_dir, python=args.gfal_python
     )
-    engine = Engine(store, gfal, max_active=args.max_active)
     library = Library(tuple(args.tape), args.recall_seconds, args.tape_drives)
-    stager = Stager(store, library, on_online=engine.wake,
-                    on_file_changed=lambda job_id, file_id: messages.file_ended(
-                        store, job_id, file_id))
+    engine = Engine(
+        store, gfal, max_active=args.max_active, on_copied=partial(release_source_pin, library)
+    )
+    stager = Stager(
+        store,
+        library,
+        on_online=engine.wake,
+        on_file_changed=lambda job_id, file_id: messages.file_ended(store, job_id, file_id),
+    )
     server = wsgi.Server(
         ("127.0.0.1", args.port),
         App(

@@ -12,7 +12,9 @@ The storage side is the tape library the testbed's tape endpoints stand for (ser
 `--tape URL=DIR` names each tape endpoint and its directory. A file already online is pinned
 again and done at once; a nearline one waits for one of `--tape-drives` drives, each taking
 `--recall-seconds` per file, and is then pinned for `copy_pin_lifetime` seconds (without one,
-for the storage's default pin lifetime). A file on any other storage is online at once. The
+for the storage's default pin lifetime). A file on any other storage is online at once. Once a
+file staged by a transfer job (not a staging-only one) is copied, its pin is released, as FTS3's
+url-copy does: nothing stays pinned for a copy that has been made. The
 job records keep `staging_start` and `staging_finished` per file, as FTS's do, so how many
 files were recalled at once, and how long each took, can be read back from them.
 """
@@ -234,6 +236,22 @@ class Stager:
         log.info("file %d of job %s: %s", file_id, job_id, reason or "online")
         self._on_file_changed(job_id, file_id)
         self._on_online()
+
+
+def release_source_pin(library: Library, job: Record, record: Record) -> None:
+    """After a successful copy: a source the job had staged is unpinned (FTS3's url-copy
+    releases with the bring-online token; the testbed's token is the pin id)."""
+    if not _stages(job) or record["source_surl"] == record["dest_surl"]:
+        return
+    located = library.locate(record["source_surl"])
+    if located is not None:
+        area, relative = located
+        tape.unpin(area.root, relative, _pin_id(record))
+        log.info("file %d of job %s: source pin released", record["file_id"], job["job_id"])
+
+
+def _stages(job: Record) -> bool:
+    return int(job.get("bring_online") or 0) > 0 or int(job.get("copy_pin_lifetime") or 0) > 0
 
 
 def _pin_id(record: Record) -> str:

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -28,9 +29,16 @@ STOP_GRACE_SECONDS = 10.0
 
 class Engine:
     def __init__(
-        self, store: Store, gfal: mover.Gfal | None = None, *, max_active: int = 4
+        self,
+        store: Store,
+        gfal: mover.Gfal | None = None,
+        *,
+        max_active: int = 4,
+        on_copied: Callable[[dict[str, Any], dict[str, Any]], None] = lambda job, record: None,
     ) -> None:
+        """`on_copied(job, file record)`: a file was copied (e.g. release its source's pin)."""
         self._store = store
+        self._on_copied = on_copied
         self._max_active = max_active
         self._gfal = gfal or mover.Gfal()
         self._host = socket.getfqdn()
@@ -158,6 +166,7 @@ class Engine:
                 result.seconds,
                 result.checksum,
             )
+            self._on_copied(job, record)
         finally:
             messages.file_ended(self._store, job_id, file_id)
             self._running.pop(file_id, None)

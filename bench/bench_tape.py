@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -62,13 +63,13 @@ def on_tape(bed: Any, rucio: Any, prefix: str, n: int, size: int) -> list[Any]:
 
 
 def run_workflow(bed: Any, workdir: Path, prefix: str, args: argparse.Namespace,
-                 scheduler: str) -> float:
+                 variant: Variant) -> float:
     """The workflow over the subbands under `prefix`; its wall time."""
     workdir.mkdir(parents=True)
-    window = (["--storage-datalake-recall-files-in-flight", str(args.in_flight)]
-              if args.in_flight else [])
+    window = (["--storage-datalake-recall-files-in-flight", str(variant.in_flight)]
+              if variant.in_flight else [])
     command = [SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", str(args.cores),
-               "--scheduler", scheduler,
+               "--scheduler", variant.scheduler,
                "--storage-datalake-rucio-config", str(bed.layout.client_config),
                "--storage-datalake-ca-bundle", str(bed.pki.ca_cert),
                "--storage-datalake-stage-timeout", "1800", *window,
@@ -110,26 +111,27 @@ def first_job(workdir: Path) -> tuple[float, float]:
 
 
 def one_repetition(bed: Any, rucio: Any, root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Per scheduler, the plugin's workflow over N fresh subbands on tape; then the baseline
+    """Per variant, the plugin's workflow over N fresh subbands on tape; then the baseline
     over N others. Everything on the same testbed, back to back."""
     tag = uuid.uuid4().hex[:8]
     runs: dict[str, Any] = {}
-    for scheduler in args.schedulers:
-        prefix = f"bench/tape-{tag}/{scheduler}"
+    for variant in args.variants:
+        slug = variant.name.replace(":", "-")
+        prefix = f"bench/tape-{tag}/{slug}"
         on_tape(bed, rucio, prefix, args.subbands, args.file_bytes)
-        print(f"==> plugin, {scheduler} scheduler: {args.subbands} subbands on tape, jobs start "
+        print(f"==> plugin, {variant.describe()}: {args.subbands} subbands on tape, jobs start "
               "as theirs are online", flush=True)
-        makespan = run_workflow(bed, root / scheduler, prefix, args, scheduler)
-        recall_s, first_start_s = first_job(root / scheduler)
+        makespan = run_workflow(bed, root / slug, prefix, args, variant)
+        recall_s, first_start_s = first_job(root / slug)
         print(f"    makespan {makespan:.1f} s; first file online after {recall_s:.1f} s, first "
               f"job started after {first_start_s:.1f} s", flush=True)
-        runs[scheduler] = {"makespan": makespan, "first_recall": recall_s,
-                           "first_start": first_start_s}
+        runs[variant.name] = {"makespan": makespan, "first_recall": recall_s,
+                              "first_start": first_start_s}
     theirs = on_tape(bed, rucio, f"bench/tape-{tag}/baseline", args.subbands, args.file_bytes)
     print("==> baseline: recall everything, then process", flush=True)
     recall_all = recall_everything(rucio, theirs)
     process = run_workflow(bed, root / "baseline", f"bench/tape-{tag}/baseline", args,
-                           args.schedulers[0])
+                           args.variants[0])
     print(f"    recall {recall_all:.1f} s + processing {process:.1f} s", flush=True)
     return {"plugin": runs, "baseline": recall_all + process, "recall_all": recall_all,
             "process": process}
@@ -163,22 +165,18 @@ def measure(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
 
 
 def figures(reps: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
-    window = (f"{args.in_flight} files in flight" if args.in_flight
-              else "the LTA's window (the plugin's default)")
     setup = (f"N = {args.subbands}, recall {args.recall_seconds:g} s per file, "
-             f"{args.tape_drives} drives, {args.work:g} s per job on {args.cores} cores, "
-             f"{window}")
+             f"{args.tape_drives} drives, {args.work:g} s per job on {args.cores} cores")
     baseline = [r["baseline"] for r in reps]
     out = []
-    for scheduler in args.schedulers:
-        runs = [r["plugin"][scheduler] for r in reps]
+    for variant in args.variants:
+        runs = [r["plugin"][variant.name] for r in reps]
         makespan = [r["makespan"] for r in runs]
         ratios = paired_ratios(makespan, baseline)
         first = [r["first_start"] / r["first_recall"] for r in runs]
         ratio, first_ratio = round(median(ratios), 3), round(median(first), 3)
         out += [
-            {"figure": f"makespan over subbands on tape, Snakemake's {scheduler} scheduler "
-                       f"({setup})",
+            {"figure": f"makespan over subbands on tape, {variant.describe()} ({setup})",
              "value": round(median(makespan), 2), "unit": "s",
              "baseline": round(median(baseline), 2),
              "baseline_name": "recall everything, then process",
@@ -188,7 +186,7 @@ def figures(reps: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
                         "ratio": spread(ratios)},
              "note": f"baseline = recall {median(r['recall_all'] for r in reps):.1f} s + "
                      f"processing {median(r['process'] for r in reps):.1f} s (medians)"},
-            {"figure": f"  first job start from the recall request, {scheduler} scheduler",
+            {"figure": f"  first job start from the recall request, {variant.name}",
              "value": round(median(r["first_start"] for r in runs), 2), "unit": "s",
              "baseline": round(median(r["first_recall"] for r in runs), 2),
              "baseline_name": "first file online in Rucio", "ratio": first_ratio,
@@ -201,6 +199,29 @@ def figures(reps: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
     return out
 
 
+@dataclass(frozen=True)
+class Variant:
+    scheduler: str
+    in_flight: int | None  # None: the plugin's default window
+
+    @property
+    def name(self) -> str:
+        return self.scheduler + (f":{self.in_flight}" if self.in_flight else "")
+
+    def describe(self) -> str:
+        window = (f"{self.in_flight} files in flight" if self.in_flight
+                  else "the default window (the LTA's)")
+        return f"Snakemake's {self.scheduler} scheduler, {window}"
+
+
+def variants(text: str) -> list[Variant]:
+    out = []
+    for item in text.split(","):
+        scheduler, _, flight = item.partition(":")
+        out.append(Variant(scheduler, int(flight) if flight else None))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subbands", type=int, default=48)
@@ -210,14 +231,12 @@ def main() -> int:
     parser.add_argument("--work", type=float, default=4.0,
                         help="seconds each job is busy (default: %(default)s)")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--schedulers", default="greedy,ilp",
-                        type=lambda text: text.split(","),
-                        help="Snakemake's job selectors, each measured against the same "
-                        "baseline (default: %(default)s; greedy starts equal jobs in the order "
-                        "the plugin recalls their inputs, ilp is Snakemake's default)")
-    parser.add_argument("--in-flight", type=int, default=None,
-                        help="the plugin's recall window, files in flight (default: the "
-                        "plugin's own, the LTA's 5,000)")
+    parser.add_argument("--variants", default="greedy,greedy:12,ilp", type=variants,
+                        help="the plugin's runs, each measured against the same baseline: "
+                        "Snakemake's job selector, and after a colon the recall window's files "
+                        "in flight (else the plugin's default, the LTA's 5,000) (default: "
+                        "%(default)s; greedy starts equal jobs in the order the plugin recalls "
+                        "their inputs, ilp is Snakemake's default)")
     parser.add_argument("--reps", type=int, default=3, help="at least 3 (default: %(default)s)")
     parser.add_argument("--file-bytes", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, default=RESULTS / "tape.json")

@@ -192,8 +192,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Lifetime in seconds of the rules made to stage inputs to the site.", minimum=60),
     Setting("recall_lifetime", int, 24 * 3600,
             "Lifetime in seconds of the rules that recall tape-only inputs to the tape RSE's "
-            "staging area (FTS pins the file on tape as long); each rule is deleted once its "
-            "file is made local, the others expire.", minimum=60),
+            "staging area, used when the policy does not stage to one site RSE (FTS pins the "
+            "file on tape as long, and nothing releases the pin earlier); each rule is deleted "
+            "once its file is made local. With the rule or fts policy, files are recalled "
+            "straight to the site RSE, under rule_lifetime, and unpinned once copied.",
+            minimum=60),
     Setting("recall_files_per_request", int, 1000,
             "Recall window: at most this many files per recall request (one Rucio call); the "
             "LOFAR LTA takes at most 1,000.", minimum=1),

@@ -68,6 +68,8 @@ def test_a_workflow_over_tape_inputs_recalls_them_through_rucio_and_gets_the_rig
     assert all(r["source_surl"] == r["dest_surl"] and r["file_state"] == "FINISHED"
                for r in records)
     assert "from LTA_STAGING" in done.stderr and "tape recall: 5 online, 0 pending" in done.stderr
+    # Snakemake's default (ilp) scheduler: the run is told what starts jobs in recall order.
+    assert "--scheduler greedy" in done.stderr
     rules = recall_rules(rucio, files)
     assert len(rules) == 5 and all(released(r) for r in rules)
     requested = _recalls(tmp_path, "requested")

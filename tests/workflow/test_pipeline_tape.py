@@ -50,6 +50,7 @@ def test_the_pipeline_runs_on_an_observation_recalled_from_tape(testbed, rucio, 
         timeout=1200)
 
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "ilp scheduler" not in done.stderr  # run with the greedy one: no advice
     stored = set(rucio.list_files("lofar", f"{products}/*"))
     assert f"{products}/{TARGET}/image/{TARGET}-image.fits" in stored
     scores = json.loads((run_dir / "results" / TARGET / "qa" / f"{TARGET}_sources.json")

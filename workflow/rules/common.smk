@@ -10,6 +10,8 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from lofar_datalake.pipeline import placement_config
+
 SCHEMAS = Path(workflow.current_basedir).parent / "schemas"
 # The one place where the threads and resources per rule are written (`set-threads`,
 # `set-resources`) is the workflow profile, which Snakemake applies to every run of this
@@ -139,6 +141,23 @@ for _row in OBSERVATIONS:
             f"{_row['calibrator']!r} has no such subband in the sheet"
         )
 
+# Which part of the chain this run does (placement.stage: all, preprocess or process), and the
+# subbands it fetches, flags and averages itself (all of the sheet in an `all` run).
+PLACEMENT = placement_config.Placement.from_config(config)
+SHEET = [(r["observation"], r["subband"]) for r in OBSERVATIONS]
+_problems = placement_config.problems(
+    PLACEMENT, config["input_mode"], SHEET, config["observations"]
+)
+if _problems:
+    raise WorkflowError(
+        "invalid configuration (config/config.yaml and --config):\n  "
+        + "\n  ".join(_problems)
+    )
+STAGE = PLACEMENT.stage
+PREPROCESSED_HERE = set(PLACEMENT.selected(SHEET))
+# A preprocessed subband as a file of this run, stored under placement.preprocessed.
+PACKED = "results/preprocessed/{obs}_SB{sb}.MS.tar"
+
 TRUTH = config.get("truth") or ""
 # Jobs of `run:` rules re-read this file in a child process: the start time travels with the
 # environment so that they see the run's, not their own.
@@ -187,8 +206,19 @@ RAW_DATALAKE = (
     {
         (r["observation"], r["subband"]): storage.datalake(did(r["did"], query=True))
         for r in OBSERVATIONS
+        if (r["observation"], r["subband"]) in PREPROCESSED_HERE
     }
     if config["input_mode"] == "datalake"
+    else {}
+)
+# A process run reads each averaged subband from the DataLake instead (declared here as well,
+# for the same bulk resolution).
+PREPROCESSED_DATALAKE = (
+    {
+        (obs, sb): storage.datalake(did(PLACEMENT.archive_name(obs, sb), query=True))
+        for obs, sb in SHEET
+    }
+    if STAGE == placement_config.PROCESS
     else {}
 )
 
@@ -202,9 +232,28 @@ def raw_archive(wildcards):
     return str(Path(config["local"]["data_dir"]) / r["path"])
 
 
+def preprocessed_archive(wildcards):
+    """The packed averaged subband a preprocess run stored (process stage)."""
+    return PREPROCESSED_DATALAKE[(wildcards.obs, wildcards.sb)]
+
+
 def stored_product(path):
     """Where a product under results/ is kept in the DataLake (datalake mode)."""
     return storage.datalake(did(product_name(path), query=True))
+
+
+def stored_name(path):
+    """The DID name a file `results/...` of this run is kept under: a packed subband under
+    placement.preprocessed, every other product under datalake.products."""
+    product = path.removeprefix("results/")
+    if product.startswith("preprocessed/"):
+        return f"{PLACEMENT.preprocessed}/{product.removeprefix('preprocessed/')}"
+    return product_name(product)
+
+
+def stored_copy(path):
+    """The DataLake copy of a file `results/...` of this run (datalake mode)."""
+    return storage.datalake(did(stored_name(path), query=True))
 
 
 def strategy_file():
@@ -235,20 +284,27 @@ def all_products():
     DataLake as well."""
     products = local_products() + [MANIFEST]
     if config["input_mode"] == "datalake":
-        products += [stored_product(p.removeprefix("results/")) for p in products]
+        products += [stored_copy(p) for p in products]
     return products
 
 
 def local_products():
+    """The products of this run's part of the chain: a preprocess run's are the flag QA and
+    the packed averaged data of its subbands; a process run's all but the flag QA."""
     products = []
     for r in OBSERVATIONS:
         obs, sb = r["observation"], r["subband"]
-        products += [f"results/{obs}/qa/{obs}_SB{sb}_flags.png"]
-        if r["role"] == "calibrator":
+        if (obs, sb) in PREPROCESSED_HERE:
+            products += [f"results/{obs}/qa/{obs}_SB{sb}_flags.png"]
+            if STAGE == placement_config.PREPROCESS:
+                products += [PACKED.format(obs=obs, sb=sb)]
+        if r["role"] == "calibrator" and STAGE != placement_config.PREPROCESS:
             products += [
                 f"results/{obs}/qa/{obs}_SB{sb}_gains.png",
                 f"results/{obs}/calibration/{obs}_SB{sb}.h5",
             ]
+    if STAGE == placement_config.PREPROCESS:
+        return products
     for obs in TARGETS:
         products += [
             f"results/{obs}/image/{obs}-image.fits",
@@ -262,10 +318,17 @@ def local_products():
 
 
 def manifest_input_dids():
-    """The raw inputs as DIDs (`scope:name`), in datalake mode."""
+    """The inputs as DIDs (`scope:name`), in datalake mode: the raw subbands this run
+    preprocesses, or in a process run the preprocessed ones."""
     if config["input_mode"] != "datalake":
         return []
-    return [did(r["did"]) for r in OBSERVATIONS]
+    if STAGE == placement_config.PROCESS:
+        return [did(PLACEMENT.archive_name(obs, sb)) for obs, sb in SHEET]
+    return [
+        did(r["did"])
+        for r in OBSERVATIONS
+        if (r["observation"], r["subband"]) in PREPROCESSED_HERE
+    ]
 
 
 def manifest_local_inputs():
@@ -279,7 +342,4 @@ def product_dids():
     """Product path -> its DID in the DataLake (datalake mode)."""
     if config["input_mode"] != "datalake":
         return {}
-    return {
-        p: did(product_name(p.removeprefix("results/")))
-        for p in local_products() + [MANIFEST]
-    }
+    return {p: did(stored_name(p)) for p in local_products() + [MANIFEST]}

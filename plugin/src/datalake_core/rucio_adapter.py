@@ -205,6 +205,12 @@ class RucioAdapter(ReplicaIO):
         with rucio_errors(f"reading RSE {rse}"):
             return dict(self.client.get_rse(rse))
 
+    def distance(self, source: str, destination: str) -> int | None:
+        """Rucio's distance from one RSE to another (lower is nearer); None where none is set."""
+        with rucio_errors(f"reading the distance from {source} to {destination}"):
+            found = list(self.client.get_distance(source, destination))
+        return int(found[0]["distance"]) if found else None
+
     def expand_rse_expression(self, expression: str) -> list[str]:
         # Rucio's reason says what is wrong with the expression.
         with rucio_errors(f"RSE expression {expression!r}", failed=""):

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_reproduce_arguments(rep)
     rep.set_defaults(func=_reproduce_command)
+
+    from .placement import command as plan_command
+
+    plan = sub.add_parser("plan", help=plan_command.HELP)
+    plan_command.add_arguments(plan)
+    plan.set_defaults(func=plan_command.run)
     _add_registered_commands(sub)
     return parser
 

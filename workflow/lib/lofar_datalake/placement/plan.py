@@ -51,6 +51,7 @@ class Plan:
     weights: dict[str, float] = field(default_factory=dict)
     optimal: bool = True  # False: the solver's time limit ended the search first
     solver_seconds: float = 0.0
+    costs: dict[str, Any] = field(default_factory=dict)  # the stage seconds used, and whence
 
     @property
     def processing_site(self) -> SitePlan:
@@ -63,6 +64,7 @@ class Plan:
             "optimal": self.optimal,
             "solver_seconds": self.solver_seconds,
             "weights": dict(self.weights),
+            "costs": dict(self.costs),
             "predicted": predicted,
             "processing_site": self.processing_site.name,
             "sites": [{**asdict(s), "preprocess": list(s.preprocess)} for s in self.sites],
@@ -83,6 +85,7 @@ class Plan:
             weights=dict(data.get("weights") or {}),
             optimal=bool(data["optimal"]),
             solver_seconds=float(data.get("solver_seconds") or 0.0),
+            costs=dict(data.get("costs") or {}),
         )
 
     def dumps(self) -> str:

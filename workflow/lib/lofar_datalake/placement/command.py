@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("plan.json"),
                         help="where to write the plan as JSON (default: %(default)s)")
+    parser.add_argument("--figure", type=Path,
+                        help="also draw the plan (PNG or SVG by the suffix)")
     parser.add_argument("--profile", type=Path,
                         help="the profile whose DataLake settings reach Rucio "
                              "(default: the first site's)")
@@ -55,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     print(plan.table())
     args.out.write_text(plan.dumps())
     print(f"\nstage costs from {plan.costs['source']}; plan written to {args.out}")
+    if args.figure is not None:
+        from .figure import draw
+
+        draw(plan, args.figure, title=f"placement plan for {args.config}")
+        print(f"picture of the plan: {args.figure}")
     return 0
 
 

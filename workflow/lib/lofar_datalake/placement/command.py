@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("plan.json"),
                         help="where to write the plan as JSON (default: %(default)s)")
+    parser.add_argument("--strategy", default="optimal",
+                        help="optimal (the default: solved), round-robin (subband i to the "
+                             "i-th site, processing at the first) or site:NAME (everything "
+                             "there): the latter two to compare with, costed the same way")
     parser.add_argument("--figure", type=Path,
                         help="also draw the plan (PNG or SVG by the suffix)")
     parser.add_argument("--profile", type=Path,
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_plan(args: argparse.Namespace, site_file: SitesFile, catalogue: Catalogue) -> Plan:
-    from . import inventory, planner, sites
+    from . import inventory, planner, sites, strategies
     from .model import Problem
 
     rows = inventory.read_sheet(args.config)
@@ -80,7 +84,8 @@ def make_plan(args: argparse.Namespace, site_file: SitesFile, catalogue: Catalog
         inventory.link_costs(catalogue, held, {s.rse for s in site_file.sites}),
     )
     time_limit = site_file.time_limit_s if args.time_limit is None else args.time_limit
-    plan = planner.solve(problem, time_limit)
+    plan = (planner.solve(problem, time_limit) if args.strategy == "optimal"
+            else strategies.fixed_plan(problem, args.strategy))
     return replace(plan, costs={"preprocess_s": problem.preprocess_s,
                                 "process_s": problem.process_s, "source": costs.source})
 

@@ -52,6 +52,7 @@ class Plan:
     optimal: bool = True  # False: the solver's time limit ended the search first
     solver_seconds: float = 0.0
     costs: dict[str, Any] = field(default_factory=dict)  # the stage seconds used, and whence
+    strategy: str = "optimal"  # or a placement made without the solver (strategies.py)
 
     @property
     def processing_site(self) -> SitePlan:
@@ -61,6 +62,7 @@ class Plan:
         predicted = {**asdict(self.predicted), "bytes_moved": self.predicted.bytes_moved}
         return {
             "format": FORMAT,
+            "strategy": self.strategy,
             "optimal": self.optimal,
             "solver_seconds": self.solver_seconds,
             "weights": dict(self.weights),
@@ -86,6 +88,7 @@ class Plan:
             optimal=bool(data["optimal"]),
             solver_seconds=float(data.get("solver_seconds") or 0.0),
             costs=dict(data.get("costs") or {}),
+            strategy=str(data.get("strategy") or "optimal"),
         )
 
     def dumps(self) -> str:
@@ -106,11 +109,17 @@ class Plan:
             f"bytes moved: {_gib(p.bytes_moved)} (raw {_gib(p.raw_bytes_moved)}, "
             f"products {_gib(p.product_bytes_moved)})",
             f"makespan: {p.makespan_s:.1f} s",
-            f"objective: {p.objective:.4g}"
-            + ("" if self.optimal else " (not proven optimal: the solver's time limit ended "
-               "the search)"),
+            f"objective: {p.objective:.4g}" + self._how(),
         ]
         return "\n".join(lines)
+
+
+    def _how(self) -> str:
+        if self.strategy != "optimal":
+            return f" (strategy {self.strategy}: placed without the solver)"
+        if not self.optimal:
+            return " (not proven optimal: the solver's time limit ended the search)"
+        return ""
 
 
 def _gib(nbytes: int) -> str:

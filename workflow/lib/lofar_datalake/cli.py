@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help=plan_command.HELP)
     plan_command.add_arguments(plan)
     plan.set_defaults(func=plan_command.run)
+
+    from .placement import run_command
+
+    chain_run = sub.add_parser("run", help=run_command.HELP)
+    run_command.add_arguments(chain_run)
+    chain_run.set_defaults(func=run_command.run)
     _add_registered_commands(sub)
     return parser
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datalake_core.journal import InputEvent, Journal, SiteTransferEvent, Staged, Way
+from datalake_core.journal import (
+    InputEvent,
+    Journal,
+    OutputEvent,
+    SiteTransferEvent,
+    Staged,
+    Way,
+)
 from lofar_datalake.placement import chain as chains
 from lofar_datalake.placement import run_command
 from lofar_datalake.placement.chain import ChainRun, Outcome
@@ -201,12 +208,30 @@ def test_bytes_moved_are_those_that_came_from_another_rse_than_the_site_s(
     assert chains.moved_bytes(tmp_path, "SITE_B_DISK") == 120
 
 
+def test_a_preprocessed_subband_made_at_another_site_counts_as_moved_however_it_came(
+        tmp_path: Path) -> None:
+    made = Journal("pre", tmp_path / "pre" / ".snakemake" / "datalake")
+    made.record(OutputEvent(did="lofar:p/x.tar", bytes=40, rse="SITE_C_DAV"))
+    made.record(OutputEvent(did="lofar:p/y.tar", bytes=50, rse="SITE_A_DISK"))
+    used = Journal("process", tmp_path / "process" / ".snakemake" / "datalake")
+    for did, size in (("lofar:p/x.tar", 40), ("lofar:p/y.tar", 50)):
+        # Both were at the site when asked for: SITE_C's output rule had copied x there.
+        used.record(InputEvent(did=did, bytes=size, how=Staged(Way.SYMLINK, "SITE_A_DISK"),
+                               rse="SITE_A_DISK"))
+    made_at = chains.origins(tmp_path / "pre")
+    assert made_at == {"lofar:p/x.tar": "SITE_C_DAV", "lofar:p/y.tar": "SITE_A_DISK"}
+    assert chains.moved_bytes(tmp_path / "process", "SITE_A_DISK", made_at) == 40
+    assert chains.moved_bytes(tmp_path / "process", "SITE_A_DISK") == 0
+
+
 def test_the_record_sets_predicted_against_actual_makespan_and_bytes(tmp_path: Path) -> None:
     pre_a, pre_b, process = _runs(tmp_path)
     outcomes = [Outcome(pre_a, 0, 30.0), Outcome(pre_b, 0, 50.0), Outcome(process, 0, 20.0)]
     moved = {pre_a.name: 2 * 2**20, pre_b.name: 0, process.name: 2**20}
     record = chains.manifest(_plan(), CHAIN, tmp_path, "lofar", outcomes, moved,
-                             ["lofar:x", "lofar:a"])
+                             ["lofar:x", "lofar:a"], [chains.invocation(outcomes, "t1")])
+    assert record["invocations"][0]["runs"]["SITE_B-preprocess"] == {"wall_s": 50.0,
+                                                                     "exit_code": 0}
     assert record["actual"] | {"bytes_source": ""} == {
         "makespan_s": 70.0, "bytes_moved": 3 * 2**20, "raw_bytes_moved": 2 * 2**20,
         "product_bytes_moved": 2**20, "bytes_source": ""}
@@ -218,3 +243,18 @@ def test_the_record_sets_predicted_against_actual_makespan_and_bytes(tmp_path: P
         "bytes moved      13.0 MiB  3.0 MiB",
         "  raw            10.0 MiB  2.0 MiB",
         "  preprocessed    3.0 MiB  1.0 MiB"]
+
+
+def test_a_resumed_chain_takes_the_time_of_every_invocation(tmp_path: Path) -> None:
+    runs = run_command.prepare(_plan(), CHAIN, tmp_path, _config())
+    first = run_command.execute(_plan(), CHAIN, tmp_path, runs,
+                                _fake([], fail=frozenset({"SITE_B-preprocess"})))
+    assert first["actual"]["makespan_s"] is None and len(first["invocations"]) == 1
+    again = run_command.execute(_plan(), CHAIN, tmp_path, runs, _fake([]))
+    assert [sorted(i["runs"]) for i in again["invocations"]] == [
+        ["SITE_A-preprocess", "SITE_B-preprocess"],
+        ["SITE_A-preprocess", "SITE_B-preprocess", "SITE_B-process"]]
+    assert again["actual"]["makespan_s"] == round(
+        sum(i["makespan_s"] for i in again["invocations"]), 2)
+    other = run_command.execute(_plan(), "products/other", tmp_path, runs, _fake([]))
+    assert len(other["invocations"]) == 1  # another chain's record is not continued

@@ -22,6 +22,7 @@ import yaml
 from datalake_core.rucio_adapter import Did
 from lofar_datalake.compare.equivalence import compare_trees
 from lofar_datalake.compare.rules import load_rules
+from lofar_datalake.placement.chain import assemble_results
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake_testbed.demo import pipeline as demo_pipeline
 from lofar_datalake_testbed.seed import seed
@@ -54,19 +55,6 @@ def _run(testbed, root: Path, data: Path, name: str, profile: str, products: str
         timeout=1800)
     assert done.returncode == 0, f"{name}: " + done.stdout[-4000:] + done.stderr[-4000:]
     return run_dir
-
-
-def _chain_results(root: Path, process: Path, preprocess: list[Path]) -> Path:
-    """The products of the split chain as one tree: the process run's, with the flag QA of
-    the preprocess runs (their manifests and packed subbands are their own)."""
-    tree = root / "chain-results"
-    shutil.copytree(process / "results", tree)
-    for run_dir in preprocess:
-        for path in (run_dir / "results").glob("*/qa/*_flags.*"):
-            target = tree / path.relative_to(run_dir / "results")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-    return tree
 
 
 def test_a_chain_preprocessed_at_two_sites_and_processed_at_one_equals_a_single_site_run(
@@ -110,8 +98,9 @@ def test_a_chain_preprocessed_at_two_sites_and_processed_at_one_equals_a_single_
     assert scores["n_bright_found"] == scores["n_bright"] > 0  # against the simulation's truth
     assert abs(scores["median_flux_ratio"] - 1) < 0.1
 
-    results = compare_trees(single / "results", _chain_results(tmp_path, process,
-                                                                 [site_a, site_b]),
+    results = compare_trees(single / "results",
+                            assemble_results(tmp_path / "chain-results", process,
+                                             [site_a, site_b]),
                             load_rules())
     differing = [(r.path, r.summary) for r in results if not r.equivalent]
     assert differing == []

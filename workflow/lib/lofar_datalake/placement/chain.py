@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datalake_core.journal import InputEvent, SiteTransferEvent, read_journal
+from datalake_core.journal import InputEvent, OutputEvent, SiteTransferEvent, read_journal
 from datalake_core.mirror import RSE as LOCAL_COPY
 
 from .plan import Plan
@@ -138,19 +138,29 @@ def assemble_results(out: Path, process: Path, preprocess: Iterable[Path]) -> Pa
     return out
 
 
-def moved_bytes(workdir: Path, site_rse: str) -> int:
-    """Bytes a run brought to its site from other RSEs, from its provider's journal (every
-    invocation in that directory, so a resumed chain counts what its earlier attempts moved):
-    files staged to the site RSE by rules or FTS jobs, and inputs copied or read remotely from
-    another RSE. A replica already at the site, linked or read in place, moves nothing."""
-    total = 0
-    for event in read_journal(workdir):
-        if isinstance(event, SiteTransferEvent) and event.destination == site_rse:
-            total += event.bytes
-        elif (isinstance(event, InputEvent) and event.how.moved
-              and event.rse not in (None, site_rse, LOCAL_COPY)):
-            total += event.bytes
-    return total
+def origins(workdir: Path) -> dict[str, str]:
+    """Where a run stored each of its outputs: DID -> RSE, from its provider's journal."""
+    return {e.did: e.rse for e in read_journal(workdir)
+            if isinstance(e, OutputEvent) and e.rse is not None}
+
+
+def moved_bytes(workdir: Path, site_rse: str, made_at: Mapping[str, str] | None = None) -> int:
+    """Bytes of a run's inputs that came to its site from another RSE, from its provider's
+    journal (every invocation in that directory, so a resumed chain counts what its earlier
+    attempts moved), each input once. An input made by another run of the chain counts as moved
+    when it was made at another RSE (`made_at`), however it reached this one: a preprocess
+    site's output rules may have copied it here before this run asked. Any other input counts
+    when it was staged to the site RSE, or copied or read from another RSE; a replica already
+    at the site, linked or read in place, moves nothing."""
+    made_at = made_at or {}
+    events = read_journal(workdir)
+    staged = {f for e in events if isinstance(e, SiteTransferEvent)
+              and e.destination == site_rse for f in e.files}
+    inputs = {e.did: e for e in events if isinstance(e, InputEvent)}
+    return sum(e.bytes for did, e in inputs.items()
+               if (made_at[did] != site_rse if did in made_at else
+                   did in staged or (e.how.moved
+                                     and e.rse not in (None, site_rse, LOCAL_COPY))))
 
 
 def describe_run(outcome: Outcome, scope: str, moved: int | None) -> dict[str, Any]:
@@ -167,14 +177,28 @@ def describe_run(outcome: Outcome, scope: str, moved: int | None) -> dict[str, A
     }
 
 
+def invocation(outcomes: Sequence[Outcome], started: str) -> dict[str, Any]:
+    """One invocation of the chain's runs: its makespan (the slowest preprocess run, then the
+    process run if it ran) and each run's wall seconds and exit code."""
+    pre = [o.wall_s for o in outcomes if o.run.stage == PREPROCESS]
+    process = [o.wall_s for o in outcomes if o.run.stage == PROCESS]
+    return {"started": started, "makespan_s": round(max(pre, default=0.0) + sum(process), 2),
+            "runs": {o.run.name: {"wall_s": round(o.wall_s, 2), "exit_code": o.exit_code}
+                     for o in outcomes}}
+
+
 def manifest(plan: Plan, chain: str, out: Path, scope: str, outcomes: Sequence[Outcome],
-             moved: Mapping[str, int | None], products: Sequence[str]) -> dict[str, Any]:
+             moved: Mapping[str, int | None], products: Sequence[str],
+             invocations: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The chain as one record: the plan, every run, what went in, what was stored in between
     and what came out, and the plan's predictions against what the runs took. `moved` is the
-    bytes each run moved, by run name; `products` the chain's product DIDs."""
+    bytes each run moved, by run name; `products` the chain's product DIDs; `invocations` every
+    invocation of the chain's runs, this one last (one unless the chain was resumed: then the
+    actual makespan is their sum, the time the chain took to finish)."""
     pre = [o for o in outcomes if o.run.stage == PREPROCESS]
     process = [o for o in outcomes if o.run.stage == PROCESS]
     done = bool(process) and all(o.exit_code == 0 for o in outcomes)
+    invocations = list(invocations) or [invocation(outcomes, "")]
     raw = [moved.get(o.run.name) for o in pre]
     made = [moved.get(o.run.name) for o in process]
     raw_moved = sum(b or 0 for b in raw) if raw and None not in raw else None
@@ -195,15 +219,16 @@ def manifest(plan: Plan, chain: str, out: Path, scope: str, outcomes: Sequence[O
                       "bytes_moved": plan.predicted.bytes_moved,
                       "raw_bytes_moved": plan.predicted.raw_bytes_moved,
                       "product_bytes_moved": plan.predicted.product_bytes_moved},
+        "invocations": invocations,
         "actual": {
-            "makespan_s": round(max((o.wall_s for o in pre), default=0.0)
-                                + sum(o.wall_s for o in process), 2) if done else None,
+            "makespan_s": round(sum(i["makespan_s"] for i in invocations), 2) if done else None,
             "bytes_moved": None if raw_moved is None or product_moved is None
             else raw_moved + product_moved,
             "raw_bytes_moved": raw_moved,
             "product_bytes_moved": product_moved,
-            "bytes_source": "the runs' provider journals: bytes staged to or read at each "
-                            "run's site from another RSE",
+            "bytes_source": "the runs' provider journals: inputs that came to each run's "
+                            "site from another RSE (a preprocessed subband: made at another "
+                            "site's RSE)",
         },
     }
 

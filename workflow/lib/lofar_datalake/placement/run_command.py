@@ -85,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare(plan: Plan, chain: str, out: Path, config: Mapping[str, Any]) -> list[ChainRun]:
-    """The chain's runs, each with its directory and config written."""
+    """The chain's runs, each with its directory and config written (left untouched when a
+    resumed chain's is the same)."""
     runs = chains.plan_runs(plan, chain, out)
     for r in runs:
         r.directory.mkdir(parents=True, exist_ok=True)
-        r.config_file.write_text(yaml.safe_dump(chains.run_config(config, r, chain),
-                                                sort_keys=False))
+        text = yaml.safe_dump(chains.run_config(config, r, chain), sort_keys=False)
+        if not r.config_file.is_file() or r.config_file.read_text() != text:
+            r.config_file.write_text(text)
     return runs
 
 
@@ -98,14 +100,25 @@ def execute(plan: Plan, chain: str, out: Path, runs: Sequence[ChainRun], launch:
             scope: str = "lofar") -> dict[str, Any]:
     """Run the preprocess runs at once, then (if all succeeded) the process run; write the
     chain's results tree and chain.json, and return the record."""
+    earlier = earlier_invocations(out / "chain.json", chain)
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     pre = [r for r in runs if r.stage == PREPROCESS]
     with ThreadPoolExecutor(max_workers=max(1, len(pre))) as pool:
         outcomes = list(pool.map(lambda r: timed(r, launch), pre))
     if all(o.exit_code == 0 for o in outcomes):
         outcomes += [timed(r, launch) for r in runs if r.stage == PROCESS]
-    record = finish(plan, chain, out, outcomes, scope)
+    invocations = [*earlier, chains.invocation(outcomes, started)]
+    record = finish(plan, chain, out, outcomes, scope, invocations)
     (out / "chain.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def earlier_invocations(path: Path, chain: str) -> list[dict[str, Any]]:
+    """The invocations an earlier record of the same chain in this directory lists."""
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    return list(record.get("invocations") or []) if record.get("chain") == chain else []
 
 
 def timed(run_: ChainRun, launch: Launch) -> Outcome:
@@ -121,23 +134,24 @@ def timed(run_: ChainRun, launch: Launch) -> Outcome:
     return outcome
 
 
-def finish(plan: Plan, chain: str, out: Path, outcomes: Sequence[Outcome],
-           scope: str) -> dict[str, Any]:
+def finish(plan: Plan, chain: str, out: Path, outcomes: Sequence[Outcome], scope: str,
+           invocations: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The chain's record; with every run done, its products as one tree under out/results."""
     pre = [o.run.directory for o in outcomes if o.run.stage == PREPROCESS]
     process = [o.run.directory for o in outcomes if o.run.stage == PROCESS]
     complete = bool(process) and all(o.exit_code == 0 for o in outcomes)
     if complete:
         chains.assemble_results(out / "results", process[0], pre)
-    moved = {o.run.name: _moved(o.run) for o in outcomes}
+    made_at = {did: rse for d in pre for did, rse in chains.origins(d).items()}
+    moved = {o.run.name: _moved(o.run, made_at) for o in outcomes}
     products = sorted({did for o in outcomes for did in chains.output_dids(
         o.run.directory / "results" / "provenance.json", chains.preprocessed_prefix(chain))})
-    return chains.manifest(plan, chain, out, scope, outcomes, moved, products)
+    return chains.manifest(plan, chain, out, scope, outcomes, moved, products, invocations)
 
 
-def _moved(run_: ChainRun) -> int | None:
+def _moved(run_: ChainRun, made_at: Mapping[str, str]) -> int | None:
     try:
-        return chains.moved_bytes(run_.directory, run_.rse)
+        return chains.moved_bytes(run_.directory, run_.rse, made_at)
     except (OSError, ValueError, TypeError):
         return None
 

@@ -237,3 +237,14 @@ def test_the_xrootd_server_killed_mid_read_is_a_clear_error_and_leaves_no_partia
     assert f"of {size} bytes" in message
     assert time.monotonic() - began < 120
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
+
+
+def test_the_xrootd_server_leaves_the_testbeds_directories_open_to_its_database(testbed):
+    # XRootD chmods 0700 every directory along its admin path. Under the state directory that
+    # closed it to the embedded PostgreSQL (a user of its own, absolute paths), which died at
+    # its next checkpoint; the admin path lives elsewhere now.
+    root = testbed.layout.root
+    for directory in (root, root.parent):
+        assert directory.stat().st_mode & 0o001, f"{directory} is closed to other users"
+    admin = xrootd.admin_dir(testbed.layout, SITE)
+    assert not admin.is_relative_to(root) and (admin / RSE).is_dir()

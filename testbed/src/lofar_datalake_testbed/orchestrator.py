@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from . import broker, components, database, fts_delegation, sites, tokens
+from . import broker, components, database, fts_delegation, sites, tokens, xrootd
 from .layout import LOOPBACK, SITES, STAGING_RSE, TAPE_RSE, Layout
 from .pki import Pki, ensure_pki
 from .processes import ManagedProcess, stop_all, tail
@@ -203,6 +203,7 @@ class Testbed:
                     print(f"  stopped {name}", flush=True)
         if database.stop(self.server_env, self.layout.pgdata):
             print("  stopped postgresql", flush=True)
+        xrootd.remove_admin_dirs(self.layout)
         print("testbed down", flush=True)
 
     def client_env(self) -> dict[str, str]:

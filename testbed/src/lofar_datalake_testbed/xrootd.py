@@ -29,8 +29,11 @@ would (otherwise it binds every address); `xrd.allow` accepts connections from 1
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -46,6 +49,26 @@ NAMESPACE_UID = 65000
 
 def config_dir(layout: Layout, site: Site) -> Path:
     return layout.etc / "xrootd" / site.rse
+
+
+def admin_dir(layout: Layout, site: Site) -> Path:
+    """XRootD's admin, pid and home directory, outside the testbed's state tree: XRootD makes
+    that path with `chmod 0700` on every directory along it, up to the one below the system's
+    temporary directory. Under the state directory that closed the state directory (and its
+    parent) to the embedded PostgreSQL, which runs as a user of its own and opens its files by
+    absolute path: the database died at its next checkpoint ("could not open file
+    .../global/pg_control: Permission denied"). Here XRootD closes only this directory."""
+    return _admin_root(layout) / site.rse
+
+
+def remove_admin_dirs(layout: Layout) -> None:
+    """After the servers stopped (`testbed down`)."""
+    shutil.rmtree(_admin_root(layout), ignore_errors=True)
+
+
+def _admin_root(layout: Layout) -> Path:
+    tag = hashlib.sha256(str(layout.root.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"lofar-datalake-xrd-{tag}"
 
 
 def _private_dir(path: Path) -> Path:
@@ -90,8 +113,8 @@ def write_config(layout: Layout, site: Site, ports: dict[str, int], pki: Pki) ->
     """The server's configuration, grid-mapfile, authorization database and CA directory."""
     _private_dir(config_dir(layout, site).parent)
     etc = _private_dir(config_dir(layout, site))
-    admin = layout.run / f"xrootd-{site.rse}"
-    admin.mkdir(parents=True, exist_ok=True)
+    admin = admin_dir(layout, site)
+    admin.mkdir(mode=0o700, parents=True, exist_ok=True)
     cadir = ca_dir(pki, etc / "certificates")
     gridmap = etc / "grid-mapfile"
     _write_private(gridmap, f'"{grid_dn(pki.proxy)}" {WRITER}\n')

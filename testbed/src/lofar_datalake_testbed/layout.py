@@ -165,9 +165,10 @@ class Layout:
         for path in (self.etc, self.issuer_dir):
             os.chmod(path, 0o700)
         # Traversable, not listable: the embedded PostgreSQL runs as a user of its own and
-        # opens its files by absolute paths below the root. A root closed to it (0700) by a
-        # second `up` killed the running database at its next checkpoint ("could not open
-        # file .../global/pg_control: Permission denied"). The secrets live in etc/ and pki/.
+        # opens its files by absolute paths below the root. A root closed to it (0700) kills
+        # the running database at its next checkpoint ("could not open file
+        # .../global/pg_control: Permission denied"); XRootD did that (see xrootd.admin_dir).
+        # The secrets live in etc/ and pki/.
         os.chmod(self.root, 0o711)  # noqa: S103 (traverse only; see above)
         for rse in [*(site.rse for site in SITES), TAPE_RSE]:
             self.rse_dir(rse).mkdir(parents=True, exist_ok=True)

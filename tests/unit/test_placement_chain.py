@@ -256,5 +256,7 @@ def test_a_resumed_chain_takes_the_time_of_every_invocation(tmp_path: Path) -> N
         ["SITE_A-preprocess", "SITE_B-preprocess", "SITE_B-process"]]
     assert again["actual"]["makespan_s"] == round(
         sum(i["makespan_s"] for i in again["invocations"]), 2)
+    assert chains.table(again).splitlines()[-1].startswith(
+        "(actual makespan over 2 invocations: ")
     other = run_command.execute(_plan(), "products/other", tmp_path, runs, _fake([]))
     assert len(other["invocations"]) == 1  # another chain's record is not continued

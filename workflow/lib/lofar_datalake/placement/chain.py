@@ -252,8 +252,13 @@ def table(record: Mapping[str, Any]) -> str:
                        ("product_bytes_moved", "  preprocessed")):
         rows.append((label, _mib(predicted[key]), _mib(actual[key])))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0].ljust(widths[0])}  {r[1].rjust(widths[1])}  "
-                     f"{r[2].rjust(widths[2])}" for r in rows)
+    lines = [f"{r[0].ljust(widths[0])}  {r[1].rjust(widths[1])}  {r[2].rjust(widths[2])}"
+             for r in rows]
+    invocations = record.get("invocations") or []
+    if len(invocations) > 1:
+        lines.append(f"(actual makespan over {len(invocations)} invocations: " + " + ".join(
+            _seconds(i["makespan_s"]) for i in invocations) + ")")
+    return "\n".join(lines)
 
 
 def _seconds(value: float | None) -> str:

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="directory of the chain's runs, results and chain.json "
                              "(default: runs/<last part of --chain>)")
+    parser.add_argument("--preprocessed-lifetime", type=int, default=7 * 86400,
+                        help="once the chain has succeeded, seconds its preprocessed files "
+                             "stay in the DataLake (default: a week; 0 keeps them)")
     parser.add_argument("--dry-run", action="store_true",
                         help="write each run's config and print its Snakemake command; run "
                              "nothing")
@@ -81,7 +84,23 @@ def run(args: argparse.Namespace) -> int:
                            + ("" if any(r["stage"] == PROCESS for r in record["runs"])
                               else "; the process stage was not run"))
     print(f"results: {record['results']}")
+    if args.preprocessed_lifetime > 0:
+        expire_preprocessed(plan, record, args.preprocessed_lifetime, snakemake_args)
     return 0
+
+
+def expire_preprocessed(plan: Plan, record: Mapping[str, Any], seconds: int,
+                        snakemake_args: Sequence[str]) -> None:
+    """Rucio as the processing site's runs reach it; see intermediates.py."""
+    from datalake_core.settings import ProviderConfig
+
+    from ..compare.make_mirror import connect, provider_settings
+    from .intermediates import limit_lifetimes
+
+    profile = Path(plan.processing_site.profile)
+    rucio = connect(ProviderConfig.parse(provider_settings(profile, snakemake_args)))
+    changed = limit_lifetimes(rucio, record["preprocessed"], seconds)
+    print(f"preprocessed files: {len(changed)} rules now expire in {seconds / 3600:g} h")
 
 
 def prepare(plan: Plan, chain: str, out: Path, config: Mapping[str, Any]) -> list[ChainRun]:

@@ -86,6 +86,7 @@ SITE_MIB         ?= 1024
 STAGING_FILES    ?= 32
 STAGING_FILE_MIB ?= 64
 TAPE_SUBBANDS    ?= 48
+PLACEMENT_ARGS   ?=
 bench: install
 	$(BIN)/lofar-datalake testbed up
 	$(BIN)/python bench/bench_resolution.py --profile --repeat $(REPEAT) --sizes $(RESOLUTION_SIZES) \
@@ -101,6 +102,8 @@ bench: install
 		--json $(BENCH_RESULTS)/compute.json $(COMPUTE_ARGS)
 	$(BIN)/python bench/bench_tape.py --subbands $(TAPE_SUBBANDS) --json $(BENCH_RESULTS)/tape.json \
 		$(TAPE_ARGS)
+	$(BIN)/python bench/bench_placement.py --reps $(REPEAT) --json $(BENCH_RESULTS)/placement.json \
+		$(PLACEMENT_ARGS)
 	$(BIN)/python bench/summary.py --dir $(BENCH_RESULTS) \
 		$(if $(filter bench/results,$(BENCH_RESULTS)),--write-readme)
 

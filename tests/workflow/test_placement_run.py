@@ -2,9 +2,9 @@
 three sites' storage (SITE_A three files, SITE_B two, SITE_C one); `lofar-datalake plan` places
 each subband's preprocessing where its data is and `lofar-datalake run --plan` runs each site's
 preprocessing at that site, then calibration and imaging at the processing site. The chain's
-record lists every run, the science is right against the simulation's truth, the products are
-equivalent to those of the whole chain run at one site, and running the same chain again does
-nothing more.
+record lists every run, the science is right against the simulation's truth, `lofar-datalake
+compare --chain` finds the products equivalent to those of the whole chain run at one site on a
+local copy of its raw inputs, and running the same chain again does nothing more.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import pytest
 import yaml
 
 from datalake_core.rucio_adapter import Did
-from lofar_datalake.compare.equivalence import compare_trees
-from lofar_datalake.compare.rules import load_rules
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake_testbed.demo import pipeline as demo_pipeline
 from lofar_datalake_testbed.seed import seed
@@ -72,19 +70,7 @@ def _cli(testbed, *args: str, timeout: float = 3600) -> subprocess.CompletedProc
     return done
 
 
-def _single_site_run(testbed, run_dir: Path, data: Path, products: str) -> Path:
-    run_dir.mkdir()
-    config = demo_pipeline.write_demo_config(run_dir, data, products, REPO)
-    done = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "profiles/local", "--directory", str(run_dir),
-         "--configfile", str(config), *demo_pipeline.testbed_args(testbed)],
-        cwd=REPO, env={**os.environ, **testbed.client_env()}, capture_output=True, text=True,
-        timeout=1800)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return run_dir
-
-
-def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_and_equals_a_single_site_run(  # noqa: E501
+def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_and_compare_finds_it_equal_to_a_single_site_run(  # noqa: E501
         testbed, rucio, tmp_path):
     data = tmp_path / "data"
     simulate(PARAMS, data)
@@ -135,12 +121,26 @@ def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_a
     assert scores["n_bright_found"] == scores["n_bright"] > 0  # against the simulation's truth
     assert abs(scores["median_flux_ratio"] - 1) < 0.1
 
-    single = _single_site_run(testbed, tmp_path / "single", data, f"{chain}-single")
-    compared = compare_trees(single / "results", results, load_rules())
-    assert [(r.path, r.summary) for r in compared if not r.equivalent] == []
-    methods = {r.path: r.method for r in compared}
+    compared = tmp_path / "compare"
+    shown = _cli(testbed, "compare", "--chain", str(out), "--out", str(compared), "--",
+                 *demo_pipeline.testbed_args(testbed)).stdout  # exit 0: equivalent
+    assert "==> EQUIVALENT" in shown, shown[-4000:]
+    verdict = json.loads((compared / "verdict.json").read_text())
+    assert verdict["equivalent"] is True
+    assert [(r["site"], r["stage"]) for r in verdict["chain"]["runs"]] == [
+        (r["site"], r["stage"]) for r in record["runs"]]
+    assert verdict["runs"]["datalake"]["wall_s"] == actual["makespan_s"]
+    assert verdict["runs"]["datalake"]["staging"]["bytes"] == actual["bytes_moved"]
+    assert verdict["runs"]["local"]["copy"]["files"] == len(record["inputs"]) == len(RSES)
+    assert verdict["runs"]["local"]["requests"]["rucio"] == 0  # the local side reads its copy
+    local_config = yaml.safe_load((compared / "local" / "config.yaml").read_text())
+    assert local_config["placement"]["stage"] == "all"
+    methods = {p["path"]: p["method"] for p in verdict["products"]}
     assert methods[f"{TARGET}/image/{TARGET}-image.fits"] == "fits-image"
     assert methods[f"{CALIBRATOR}/qa/{CALIBRATOR}_SB002_flags.json"] == "json-numeric"
+    report = (compared / "report.html").read_text()
+    assert "DataLake side: a chain across 3 sites" in report
+    assert "SITE_A, SITE_B, SITE_C" in report
 
     _cli(testbed, *run_args)  # the same chain again: every run finds its outputs
     again = json.loads((out / "chain.json").read_text())

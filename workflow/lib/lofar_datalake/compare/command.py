@@ -1,6 +1,8 @@
 """`lofar-datalake compare`: run a workflow on DataLake data and on a local copy of the same
 inputs, and decide whether the products are equivalent, with the evidence (JSON verdict, HTML
 report with figures). Works for any Snakemake workflow whose inputs are `storage.datalake(...)`.
+With `--chain DIR` the DataLake side is a chain `lofar-datalake run --plan` ran across sites,
+done before (`chain_side`), and the local side one run of the whole chain.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datalake_core.journal import InputEvent, SiteTransferEvent
-from datalake_core.rucio_adapter import DataLakeError, RucioAdapter
+from datalake_core.rucio_adapter import RucioAdapter
 from datalake_core.settings import ProviderConfig
 
-from . import accounting, at_site, runs
+from . import at_site, chain_side, runs
 from .make_mirror import lazy_rucio, make_local_copy, provider_settings
 from .runs import Run
-from .verdict import Bar, Requests, RunSummary, Stage, Staging, Verdict
+from .verdict import Verdict
 
 if TYPE_CHECKING:
     from .equivalence import ProductResult
@@ -39,6 +40,7 @@ class Comparison:
     rules: Path = DEFAULT_RULES
     products: str = "results"
     datalake_workdir: Path | None = None
+    chain: Path | None = None  # the DataLake side: a chain's directory, its runs done before
     local_copy: Path | None = None  # an existing copy to run against, used as it is
     only: set[str] | None = None  # compare just these products (paths under `products`)
     # Directories the runs' containers must see besides the site's storage (the observation's
@@ -58,42 +60,54 @@ def run_comparison(job: Comparison) -> int:
     settings = provider_settings(job.profile, job.snakemake_args)
     if site is not None:
         settings = {**settings, **site.plugin_settings()}
-    env = site.bind_env(job.binds) if site is not None else None
-    datalake = runs.run_snakemake(
-        Run("DataLake", job.datalake_workdir or job.out / "datalake"), args, env=env, site=site
-    )
+    rucio = lazy_rucio(ProviderConfig.parse(dict(settings)))
     local = Run("local copy", job.out / "local")
     verdict = Verdict(equivalent=False)
+    if job.chain is not None:
+        side = chain_side.datalake_side(chain_side.Chain.read(job.chain), local.workdir,
+                                        job.snakemake_args, rucio, Path.cwd())
+        datalake, dids, args = side.run, side.inputs, [*args, *side.local_args]
+        verdict.chain, verdict.runs["datalake"] = side.description, side.summary
+        verdict.notes.extend(side.notes)
+    else:
+        datalake = runs.run_snakemake(
+            Run("DataLake", job.datalake_workdir or job.out / "datalake"), args,
+            env=site.bind_env(job.binds) if site is not None else None, site=site)
+        dids = sorted({e.did for e in runs.staging_events(datalake.workdir, since=0.0)})
     copy: dict[str, Any] = {}
     if datalake.exit_code == 0:
-        dids = sorted(
-            {e.did for e in runs.staging_events(datalake.workdir, since=0.0)}
-        )
-        copy_dir = job.local_copy or (
-            site.local_copy_dir(job.out) if site else job.out / "local-copy")
-        if job.local_copy is None:
-            copy = make_local_copy(dids, copy_dir, settings)
-            if site is not None:
-                at_site.make_readable(copy_dir)
-                site.site.hand_to_jobs(copy_dir)
-        else:
-            copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
-            verdict.notes.append(f"local copy given: {copy_dir} (used as it is)")
-        if site is not None:
-            # A pool's jobs take this directory with them (its profile lists it); a
-            # local-copy run has no DataLake credential to put there.
-            (local.workdir / ".snakemake" / "datalake-credential").mkdir(parents=True,
-                                                                         exist_ok=True)
-        runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)],
-                           env=site.bind_env([*job.binds, copy_dir]) if site else None,
-                           site=site)
+        copy = _run_local(job, local, args, dids, settings, verdict, site)
     if site is not None:
-        verdict.site = {
-            "datalake": site.describe(datalake.workdir, at_site.config_of(args)),
-            "local": site.describe(local.workdir, at_site.config_of(args)),
-        }
-    rucio = lazy_rucio(ProviderConfig.parse(dict(settings)))
+        sides = {"local": local} if job.chain else {"datalake": datalake, "local": local}
+        verdict.site = {k: site.describe(r.workdir, at_site.config_of(args))
+                        for k, r in sides.items()}
     return judge(job, datalake, local, verdict, rucio=rucio, copy=copy)
+
+
+def _run_local(job: Comparison, local: Run, args: list[str], dids: list[str],
+               settings: dict[str, Any], verdict: Verdict,
+               site: at_site.SiteRuns | None) -> dict[str, Any]:
+    """The local copy of `dids` (made, or the one given) and the run on it; how the copy was
+    made."""
+    copy_dir = job.local_copy or (
+        site.local_copy_dir(job.out) if site else job.out / "local-copy")
+    if job.local_copy is None:
+        copy = make_local_copy(dids, copy_dir, settings)
+        if site is not None:
+            at_site.make_readable(copy_dir)
+            site.site.hand_to_jobs(copy_dir)
+    else:
+        copy = {"files": len(dids), "bytes": 0, "wall_s": 0.0, "given": str(copy_dir)}
+        verdict.notes.append(f"local copy given: {copy_dir} (used as it is)")
+    if site is not None:
+        # A pool's jobs take this directory with them (its profile lists it); a
+        # local-copy run has no DataLake credential to put there.
+        (local.workdir / ".snakemake" / "datalake-credential").mkdir(parents=True,
+                                                                     exist_ok=True)
+    runs.run_snakemake(local, [*args, "--storage-datalake-local-copy", str(copy_dir)],
+                       env=site.bind_env([*job.binds, copy_dir]) if site else None,
+                       site=site)
+    return copy
 
 
 def judge(
@@ -111,9 +125,9 @@ def judge(
     from .rules import load_rules
 
     rules = load_rules(job.rules)
-    verdict.runs = {
-        "datalake": _describe(datalake, rucio),
-        "local": replace(_describe(local, rucio), copy=copy or None),
+    verdict.runs = {  # a DataLake side described before (a chain) stays as it is
+        "datalake": verdict.runs.get("datalake") or runs.describe(datalake, rucio),
+        "local": replace(runs.describe(local, rucio), copy=copy or None),
     }
     verdict.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     verdict.workflow = {
@@ -157,53 +171,6 @@ def _products_root(workdir: Path, job: Comparison) -> Path:
 
 def _bookkeeping(path: str) -> bool:
     return path.startswith(NOT_PRODUCTS) or path.endswith((".part", ".log"))
-
-
-def _describe(run: Run, rucio: Callable[[], RucioAdapter] | None) -> RunSummary:
-    events = runs.staging_events(run.workdir, run.started) if run.started else []
-    transfers = runs.site_transfers(run.workdir, run.started) if run.started else []
-    try:
-        moved = accounting.moved_bytes(events, transfers, rucio)
-    except DataLakeError as exc:
-        moved = {"bytes": None, "bytes_source": f"Rucio records not readable: {exc}"}
-    starts = [e.began for e in events] + [t.start for t in transfers]
-    ends = [e.time for e in events] + [t.time for t in transfers]
-    stages = runs.stage_times(run.workdir, run.started) if run.started else {}
-    return RunSummary(
-        label=run.label,
-        workdir=str(run.workdir),
-        exit_code=run.exit_code,
-        log=str(run.log) if run.log else None,
-        wall_s=round(run.wall_s, 2),
-        stages={rule: Stage(int(s["jobs"]), s["wall_s"]) for rule, s in stages.items()},
-        staging=Staging(
-            wall_s=round(max(ends) - min(starts), 2) if starts else 0.0,
-            files=len(events),
-            bytes=moved.get("bytes"),
-            bytes_source=moved.get("bytes_source"),
-            events=_site_bars(transfers) + _input_bars(events),
-        ),
-        requests=Requests(
-            rucio=runs.rucio_requests(run) if run.started else None,
-            fts_jobs=moved.get("fts_jobs"),
-            rucio_rules=moved.get("rucio_rules"),
-        ),
-    )
-
-
-def _site_bars(transfers: list[SiteTransferEvent]) -> list[Bar]:
-    """Rules and FTS jobs bringing files to the site, as bars of the staging timeline."""
-    bars = []
-    for t in transfers:
-        way = "Rucio rule (conveyor + FTS)" if t.policy == "rule" else "FTS jobs"
-        bars.append(Bar(f"{t.policy} to {t.destination}", t.start, t.time, t.bytes,
-                        f"{way}, {len(t.files)} files", is_input=False))
-    return bars
-
-
-def _input_bars(events: list[InputEvent]) -> list[Bar]:
-    """Each input made local, as a bar of the staging timeline."""
-    return [Bar(e.did, e.began, e.time, e.bytes, str(e.how), e.rse) for e in events]
 
 
 def _figures(
@@ -306,6 +273,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a finished run there is not repeated",
     )
     parser.add_argument(
+        "--chain",
+        type=Path,
+        default=None,
+        help="the DataLake side is the chain `lofar-datalake run --plan` ran across sites in "
+        "this directory (its chain.json and results); the local side one run of the whole "
+        "chain on a local copy of its raw inputs (profile: the processing site's)",
+    )
+    parser.add_argument(
         "--local-copy",
         type=Path,
         default=None,
@@ -327,10 +302,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _has_workflow(args: Sequence[str]) -> bool:
     """A Snakefile Snakemake would find: given with -s/--snakefile, or where it runs."""
-    if any(a in ("-s", "--snakefile") or a.startswith("--snakefile=") for a in args):
-        return True
-    names = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
-    return any(Path(n).is_file() for n in names)
+    return runs.names_snakefile(args) or runs.snakefile_in(Path()) is not None
+
+
+def _check_chain_options(args: argparse.Namespace) -> None:
+    given = [o for o, v in (("--datalake-workdir", args.datalake_workdir),
+                            ("--demo", args.demo)) if v]
+    if given:
+        raise ValueError(f"--chain names the DataLake side; {' and '.join(given)} cannot "
+                         "be given with it")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -340,16 +320,25 @@ def main(args: argparse.Namespace) -> int:
             f"no workflow to compare: no Snakefile in {Path.cwd()} and none given; name one "
             "after `--` (lofar-datalake compare [--profile P] -- -s path/to/Snakefile ...), "
             "or use --demo for the demo observation")
-    site = at_site.site_of(args.profile)
+    profile = args.profile
+    if args.chain is not None:
+        _check_chain_options(args)
+        chain = chain_side.Chain.read(args.chain.resolve())
+        profile = (profile or chain.profile(Path.cwd())).resolve()
+    elif args.datalake_workdir and (args.datalake_workdir / chain_side.RECORD).is_file():
+        raise ValueError(f"{args.datalake_workdir} holds a chain ({chain_side.RECORD}): "
+                         f"compare it with --chain {args.datalake_workdir}")
+    site = at_site.site_of(profile)
     out = args.out or (site.default_out() if site else
                        Path(f"compare-{dt.datetime.now():%Y%m%dT%H%M%S}"))
     job = Comparison(
         out=out.resolve(),
         snakemake_args=list(extra),
-        profile=args.profile,
+        profile=profile,
         rules=args.rules,
         products=args.products,
         datalake_workdir=args.datalake_workdir,
+        chain=args.chain.resolve() if args.chain else None,
         local_copy=args.local_copy,
     )
     if args.demo:

@@ -249,6 +249,36 @@ def _site(site: object) -> str:
     return "".join(parts)
 
 
+def _chain(chain: object) -> str:
+    """The DataLake side as a chain: which site ran which stage, and what its figures mean."""
+    if not isinstance(chain, dict):
+        return ""
+    runs = [r for r in chain.get("runs") or [] if isinstance(r, dict)]
+    sites = list(dict.fromkeys(str(r.get("site")) for r in runs))
+    rows = "".join(
+        f"<tr><td>{_esc(str(r.get('site')))}</td><td>{_esc(str(r.get('stage')))}</td>"
+        f"<td>{_esc(str(r.get('rse')))}</td>"
+        f"<td>{_esc(', '.join(map(str, r.get('subbands') or [])) or 'every subband')}</td>"
+        f"<td class=num>{_secs(r.get('wall_s'))}</td><td class=num>{_num(r.get('exit_code'))}"
+        f"</td><td class=path>{_esc(str(r.get('directory')))}</td></tr>" for r in runs)
+    head = ("<tr><th>site</th><th>stage</th><th>RSE</th><th>subbands</th><th>wall time</th>"
+            "<th>exit code</th><th>run directory</th></tr>")
+    return (
+        f"<h2>DataLake side: a chain across {len(sites)} sites</h2>"
+        f"<p>The DataLake side is the chain <code>{_esc(str(chain.get('name')))}</code> "
+        f"(record <code>{_esc(str(chain.get('record')))}</code>), run by "
+        f"<code>lofar-datalake run --plan</code> at {_esc(', '.join(sites))}: each site "
+        "preprocessed its subbands, then one site calibrated and imaged them. Its products "
+        "are the chain's assembled results; its wall time is the chain's makespan "
+        f"({_secs(chain.get('makespan_s'))}; its runs took {_secs(chain.get('runs_wall_s'))} "
+        "together); its staging and rule times are those of all its runs, its bytes moved "
+        "the chain's own count (a subband preprocessed at another site's RSE counts as moved "
+        "to the processing site, however it came). The "
+        "local-copy side is one run of the whole chain at one site on a local copy of the "
+        f"chain's {_num(chain.get('inputs'))} raw inputs.</p>"
+        f"<table>{head}{rows}</table>")
+
+
 def _figures(figures: dict[str, Path]) -> str:
     parts = []
     for name, path in figures.items():
@@ -276,6 +306,7 @@ def render(verdict: Verdict, figures: dict[str, Path], out: Path) -> None:
         _tolerance_table(verdict.tolerances),
         "<h2>Runs</h2>",
         _runs_table(verdict.runs),
+        _chain(verdict.chain),
         _workflow(verdict.workflow),
         _site(verdict.site),
         "<h2>Figures</h2>",
@@ -285,10 +316,11 @@ def render(verdict: Verdict, figures: dict[str, Path], out: Path) -> None:
         sections.append(
             "<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(str(n))}</li>" for n in notes) + "</ul>"
         )
+    side = "DataLake chain across sites" if verdict.chain is not None else "DataLake run"
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>lofar-datalake compare</title>"
-        f"<style>{CSS}</style></head><body><h1>DataLake run vs local-copy run</h1>"
+        f"<style>{CSS}</style></head><body><h1>{side} vs local-copy run</h1>"
         + "".join(sections)
         + "</body></html>\n"
     )

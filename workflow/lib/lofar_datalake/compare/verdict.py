@@ -113,6 +113,7 @@ class Verdict:
     equivalent: bool | None = None  # None: no runs to judge (only in a verdict read back)
     notes: list[str] = field(default_factory=list)
     site: dict[str, Json] | None = None  # per run: the site, executor, images, batch jobs
+    chain: Json | None = None  # the DataLake side as a chain across sites: its runs, makespan
     runs: dict[str, RunSummary] = field(default_factory=dict)
     created: str | None = None
     workflow: Json = field(default_factory=dict)
@@ -126,6 +127,8 @@ class Verdict:
         data: Json = {"equivalent": self.equivalent, "notes": self.notes}
         if self.site is not None:
             data["site"] = self.site
+        if self.chain is not None:
+            data["chain"] = self.chain
         return data | {
             "runs": {k: r.to_json() for k, r in self.runs.items()},
             "created": self.created,
@@ -142,7 +145,7 @@ class Verdict:
 
         return cls(
             equivalent=data.get("equivalent"), notes=list(data.get("notes") or []),
-            site=data.get("site"),
+            site=data.get("site"), chain=data.get("chain"),
             runs={k: RunSummary.from_json(v, k) for k, v in (data.get("runs") or {}).items()},
             created=data.get("created"), workflow=dict(data.get("workflow") or {}),
             tolerances=[Rule(t["pattern"], t["method"], dict(t.get("params") or {}))

@@ -127,10 +127,9 @@ def one_chain(bed: Any, env: Mapping[str, str], work: Path, k: int, strategy: st
         *[a for run in cost_runs for a in ("--runs", run)])
     print(f"==> {strategy}: L{obsid}/L{obsid + 1}, {describe_plan(json.loads(plan.read_text()))}",
           flush=True)
-    # --preprocessed-lifetime 0: the testbed goes with the benchmark, nothing to expire.
     cli(env, work / "run.log", "run", "--plan", str(plan), "--configfile", str(config),
         "--chain", f"bench/placement-{args.tag}/{k:02d}", "--out", str(work / "chain"),
-        "--preprocessed-lifetime", "0", "--", *pipeline.testbed_args(bed))
+        "--", *pipeline.testbed_args(bed))
     record = json.loads((work / "chain" / "chain.json").read_text())
     print(chain_table(record), flush=True)
     if not record["complete"]:

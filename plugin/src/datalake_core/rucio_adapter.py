@@ -299,11 +299,6 @@ class RucioAdapter(ReplicaIO):
                 pass  # no record there: try the next list
         return None
 
-    def set_rule_lifetime(self, rule_id: str, seconds: int) -> None:
-        """The rule expires `seconds` from now (its owner may shorten or lengthen it)."""
-        with rucio_errors(f"setting the lifetime of rule {rule_id}"):
-            self.client.update_replication_rule(rule_id, {"lifetime": seconds})
-
     def delete_rule(self, rule_id: str) -> None:
         try:
             with rucio_errors(f"deleting rule {rule_id}"):

@@ -8,9 +8,9 @@ log in its directory. The chain ends as one tree of products (`<out>/results`) a
 
 Nothing stored is lost when a run fails: run the same command with the same `--chain` and
 `--out` again, and each Snakemake run does only what is missing (a finished preprocess run
-finds its outputs and does nothing). `lofar-datalake compare --datalake-workdir` takes one
-Snakemake run directory, not a chain: the chain is compared with a single-site run through its
-`<out>/results` tree (`lofar_datalake.compare.equivalence.compare_trees`).
+finds its outputs and does nothing). Once the chain has succeeded its preprocessed files are
+released (intermediates.py). `lofar-datalake compare --chain <out>` compares the chain with one
+run of the whole chain on a local copy of its raw inputs.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="directory of the chain's runs, results and chain.json "
                              "(default: runs/<last part of --chain>)")
-    parser.add_argument("--preprocessed-lifetime", type=int, default=7 * 86400,
-                        help="once the chain has succeeded, seconds its preprocessed files "
-                             "stay in the DataLake (default: a week; 0 keeps them)")
+    parser.add_argument("--keep-preprocessed", action="store_true",
+                        help="keep the preprocessed files in the DataLake once the chain has "
+                             "succeeded (by default this account's rules on them are deleted "
+                             "and Rucio removes them within the hour)")
     parser.add_argument("--dry-run", action="store_true",
                         help="write each run's config and print its Snakemake command; run "
                              "nothing")
@@ -84,23 +85,24 @@ def run(args: argparse.Namespace) -> int:
                            + ("" if any(r["stage"] == PROCESS for r in record["runs"])
                               else "; the process stage was not run"))
     print(f"results: {record['results']}")
-    if args.preprocessed_lifetime > 0:
-        expire_preprocessed(plan, record, args.preprocessed_lifetime, snakemake_args)
+    if not args.keep_preprocessed:
+        release_preprocessed(plan, record, snakemake_args)
     return 0
 
 
-def expire_preprocessed(plan: Plan, record: Mapping[str, Any], seconds: int,
-                        snakemake_args: Sequence[str]) -> None:
+def release_preprocessed(plan: Plan, record: Mapping[str, Any],
+                         snakemake_args: Sequence[str]) -> None:
     """Rucio as the processing site's runs reach it; see intermediates.py."""
     from datalake_core.settings import ProviderConfig
 
     from ..compare.make_mirror import connect, provider_settings
-    from .intermediates import limit_lifetimes
+    from .intermediates import release
 
     profile = Path(plan.processing_site.profile)
     rucio = connect(ProviderConfig.parse(provider_settings(profile, snakemake_args)))
-    changed = limit_lifetimes(rucio, record["preprocessed"], seconds)
-    print(f"preprocessed files: {len(changed)} rules now expire in {seconds / 3600:g} h")
+    deleted = release(rucio, record["preprocessed"])
+    print(f"preprocessed files released: {len(deleted)} rules deleted (Rucio removes the "
+          "files within the hour; --keep-preprocessed keeps them)")
 
 
 def prepare(plan: Plan, chain: str, out: Path, config: Mapping[str, Any]) -> list[ChainRun]:

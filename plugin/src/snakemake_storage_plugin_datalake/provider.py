@@ -168,6 +168,9 @@ class StorageProvider(StorageProviderBase):
         return self._producers.get(query)
 
 
+CATALOGUE_SECOND = 1.0  # the resolution of Rucio's timestamps
+
+
 class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
     provider: StorageProvider
 
@@ -231,8 +234,10 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         return info is not None and info.exists
 
     def mtime(self) -> float:
-        info = self._require()
-        return info.created_at
+        # Rucio keeps whole seconds: a file stored in the second its local source was written
+        # would seem older than that source, and Snakemake would store it again on a rerun.
+        # The end of its second is never earlier than the moment it was made.
+        return self._require().created_at + CATALOGUE_SECOND
 
     def size(self) -> int:
         return self._require().bytes

@@ -171,6 +171,13 @@ class StorageProvider(StorageProviderBase):
 CATALOGUE_SECOND = 1.0  # the resolution of Rucio's timestamps
 
 
+def stored_mtime(info: FileInfo) -> float:
+    """Rucio keeps whole seconds: a file stored in the second its local source was written
+    would seem older than that source, and a rerun would store it again. The end of its second
+    is never earlier than the moment it was made."""
+    return info.created_at + CATALOGUE_SECOND
+
+
 class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
     provider: StorageProvider
 
@@ -226,7 +233,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
             exists = info is not None and info.exists
             cache.exists_in_storage[key] = exists
             if info is not None and exists:
-                cache.mtime[key] = Mtime(storage=info.created_at)
+                cache.mtime[key] = Mtime(storage=stored_mtime(info))
                 cache.size[key] = info.bytes
 
     def exists(self) -> bool:
@@ -234,10 +241,7 @@ class StorageObject(StorageObjectRead, StorageObjectWrite, StorageObjectGlob):
         return info is not None and info.exists
 
     def mtime(self) -> float:
-        # Rucio keeps whole seconds: a file stored in the second its local source was written
-        # would seem older than that source, and Snakemake would store it again on a rerun.
-        # The end of its second is never earlier than the moment it was made.
-        return self._require().created_at + CATALOGUE_SECOND
+        return stored_mtime(self._require())
 
     def size(self) -> int:
         return self._require().bytes

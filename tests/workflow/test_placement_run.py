@@ -9,6 +9,7 @@ local copy of its raw inputs, and running the same chain again does nothing more
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -36,6 +37,12 @@ RSES = ("SITE_A_DISK",) * 3 + ("SITE_B_DISK",) * 2 + ("SITE_C_DAV",)
 SITE_OF_RSE = {"SITE_A_DISK": "SITE_A", "SITE_B_DISK": "SITE_B", "SITE_C_DAV": "SITE_C"}
 PROFILE_OF_SITE = {"SITE_A": "profiles/local", "SITE_B": "profiles/local-site-b",
                    "SITE_C": "profiles/local-site-c"}
+
+
+def _when(value) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    return dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S UTC")
 
 
 def _sites_file(path: Path) -> Path:
@@ -110,6 +117,13 @@ def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_a
                 assert replica["states"].get(run["rse"]) == "AVAILABLE", replica
     assert set(rucio.list_files("lofar", f"{preprocessed}/*")) == {
         d.partition(":")[2] for d in record["preprocessed"]}
+    # Released once the chain succeeded: this account's rules on them were deleted (Rucio's
+    # soft deletion: each expires within the hour).
+    soon = dt.datetime.utcnow() + dt.timedelta(seconds=3600 + 60)
+    for name in record["preprocessed"]:
+        for rule in rucio.list_did_rules(Did(*name.split(":", 1))):
+            if rule["account"] == rucio.account:
+                assert rule["expires_at"] is not None and _when(rule["expires_at"]) <= soon, rule
     assert f"lofar:{chain}/process/{TARGET}/image/{TARGET}-image.fits" in record["products"]
     actual = record["actual"]
     assert actual["makespan_s"] > 0 and actual["raw_bytes_moved"] == 0  # all read in place

@@ -68,16 +68,18 @@ lint: install
 	$(BIN)/lint-imports
 
 # Benchmarks (not tests): each figure against a baseline measured in the same run, medians of
-# REPEAT (>= 3) repetitions with their spread, the issue's targets met or not, the machine, load,
+# REPEAT (>= 3) repetitions with their spread, the targets met or not, the machine, load,
 # date and commit; small JSON in $(BENCH_RESULTS) (bench/results/ is committed), then the
-# README's Performance table generated from it (bench/summary.py). Sized to the issue's targets:
-# about 30 minutes on 2 cores (measured under load). A quick look, results kept out of the
-# committed ones:
+# README's Performance table generated from it (bench/summary.py). Sized to the targets: about
+# 30 minutes on 2 cores for the DataLake benchmarks (measured under load), plus the tape and
+# placement ones below. A quick look, results kept out of the committed ones:
 #   make bench BENCH_RESULTS=/tmp/bench RESOLUTION_SIZES=1000 SITE_MIB=64 STAGING_FILES=4 \
 #        STAGING_FILE_MIB=8 SCALE_SIZES=61
 # (also RESOLUTION_ARGS, SCALE_ARGS, STAGING_ARGS, UPLOAD_ARGS, END_TO_END_ARGS, COMPUTE_ARGS,
-# TAPE_ARGS). bench_tape.py starts a testbed of its own (its tape library's recall time and
-# drives set), one run of about 10 minutes at 48 subbands.
+# TAPE_ARGS, PLACEMENT_ARGS). bench_tape.py starts a testbed of its own (its tape library's
+# recall time and drives set): 3 repetitions of three variants and the baseline at 48 subbands,
+# about 40 minutes. bench_placement.py starts one too: three sites, an observation spread
+# unevenly, the plan against all-at-one-site and round-robin, 3 repetitions, about 40 minutes.
 BENCH_RESULTS    ?= bench/results
 REPEAT           ?= 3
 RESOLUTION_SIZES ?= 1000,10000

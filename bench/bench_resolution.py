@@ -7,7 +7,7 @@ snakemake-storage-plugin-rucio 0.6.0 in a venv of its own (created if missing; o
 files, in each venv (Snakemake's own cost, the baseline each provider is measured against).
 Reports medians of at least 3 repetitions with their spread, the time each provider adds per
 1,000 inputs, the Rucio requests (counted by the project's request counter in both venvs) and the
-ratio between the providers, against the issue's targets (at 10,000 inputs: <= 3 requests and
+ratio between the providers, against the targets (at 10,000 inputs: <= 3 requests and
 <= 0.3 s added per 1,000); writes them as JSON. `--profile` adds where the added time goes.
 About 12 minutes with the defaults (1,000 and 10,000 inputs).
 

@@ -1,5 +1,5 @@
 """Scale of the DAG: dry run of the LOFAR workflow in DataLake mode for observations with many
-subbands (issue: 244 subbands ≈ 2,000 jobs; 4 such observations), wall time and peak RSS of the
+subbands (target: 244 subbands ≈ 2,000 jobs; 4 such observations), wall time and peak RSS of the
 Snakemake process, and how both grow with the number of subbands.
 
 The subband archives are registered in the local DataLake in bulk (tiny stand-in files: a dry run

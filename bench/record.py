@@ -1,6 +1,6 @@
 """What every benchmark result records besides its figures, and how it is written: the
 machine (CPU model, cores, RAM), the load average before and after, the date and the git
-commit; medians with the repetitions and their spread; the issue's targets, judged in one place.
+commit; medians with the repetitions and their spread; the performance targets, judged in one place.
 
 Results go to bench/results/<name>.json (committed, small); bench/summary.py renders the
 README's Performance table from them.
@@ -42,7 +42,7 @@ class Target:
         return {"on": self.on, "op": self.op, "target": self.bound, "text": self.text}
 
 
-# The issue's targets, one place for every benchmark and for the summary.
+# The performance targets, one place for every benchmark and for the summary.
 END_TO_END = Target("ratio", "<=", 1.10, "<= 1.10x local copy")
 REMOTE_VS_SERIAL = Target("ratio", ">=", 4.0, ">= 4x serial rucio download")
 REMOTE_VS_CP = Target("ratio", ">=", 0.5, ">= 0.5x cp aggregate")

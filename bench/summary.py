@@ -1,6 +1,6 @@
 """The README's Performance table, generated from the committed benchmark results
 (bench/results/*.json): per figure its median with the repetitions and their spread, the
-baseline measured in the same run, the ratio and the issue's target (met / NOT met); above it,
+baseline measured in the same run, the ratio and the target (met / NOT met); above it,
 where and when each benchmark ran and under what load. A unit test checks that README.md holds
 exactly what this renders, so the two cannot drift.
 

@@ -125,6 +125,11 @@ def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_a
             if rule["account"] == rucio.account:
                 assert rule["expires_at"] is not None and _when(rule["expires_at"]) <= soon, rule
     assert f"lofar:{chain}/process/{TARGET}/image/{TARGET}-image.fits" in record["products"]
+    # One manifest for the whole chain, in the DataLake next to its products.
+    assert f"{chain}/provenance.json" in set(rucio.list_files("lofar", f"{chain}/provenance.json"))
+    stored_manifest = json.loads((out / "provenance.json").read_text())
+    assert [r["provenance"] for r in stored_manifest["runs"]] == [
+        r["provenance"]["did"] for r in record["runs"]]
     actual = record["actual"]
     assert actual["makespan_s"] > 0 and actual["raw_bytes_moved"] == 0  # all read in place
     made_elsewhere = [sb for sb, site in planned.items() if site != process_site]

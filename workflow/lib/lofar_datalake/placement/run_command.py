@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from . import chain as chains
+from . import chain_provenance
 from .chain import PREPROCESS, PROCESS, ChainRun, Outcome
 from .plan import Plan
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             print(shlex.join(chains.command(SNAKEMAKE, r, snakemake_args)))
         return 0
     record = execute(plan, chain, out, runs, launcher(snakemake_args),
-                     scope=str((config.get("datalake") or {}).get("scope", "lofar")))
+                     scope=record_scope(config))
     print(f"\n{chains.table(record)}\n\nchain record: {out / 'chain.json'}")
     failed = [run_ for run_ in record["runs"] if run_["exit_code"] != 0]
     if failed:
@@ -85,21 +86,34 @@ def run(args: argparse.Namespace) -> int:
                            + ("" if any(r["stage"] == PROCESS for r in record["runs"])
                               else "; the process stage was not run"))
     print(f"results: {record['results']}")
+    settings = site_settings(plan, snakemake_args)
+    stored = chain_provenance.store(record, out, settings, record_scope(config))
+    print(f"the chain's provenance manifest: {out / 'provenance.json'}, stored as {stored}")
     if not args.keep_preprocessed:
-        release_preprocessed(plan, record, snakemake_args)
+        release_preprocessed(record, settings)
     return 0
 
 
-def release_preprocessed(plan: Plan, record: Mapping[str, Any],
-                         snakemake_args: Sequence[str]) -> None:
+def record_scope(config: Mapping[str, Any]) -> str:
+    return str((config.get("datalake") or {}).get("scope", "lofar"))
+
+
+def site_settings(plan: Plan, snakemake_args: Sequence[str]) -> dict[str, Any]:
+    """The storage plugin's settings of the processing site's runs (its profile, the
+    arguments every run got, secrets from the environment)."""
+    from ..compare.make_mirror import provider_settings
+
+    return provider_settings(Path(plan.processing_site.profile), snakemake_args)
+
+
+def release_preprocessed(record: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
     """Rucio as the processing site's runs reach it; see intermediates.py."""
     from datalake_core.settings import ProviderConfig
 
-    from ..compare.make_mirror import connect, provider_settings
+    from ..compare.make_mirror import connect
     from .intermediates import release
 
-    profile = Path(plan.processing_site.profile)
-    rucio = connect(ProviderConfig.parse(provider_settings(profile, snakemake_args)))
+    rucio = connect(ProviderConfig.parse(dict(settings)))
     deleted = release(rucio, record["preprocessed"])
     print(f"preprocessed files released: {len(deleted)} rules deleted (Rucio removes the "
           "files within the hour; --keep-preprocessed keeps them)")

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -34,7 +32,7 @@ from statistics import median
 from typing import Any
 
 import yaml
-from record import RESULTS, Provenance, paired_ratios, spread, write
+from record import RESULTS, Provenance, paired_ratios, scratch, spread, write
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
@@ -315,14 +313,8 @@ def main() -> int:
     args.tag = uuid.uuid4().hex[:8]
     provenance = Provenance()
     started = time.monotonic()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="lofar-datalake-bench-placement-"))
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)  # the embedded PostgreSQL runs as its own user and must reach its data
-    try:
+    with scratch("lofar-datalake-bench-placement-", args.keep) as root:
         measured = measure(args, root)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
     write(args.json, {
         "benchmark": "placement", "repetitions": args.reps, "smoke": args.smoke,
         "strategies": args.strategies, "subbands_per_beam": args.subbands,

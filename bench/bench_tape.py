@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -30,7 +28,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from record import RESULTS, Provenance, Target, paired_ratios, spread, write
+from record import RESULTS, Provenance, Target, paired_ratios, scratch, spread, write
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = Path(__file__).resolve().parent / "tape" / "Snakefile"
@@ -247,12 +245,8 @@ def main() -> int:
         parser.error("--reps: a median needs at least 3 repetitions")
     provenance = Provenance()
     # As the tests' testbeds: not under a private temporary directory of another tool.
-    root = args.keep or Path(tempfile.mkdtemp(prefix="lofar-datalake-bench-tape-"))
-    try:
+    with scratch("lofar-datalake-bench-tape-", args.keep) as root:
         measured = measure(args, root)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
     write(args.json, {
         "benchmark": "tape", "repetitions": args.reps, "figures": figures(measured, args),
         "runs": measured,

@@ -8,13 +8,16 @@ README's Performance table from them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,3 +116,18 @@ def _lines(path: str) -> list[str]:
         return Path(path).read_text().splitlines()
     except OSError:
         return []
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, keep: Path | None = None) -> Iterator[Path]:
+    """A directory for a benchmark's own testbed and runs, removed afterwards unless `keep`
+    names one. Open for traversal (0711): the embedded PostgreSQL runs as a user of its own and
+    reaches its data by absolute path."""
+    root = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)

@@ -198,7 +198,7 @@ class Stager:
             ahead = self._workflow_inputs()
             if not self._recall_planned:
                 self._recall_planned = True
-                self._advise_scheduler()
+                self.recall.advise(self._scheduler())
                 self.recall.plan(i for d in ahead if (i := self.resolver.get(d)) is not None
                                  and i.exists)
             self.recall.reorder(ahead)
@@ -207,14 +207,6 @@ class Stager:
             if req.did in futures:
                 futures[req.did].add_done_callback(partial(self._recalled, req, infos[req.did]))
         return [r for r in todo if r.did not in futures]
-
-    def _advise_scheduler(self) -> None:
-        if self._scheduler() == "ilp":
-            self.log.warning(
-                "datalake: inputs are on tape and Snakemake's ilp scheduler picks among ready "
-                "jobs in an order of its own, so jobs may wait on files still on tape while "
-                "others are online; --scheduler greedy starts them in the order they are "
-                "recalled (README, Data on tape)")
 
     def _recalled(self, req: _Request, info: FileInfo, recall: Future[None]) -> None:
         failure = recall.exception()

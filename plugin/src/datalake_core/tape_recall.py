@@ -149,6 +149,15 @@ class Recaller:
         if found:
             self._wake()
 
+    def advise(self, scheduler: str | None) -> None:
+        """Once per run with tape inputs: the job selector that keeps to the recall's order."""
+        if scheduler == "ilp":
+            self.log.warning(
+                "datalake: inputs are on tape and Snakemake's ilp scheduler picks among ready "
+                "jobs in an order of its own, so jobs may wait on files still on tape while "
+                "others are online; --scheduler greedy starts them in the order they are "
+                "recalled (README, Data on tape)")
+
     def queued(self, or_unplanned: bool = False) -> bool:
         """Whether files wait to be requested (or, with `or_unplanned`, any tape file is known:
         the workflow's others are still to be planned)."""

@@ -8,9 +8,10 @@ observation (new observation ids, so no site already holds a copy an earlier cha
 subbands per beam, seeded unevenly: half of the archives at SITE_B_DISK, a third at SITE_C_DAV,
 the rest at SITE_A_DISK, dealt subband by subband over both beams. Then `lofar-datalake plan
 --strategy S` and `lofar-datalake run --plan`, whose chain.json holds predicted and actual
-figures. A first chain, not counted, measures the stage costs every plan is made with (its run
-directories as `--runs`), so all strategies and repetitions are predicted from the same costs;
-it also warms the caches the counted chains would otherwise pay for.
+figures. A first chain, not counted, measures the stage costs and each stage's run overhead
+every plan is made with (its directory as `--runs`), so all strategies and repetitions are
+predicted from the same costs; it also warms the caches the counted chains would otherwise pay
+for.
 
     .venv/bin/python bench/bench_placement.py [--subbands 3] [--reps 3]
     .venv/bin/python bench/bench_placement.py --smoke --reps 1 --subbands 2 --json /tmp/p.json
@@ -67,13 +68,15 @@ def site_holding_most(rses: Sequence[str]) -> str:
 
 
 def sites_file(path: Path) -> Path:
-    """The three sites, each reading the others' RSEs; no keep_at_site, so the solver decides
-    where each subband goes. `stage_seconds` only until the first chain's records exist."""
+    """The three sites, each reading the others' RSEs and all running on this machine's cores;
+    no keep_at_site, so the solver decides where each subband goes. `stage_seconds` and
+    `run_overhead_s` only until the first chain has measured them."""
     rses = [rse for _, rse in SITES.values()]
     path.write_text(yaml.safe_dump({
         "sites": {site: {"profile": profile, "rse": rse, "cores": 2,
                          "reads": [r for r in rses if r != rse]}
                   for site, (profile, rse) in SITES.items()},
+        "shared_cores": {"this-machine": {"cores": os.cpu_count() or 1, "sites": list(SITES)}},
         "weights": WEIGHTS,
         "stage_seconds": {"preprocess": 20.0, "process": 60.0},
         "time_limit_s": 20,
@@ -175,9 +178,10 @@ def chains(bed: Any, env: Mapping[str, str], root: Path,
            args: argparse.Namespace) -> dict[str, Any]:
     """The uncounted first chain (its records give the stage costs), then per repetition each
     strategy once, their order rotated so that drift hits every strategy alike."""
-    print("== first chain, not counted: the stage costs every plan is made with", flush=True)
+    print("== first chain, not counted: the stage costs and run overheads every plan is made "
+          "with", flush=True)
     first = one_chain(bed, env, root / "costs", 0, args.strategies[1], args, [])
-    cost_runs = [r["directory"] for r in first["runs"]]
+    cost_runs = [first["out"]]
     reps: list[dict[str, Any]] = []
     k = 1
     for i in range(args.reps):
@@ -321,8 +325,9 @@ def main() -> int:
         "figures": figures(measured["repetitions"], args.strategies, setup_text(args.subbands)),
         "runs": measured, "wall_s": round(time.monotonic() - started, 1),
         "method": "one testbed; a first chain (all at the site holding the most data, not "
-                  "counted) whose benchmark records give the stage costs of every plan "
-                  "(`plan --runs`); then per repetition each strategy once, in rotated order, "
+                  "counted) whose runs' benchmark records give the stage costs and whose runs' "
+                  "wall times give each stage's run overhead for every plan (`plan --runs "
+                  "CHAIN`); then per repetition each strategy once, in rotated order, "
                   "each on a fresh simulated observation seeded unevenly, planned with `plan "
                   "--strategy` (optimal: solved with the weights, no keep_at_site) and run "
                   "with `run --plan`; figures from each chain's chain.json; ratios are the "

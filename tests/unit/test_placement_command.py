@@ -89,14 +89,20 @@ def test_the_command_prints_the_table_and_writes_the_plan(
     out = capsys.readouterr().out
     plan = Plan.from_json(json.loads((project / "plan.json").read_text()))
     # Both subbands are on B, a GiB costs 10: B preprocesses and processes both, moving
-    # nothing; B's 1 core takes 2*20 + 2*60 s (one target, 60 s; no records).
+    # nothing; B's 1 core takes 2*20 + 60 s (one target, 60 s; no records), and each of the
+    # two stages' runs the default 30 s of its own.
     assert [s.name for s in plan.sites if s.process] == ["SITE_B"]
     assert plan.sites[1].preprocess == ("L700000:000", "L700001:000")
     assert plan.predicted.bytes_moved == 0
-    assert plan.predicted.makespan_s == 100.0
+    assert plan.predicted.makespan_s == 100.0 + 2 * 30.0
     assert plan.weights == {"per_gib_moved": 10.0, "per_second": 0.01}
-    assert plan.costs == {"preprocess_s": 20.0, "process_s": 60.0, "source": "stage_seconds"}
+    assert plan.costs == {"preprocess_s": 20.0, "process_s": 60.0, "source": "stage_seconds",
+                          "run_overhead_s": {"preprocess": 30.0, "process": 30.0},
+                          "overhead_source": "preprocess: run_overhead_s; "
+                                             "process: run_overhead_s"}
     assert "SITE_B  profiles/b" in out and "plan written to plan.json" in out
+    assert "run overheads from preprocess: run_overhead_s" in out
+    assert "(of which the runs' own start-up, staging and storing: 60 s)" in out
 
 
 @pytest.mark.usefixtures("project")

@@ -5,8 +5,18 @@ from __future__ import annotations
 import json
 
 import pulp
+import pytest
 
-from lofar_datalake.placement.model import GIB, Problem, Site, Subband, Weights, predict
+from lofar_datalake.placement.model import (
+    GIB,
+    Overhead,
+    Problem,
+    SharedCores,
+    Site,
+    Subband,
+    Weights,
+    predict,
+)
 from lofar_datalake.placement.plan import Plan
 from lofar_datalake.placement.planner import solve
 
@@ -56,6 +66,57 @@ def test_split_data_is_preprocessed_where_it_is_and_processed_where_most_product
     assert plan.predicted.raw_bytes_moved == 0
     assert plan.predicted.product_bytes_moved == GIB // 4
     assert plan.predicted.makespan_s == 60.0
+
+
+def test_each_stages_run_overhead_adds_once_to_the_makespan_and_leaves_the_optimum() -> None:
+    # The same case with 40 s per preprocess run and 25 s for the process run: the three
+    # preprocess runs start together, so 40 + 30 + 25 + 30 = 125 s, with the same placement.
+    base = Problem(subbands([A, A, B, A]), (site("SITE_A", A), site("SITE_B", B)), 20.0, 60.0,
+                   Weights(per_gib_moved=10.0, per_second=0.001))
+    slow = Problem(base.subbands, base.sites, 20.0, 60.0, base.weights,
+                   overhead=Overhead(preprocess_s=40.0, process_s=25.0))
+    plan, plan_slow = solve(base), solve(slow)
+    assert plan_slow.predicted.makespan_s == 125.0
+    assert [s.site for s in plan_slow.subbands] == [s.site for s in plan.subbands]
+    assert plan_slow.processing_site == plan.processing_site
+    assert plan_slow.predicted.objective == pytest.approx(plan.predicted.objective + 0.065)
+    # With no subband to preprocess, only the process run's overhead counts.
+    nothing = Problem((), base.sites, 20.0, 60.0, overhead=Overhead(40.0, 25.0))
+    assert predict(nothing, {}, "SITE_A").makespan_s == 60.0 / 2 + 25.0
+
+
+def test_sites_sharing_a_pool_of_cores_are_as_fast_as_the_pool() -> None:
+    # A, B and C hold 2 subbands each and have 2 cores each, but run on one machine of 2
+    # cores. Apart, each preprocesses its 2 subbands in 2*20/2 = 20 s; sharing, the 6 take
+    # 6*20/2 = 60 s whatever the split. Processing at A: 60/2 = 30 s.
+    sites = (site("SITE_A", A), site("SITE_B", B), site("SITE_C", C))
+    apart = Problem(subbands([A, A, B, B, C, C]), sites, 20.0, 60.0,
+                    Weights(per_gib_moved=10.0, per_second=0.01))
+    pool = SharedCores("one machine", 2, ("SITE_A", "SITE_B", "SITE_C"))
+    together = Problem(apart.subbands, sites, 20.0, 60.0, apart.weights, shared=(pool,))
+    assert solve(apart).predicted.makespan_s == 50.0
+    plan = solve(together)
+    assert counts(plan) == {"SITE_A": 2, "SITE_B": 2, "SITE_C": 2}  # still moves nothing raw
+    assert plan.predicted.makespan_s == 90.0
+    # A pool smaller than the processing site's cores slows calibration and imaging too.
+    small = Problem(apart.subbands, (site("SITE_A", A, cores=4), *sites[1:]), 20.0, 60.0,
+                    apart.weights, shared=(SharedCores("small", 1, ("SITE_A",)),))
+    placement = {sb.id: "SITE_B" for sb in small.subbands}
+    assert predict(small, placement, "SITE_A").makespan_s == 6 * 20 / 2 + 60.0 / 1
+
+
+def test_a_pool_of_cores_moves_work_to_a_site_outside_it() -> None:
+    # All 4 subbands at A; A and B share 1 core, C (2 cores) is elsewhere. Time weighs most
+    # (bytes 0.001): the pool takes 20 s per subband, C 10 s. C 3 and the pool 1: 30 s; C 2
+    # and the pool 2: 40 s; C 4: 40 s. Then processing 12 s on C's 2 cores: 6 s.
+    sites = (site("SITE_A", A, cores=1), site("SITE_B", B, cores=1), site("SITE_C", C))
+    problem = Problem(subbands([A] * 4), sites, 20.0, 12.0,
+                      Weights(per_gib_moved=0.001, per_second=1.0),
+                      shared=(SharedCores("pool", 1, ("SITE_A", "SITE_B")),))
+    plan = solve(problem)
+    assert counts(plan)["SITE_C"] == 3 and counts(plan)["SITE_A"] + counts(plan)["SITE_B"] == 1
+    assert plan.processing_site.name == "SITE_C"
+    assert plan.predicted.makespan_s == 36.0
 
 
 def test_a_high_makespan_weight_spreads_the_work_over_unequal_cores() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lofar_datalake.placement import sites
-from lofar_datalake.placement.model import GIB
+from lofar_datalake.placement.model import GIB, Overhead, SharedCores
 from lofar_datalake.placement.sites import SitesFileError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +36,26 @@ def test_the_example_file_describes_the_testbeds_three_sites() -> None:
     assert loaded.sites[0].disk_bytes == 50 * GIB
     assert loaded.sites[0].inbound_bytes_s == 200 * 1024**2
     assert loaded.sites[2].disk_bytes is None
+    assert loaded.shared == (SharedCores("this-machine", 2, ("SITE_A", "SITE_B", "SITE_C")),)
+
+
+def test_shared_cores_name_a_pool_and_its_sites() -> None:
+    two = {**MINIMAL, "sites": {**MINIMAL["sites"], "SITE_B": {
+        "profile": "profiles/local-site-b", "rse": "SITE_B_DISK", "cores": 2}}}
+    loaded = sites.parse({**two, "shared_cores": {"host": {"cores": 2,
+                                                           "sites": ["SITE_A", "SITE_B"]}}})
+    assert loaded.shared == (SharedCores("host", 2, ("SITE_A", "SITE_B")),)
+    assert error({**two, "shared_cores": {"host": {"cores": 2, "sites": ["SITE_X"]}}}) == (
+        "shared_cores.host.sites: SITE_X is not a site of the file (its sites: SITE_A, SITE_B)")
+    assert error({**two, "shared_cores": {"host": {"cores": 0, "sites": ["SITE_A"]}}}) == (
+        "shared_cores.host.cores: must be a whole number of at least 1, got 0")
+    assert error({**two, "shared_cores": {"host": {"sites": []}}}) == (
+        "shared_cores.host: missing cores")
 
 
 def test_a_minimal_file_gets_the_documented_defaults() -> None:
     loaded = sites.parse(MINIMAL)
+    assert loaded.overhead == Overhead(30.0, 30.0)
     assert (loaded.weights.per_gib_moved, loaded.weights.per_second) == (1.0, 0.01)
     assert loaded.preprocessed_fraction == 0.25
     assert loaded.time_limit_s == 30.0
@@ -69,6 +85,10 @@ def test_a_missing_key_is_named() -> None:
     ({**MINIMAL, "preprocessed_fraction": 1.5},
      "preprocessed_fraction: must be at most 1, got 1.5"),
     ({**MINIMAL, "keep_at_site": [3]}, "keep_at_site[0]: must be a non-empty string, got 3"),
+    ({**MINIMAL, "run_overhead_s": {"process": "slow"}},
+     "run_overhead_s.process: must be a number of at least 0, got 'slow'"),
+    ({**MINIMAL, "run_overhead_s": {"stage_in": 3}},
+     "run_overhead_s: unknown key stage_in (known: preprocess, process)"),
     ({**MINIMAL, "sites": {}}, "sites: lists no site"),
     ([], "the file: must be a mapping, got list"),
 ])
@@ -104,7 +124,7 @@ def test_stage_costs_are_the_median_of_each_rule_summed_per_stage(tmp_path: Path
     record(run1, "apply_calibration", "L1_SB000", 1.0, 2.0)  # a record with two repeats
     record(run1, "image", "L1", 30.0)
     record(run2, "find_sources", "L1", 5.0)
-    record(run1, "qa_flags", "L1_SB000", 999.0)  # no stage the plan costs
+    record(run1, "store", "L1_image.fits", 999.0)  # per product: part of the run's overhead
     costs = sites.stage_costs(sites.parse(MINIMAL), [run1, run2 / "benchmarks"])
     # fetch median(1, 3, 100) = 3, flag median(4, 6, 5) = 5, average 2.
     assert costs.preprocess_s == 10.0
@@ -112,6 +132,17 @@ def test_stage_costs_are_the_median_of_each_rule_summed_per_stage(tmp_path: Path
     assert costs.per_target_s == 35.0
     assert costs.process_s(subbands=4, targets=1) == 4 * 2.0 + 35.0
     assert costs.source.startswith("benchmark records of 2 run(s) (apply_calibration, average")
+    assert "store" not in costs.source
+
+
+def test_a_split_chains_packing_and_qa_count_in_their_stage(tmp_path: Path) -> None:
+    for rule, seconds in [("fetch", 1.0), ("pack_preprocessed", 2.0),
+                          ("store_preprocessed", 3.0), ("qa_flags", 4.0),
+                          ("calibrate", 5.0), ("unpack_preprocessed", 6.0), ("qa_gains", 7.0),
+                          ("image", 8.0), ("qa_sources", 9.0)]:
+        record(tmp_path, rule, "L1_SB000", seconds)
+    costs = sites.stage_costs(sites.parse(MINIMAL), [tmp_path])
+    assert (costs.preprocess_s, costs.per_subband_s, costs.per_target_s) == (10.0, 18.0, 17.0)
 
 
 def test_without_records_the_files_stage_seconds_are_used() -> None:

@@ -167,3 +167,14 @@ def test_a_plan_over_three_sites_runs_each_preprocessing_where_the_plan_put_it_a
         assert "Nothing to be done" in Path(run["log"]).read_text(), run["log"]
     assert len(again["invocations"]) == 2
     assert again["actual"]["bytes_moved"] == actual["bytes_moved"]
+
+    # The chain teaches the next plan: its runs' benchmark records give the stage costs and
+    # their wall times each stage's fixed overhead (start-up, staging, storing).
+    _cli(testbed, "plan", "--sites", str(tmp_path / "sites.yaml"), "--config", str(config),
+         "--profile", str(tmp_path / "p"), "--runs", str(out),
+         "--out", str(tmp_path / "replan.json"))
+    costs = json.loads((tmp_path / "replan.json").read_text())["costs"]
+    assert costs["source"].startswith("benchmark records of 4 run(s)")
+    assert costs["overhead_source"] == ("preprocess: median of 3 run(s) of 1 chain(s); "
+                                        "process: median of 1 run(s) of 1 chain(s)")
+    assert costs["run_overhead_s"]["preprocess"] > 0 and costs["run_overhead_s"]["process"] > 0

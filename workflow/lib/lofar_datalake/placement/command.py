@@ -43,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$RUCIO_CONFIG)")
     parser.add_argument("--runs", type=Path, action="append", default=[],
                         help="an earlier run's directory whose benchmarks/ give the stage "
-                             "costs; repeatable, added to the sites file's `runs`")
+                             "costs, or an earlier chain's (`run --out`, holding chain.json): "
+                             "its runs' records give the costs and its runs' wall times each "
+                             "stage's fixed overhead; repeatable, added to the sites file's "
+                             "`runs`")
     parser.add_argument("--time-limit", type=float,
                         help="seconds the solver may search (default: the sites file's "
                              "time_limit_s); at the limit the best plan found is used")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(args, site_file, connect(args, site_file))
     print(plan.table())
     args.out.write_text(plan.dumps())
-    print(f"\nstage costs from {plan.costs['source']}; plan written to {args.out}")
+    print(f"\nstage costs from {plan.costs['source']}")
+    print(f"run overheads from {plan.costs['overhead_source']}; plan written to {args.out}")
     if args.figure is not None:
         from .figure import draw
 
@@ -70,24 +74,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_plan(args: argparse.Namespace, site_file: SitesFile, catalogue: Catalogue) -> Plan:
-    from . import inventory, planner, sites, strategies
+    from . import inventory, overheads, planner, sites, strategies
     from .model import Problem
 
     rows = inventory.read_sheet(args.config)
     subbands = inventory.subbands(catalogue, rows, site_file.preprocessed_fraction)
-    costs = sites.stage_costs(site_file, [*site_file.runs, *args.runs])
+    run_dirs, chains = overheads.split_runs([*site_file.runs, *args.runs])
+    costs = sites.stage_costs(site_file, run_dirs)
+    learnt = overheads.learn(chains, {s.name: s.cores for s in site_file.sites},
+                             site_file.overhead, site_file.shared)
     held = {rse for sb in subbands for rse in sb.replicas}
     problem = Problem(
         subbands, site_file.sites, costs.preprocess_s,
         costs.process_s(len(subbands), inventory.targets(rows)),
         weights(args, site_file.weights), site_file.keep_at_site,
         inventory.link_costs(catalogue, held, {s.rse for s in site_file.sites}),
+        learnt.overhead, site_file.shared,
     )
     time_limit = site_file.time_limit_s if args.time_limit is None else args.time_limit
     plan = (planner.solve(problem, time_limit) if args.strategy == "optimal"
             else strategies.fixed_plan(problem, args.strategy))
-    return replace(plan, costs={"preprocess_s": problem.preprocess_s,
-                                "process_s": problem.process_s, "source": costs.source})
+    return replace(plan, costs={
+        "preprocess_s": problem.preprocess_s, "process_s": problem.process_s,
+        "source": costs.source,
+        "run_overhead_s": {"preprocess": learnt.overhead.preprocess_s,
+                           "process": learnt.overhead.process_s},
+        "overhead_source": learnt.source})
 
 
 def weights(args: argparse.Namespace, given: Weights) -> Weights:

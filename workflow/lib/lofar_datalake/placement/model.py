@@ -4,9 +4,13 @@ Each subband is preprocessed (fetch, flag, average) at one site; the calibration
 everything at one site. Bytes move where a site preprocesses a subband its RSE does not hold
 (weighted by the link's cost) and where the preprocessed products travel to the processing site.
 The makespan is modelled as the slowest site's preprocessing (its jobs spread over its cores,
-plus the time its inbound link needs for the raw data it reads remotely) followed by the
+plus the time its inbound link needs for the raw data it reads remotely; sites that share a pool
+of cores are as slow as the pool's jobs spread over it) followed by the
 processing (on the processing site's cores, after the products arrive): a barrier between the two
-stages, as imaging needs every subband.
+stages, as imaging needs every subband. Each stage's Snakemake run also costs fixed seconds of
+its own (start-up, the DAG, staging inputs and storing outputs, `Overhead`). The runs of a stage
+start together, so the overhead adds to the makespan once per stage whatever the placement: it
+changes the forecast, not which placement is best.
 
 The program is kept linear without big-M terms except one (products moved between two sites):
 x[s, j] subband s preprocessed at j, y[k] processing at k, moved[j, k] products from j to k,
@@ -54,9 +58,26 @@ class Site:
 
 
 @dataclass(frozen=True)
+class SharedCores:
+    """Sites whose jobs run on one pool of cores (sites on one cluster, or one machine)."""
+
+    name: str
+    cores: int
+    sites: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Weights:
     per_gib_moved: float = 1.0
     per_second: float = 0.01
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Fixed seconds of one Snakemake run of each stage, beyond its jobs' own."""
+
+    preprocess_s: float = 0.0
+    process_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,13 @@ class Problem:
     keep_at_site: tuple[str, ...] = ()  # RSEs whose data only their own site may preprocess
     # (source RSE, destination RSE) -> cost of a byte on that link; 0 on one RSE, 1 if unknown.
     link_cost: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    overhead: Overhead = Overhead()
+    shared: tuple[SharedCores, ...] = ()
+
+    def process_cores(self, site: Site) -> int:
+        """The cores calibration and imaging get at `site`: its own, or fewer where it
+        shares them (the preprocessing is over by then, so nothing else runs on them)."""
+        return min([site.cores, *(g.cores for g in self.shared if site.name in g.sites)])
 
     def cost(self, source: str, destination: str) -> float:
         return 0.0 if source == destination else self.link_cost.get((source, destination), 1.0)
@@ -114,11 +142,24 @@ def predict(problem: Problem, placement: Mapping[str, str], processing: str) -> 
             products_in += sb.out_bytes
             weighted += sb.out_bytes * problem.cost(site.rse, proc.rse)
     products = float(products_in)
-    post = problem.process_s / proc.cores + _transfer_s(products_in, proc)
-    makespan = max(load.values(), default=0.0) + post
+    post = problem.process_s / problem.process_cores(proc) + _transfer_s(products_in, proc)
+    pre = max([*load.values(), *_shared_load(problem, placement).values()], default=0.0)
+    makespan = pre + post + _overhead_s(problem)
     w = problem.weights
     objective = w.per_gib_moved * weighted / GIB + w.per_second * makespan
     return Prediction(int(raw), int(products), makespan, objective)
+
+
+def _shared_load(problem: Problem, placement: Mapping[str, str]) -> dict[str, float]:
+    """Seconds each pool of shared cores needs for the preprocessing placed on its sites."""
+    return {g.name: sum(problem.preprocess_s for sb in problem.subbands
+                        if placement[sb.id] in g.sites) / g.cores for g in problem.shared}
+
+
+def _overhead_s(problem: Problem) -> float:
+    """The stages' fixed seconds: the preprocess stage's only where it has subbands."""
+    pre = problem.overhead.preprocess_s if problem.subbands else 0.0
+    return pre + problem.overhead.process_s
 
 
 def _transfer_s(nbytes: float, site: Site) -> float:
@@ -154,6 +195,11 @@ def build(problem: Problem, relax: frozenset[str] = frozenset()) -> Program:
     _products_moved(problem, p)
     for j, site in enumerate(sites):
         p.lp += p.slowest >= _preprocessing_s(problem, p, site), f"preprocessing_time_{j}"
+    for g, group in enumerate(problem.shared):
+        p.lp += p.slowest >= pulp.lpSum(
+            x * problem.preprocess_s / group.cores for site in sites if site.name in group.sites
+            for _, x in _here(problem, p, site)), f"shared_cores_{g}"
+    for j, site in enumerate(sites):
         if site.disk_bytes is not None and "disk capacity" not in relax:
             p.lp += _disk_gib(problem, p, site) <= site.disk_bytes / GIB, f"disk_{j}"
     p.lp.setObjective(_objective(problem, p))
@@ -200,10 +246,12 @@ def _objective(problem: Problem, p: Program) -> pulp.LpAffineExpression:
     products = pulp.lpSum(v * problem.cost(problem.site(a).rse, problem.site(b).rse)
                           for (a, b), v in p.moved.items())
     processing = pulp.lpSum(
-        p.y[s.name] * problem.process_s / s.cores for s in problem.sites) + pulp.lpSum(
+        p.y[s.name] * problem.process_s / problem.process_cores(s) for s in problem.sites
+    ) + pulp.lpSum(
         v * _transfer_s(GIB, problem.site(b)) for (_, b), v in p.moved.items())
     w = problem.weights
-    return w.per_gib_moved * (raw + products) + w.per_second * (p.slowest + processing)
+    return w.per_gib_moved * (raw + products) + w.per_second * (
+        p.slowest + processing + _overhead_s(problem))
 
 
 @dataclass(frozen=True)

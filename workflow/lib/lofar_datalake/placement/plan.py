@@ -32,6 +32,7 @@ class SitePlan:
     rse: str
     preprocess: tuple[str, ...]  # subband ids (observation:subband)
     process: bool  # calibration and imaging run here
+    cores: int = 0  # jobs it runs at once, as planned (0: not recorded)
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,18 @@ class Plan:
             "",
             f"bytes moved: {_gib(p.bytes_moved)} (raw {_gib(p.raw_bytes_moved)}, "
             f"products {_gib(p.product_bytes_moved)})",
-            f"makespan: {p.makespan_s:.1f} s",
+            f"makespan: {p.makespan_s:.1f} s" + self._overhead(),
             f"objective: {p.objective:.4g}" + self._how(),
         ]
         return "\n".join(lines)
 
+
+    def _overhead(self) -> str:
+        given = self.costs.get("run_overhead_s") or {}
+        seconds = (given.get("preprocess", 0.0) if self.subbands else 0.0) + given.get(
+            "process", 0.0)
+        return f" (of which the runs' own start-up, staging and storing: {seconds:.0f} s)" \
+            if seconds else ""
 
     def _how(self) -> str:
         if self.strategy != "optimal":

@@ -38,7 +38,7 @@ def make_plan(problem: Problem, placement: Mapping[str, str], processing: str, o
     sites = tuple(
         SitePlan(s.name, s.profile, s.rse,
                  tuple(sb.id for sb in problem.subbands if placement[sb.id] == s.name),
-                 s.name == processing)
+                 s.name == processing, s.cores)
         for s in problem.sites)
     subbands = tuple(
         SubbandPlan(sb.id, sb.did, placement[sb.id],

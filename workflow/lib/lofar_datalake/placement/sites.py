@@ -19,15 +19,24 @@ from typing import Any
 
 import yaml
 
-from .model import GIB, Site, Weights
+from .model import GIB, Overhead, SharedCores, Site, Weights
 
 MIB = 1024**2
-PREPROCESS_RULES = ("fetch", "flag", "average")  # once per subband
-PER_SUBBAND_RULES = ("calibrate", "apply_calibration")  # one of them per subband
-PER_TARGET_RULES = ("image", "find_sources")  # once per target observation
+# The rules a split chain runs, by how often (a run of the whole chain at one site runs the same
+# but the packing and unpacking of the preprocessed subbands).
+PREPROCESS_RULES = ("fetch", "flag", "average", "qa_flags", "pack_preprocessed",
+                    "store_preprocessed")  # once per subband
+ONE_OF_PER_SUBBAND = ("calibrate", "apply_calibration")  # one of them per subband
+PER_SUBBAND_RULES = ("unpack_preprocessed", "qa_gains")  # once per subband, at processing
+PER_TARGET_RULES = ("image", "find_sources", "qa_sources")  # once per target observation
+COSTED_RULES = (*PREPROCESS_RULES, *ONE_OF_PER_SUBBAND, *PER_SUBBAND_RULES, *PER_TARGET_RULES)
 SITE_KEYS = {"profile", "rse", "cores", "reads", "disk_gib", "inbound_mib_s"}
-TOP_KEYS = {"sites", "keep_at_site", "weights", "stage_seconds", "preprocessed_fraction",
-            "time_limit_s", "runs"}
+TOP_KEYS = {"sites", "keep_at_site", "weights", "stage_seconds", "run_overhead_s",
+            "shared_cores", "preprocessed_fraction", "time_limit_s", "runs"}
+
+
+# A Snakemake run's own seconds where no chain measured them: start-up, DAG, staging, storing.
+DEFAULT_OVERHEAD_S = 30.0
 
 
 class SitesFileError(ValueError):
@@ -41,6 +50,8 @@ class SitesFile:
     weights: Weights
     preprocess_s: float  # stage_seconds.preprocess: per subband, when nothing was measured
     process_s: float  # stage_seconds.process: per target observation's chain
+    overhead: Overhead  # run_overhead_s: fixed seconds of each stage's run, when none measured
+    shared: tuple[SharedCores, ...]  # shared_cores: pools of cores several sites run on
     preprocessed_fraction: float  # preprocessed bytes / raw bytes
     time_limit_s: float
     runs: tuple[Path, ...]  # earlier runs' directories, whose benchmarks/ give the costs
@@ -65,25 +76,50 @@ def parse(data: Any) -> SitesFile:
     weights = _mapping(top.get("weights", {}), "weights", {"per_gib_moved", "per_second"})
     stages = _mapping(top["stage_seconds"], "stage_seconds", {"preprocess", "process"},
                       required={"preprocess", "process"})
+    overhead = _mapping(top.get("run_overhead_s", {}), "run_overhead_s",
+                        {"preprocess", "process"})
+    parsed = tuple(_site(str(name), value) for name, value in sites.items())
     return SitesFile(
-        sites=tuple(_site(str(name), value) for name, value in sites.items()),
+        sites=parsed,
         keep_at_site=_strings(top.get("keep_at_site", []), "keep_at_site"),
         weights=Weights(_number(weights.get("per_gib_moved", 1.0), "weights.per_gib_moved"),
                         _number(weights.get("per_second", 0.01), "weights.per_second")),
         preprocess_s=_number(stages["preprocess"], "stage_seconds.preprocess"),
         process_s=_number(stages["process"], "stage_seconds.process"),
+        overhead=Overhead(*(_number(overhead.get(stage, DEFAULT_OVERHEAD_S),
+                                    f"run_overhead_s.{stage}")
+                            for stage in ("preprocess", "process"))),
+        shared=_shared(top.get("shared_cores", {}), {s.name for s in parsed}),
         preprocessed_fraction=_fraction(top.get("preprocessed_fraction", 0.25)),
         time_limit_s=_number(top.get("time_limit_s", 30), "time_limit_s", positive=True),
         runs=tuple(Path(p) for p in _strings(top.get("runs", []), "runs")),
     )
 
 
+def _shared(value: Any, names: set[str]) -> tuple[SharedCores, ...]:
+    out = []
+    for name, fields in _mapping(value, "shared_cores").items():
+        key = f"shared_cores.{name}"
+        group = _mapping(fields, key, {"cores", "sites"}, required={"cores", "sites"})
+        members = _strings(group["sites"], f"{key}.sites")
+        unknown = sorted(set(members) - names)
+        if unknown:
+            raise SitesFileError(f"{key}.sites: {', '.join(unknown)} is not a site of the "
+                                 f"file (its sites: {', '.join(sorted(names))})")
+        out.append(SharedCores(name, _cores(group["cores"], f"{key}.cores"), members))
+    return tuple(out)
+
+
+def _cores(value: Any, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SitesFileError(f"{key}: must be a whole number of at least 1, got {value!r}")
+    return value
+
+
 def _site(name: str, value: Any) -> Site:
     key = f"sites.{name}"
     fields = _mapping(value, key, SITE_KEYS, required={"profile", "rse", "cores"})
-    cores = fields["cores"]
-    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
-        raise SitesFileError(f"{key}.cores: must be a whole number of at least 1, got {cores!r}")
+    cores = _cores(fields["cores"], f"{key}.cores")
     disk = fields.get("disk_gib")
     rate = fields.get("inbound_mib_s")
     return Site(
@@ -157,8 +193,9 @@ def stage_costs(sites: SitesFile, runs: Iterable[Path] = ()) -> StageCosts:
     runs = list(runs)
     records = read_benchmarks(runs)
     pre = _median_sum(records, PREPROCESS_RULES)
-    per_subband = [s for r in PER_SUBBAND_RULES for s in records.get(r, [])]
-    sub = statistics.median(per_subband) if per_subband else None
+    one_of = [s for r in ONE_OF_PER_SUBBAND for s in records.get(r, [])]
+    sub = _add(statistics.median(one_of) if one_of else None,
+               _median_sum(records, PER_SUBBAND_RULES))
     target = _median_sum(records, PER_TARGET_RULES)
     fallback = [name for name, value in (("preprocess", pre), ("process", sub or target))
                 if value is None]
@@ -169,6 +206,10 @@ def stage_costs(sites: SitesFile, runs: Iterable[Path] = ()) -> StageCosts:
         sub, target = 0.0, sites.process_s
     return StageCosts(sites.preprocess_s if pre is None else pre, sub or 0.0, target or 0.0,
                       source)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None and b is None else (a or 0.0) + (b or 0.0)
 
 
 def _median_sum(records: Mapping[str, list[float]], rules: Iterable[str]) -> float | None:
@@ -183,7 +224,7 @@ def read_benchmarks(runs: Iterable[Path]) -> dict[str, list[float]]:
         root = run if run.name == "benchmarks" else run / "benchmarks"
         if not root.is_dir():
             raise FileNotFoundError(f"{run}: no benchmarks/ directory of an earlier run")
-        for rule in (*PREPROCESS_RULES, *PER_SUBBAND_RULES, *PER_TARGET_RULES):
+        for rule in COSTED_RULES:
             for record in sorted((root / rule).glob("*.tsv")):
                 out.setdefault(rule, []).extend(_seconds(record))
     return out

@@ -17,9 +17,11 @@ PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean openssl
 # --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and
 # iproute2/util-linux for the private network namespace it runs in; debootstrap to build the
 # stage images (and the HTCondor pool's root); podman + runc to run the images in place of
-# Apptainer, which no reachable registry offers (tests/launchers/apptainer).
+# Apptainer, which no reachable registry offers (tests/launchers/apptainer); chromium: the
+# headless browser the page tests look at report.html in (tests/browser.py, Playwright driving
+# Debian's build: Playwright's own browser download is not reachable).
 if [ "${1:-}" = "--tests" ]; then
-    PACKAGES+=(slurm-wlm munge iproute2 util-linux debootstrap podman runc)
+    PACKAGES+=(slurm-wlm munge iproute2 util-linux debootstrap podman runc chromium)
 fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do

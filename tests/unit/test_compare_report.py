@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from report_verdicts import PLANTED, verdict
 
 from lofar_datalake.compare import figures
 from lofar_datalake.compare.html import render
 from lofar_datalake.compare.verdict import Verdict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PLANTED = "<script>alert('x')</script>"
 
 
 def write_image(path: Path, data: np.ndarray) -> None:
@@ -101,51 +101,6 @@ def test_figures_are_png_files(figure_files: dict[str, Path]) -> None:
     for path in figure_files.values():
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, path
-
-
-def verdict() -> dict:
-    def product(path: str, method: str, equivalent: bool, summary: str) -> dict:
-        return {
-            "path": path,
-            "method": method,
-            "equivalent": equivalent,
-            "summary": summary,
-            "metrics": {"max_abs_diff": 2.4e-7},
-            "params": {},
-        }
-
-    run = {
-        "label": "DataLake",
-        "workdir": "/runs/dl",
-        "exit_code": 0,
-        "wall_s": 120.0,
-        "stages": {"image": {"jobs": 1, "wall_s": 30.5}},
-        "staging": {"wall_s": 6.0, "files": 2, "bytes": 6 << 20, "bytes_source": "rucio"},
-        "requests": {"rucio": 14, "fts": 3, "fts_jobs": 1, "rucio_rules": 1},
-    }
-    local = {
-        **run,
-        "label": "local copy",
-        "workdir": "/runs/local",
-        "wall_s": 100.0,
-        "requests": {"rucio": None, "fts": None, "fts_jobs": None, "rucio_rules": None},
-        "copy": {"wall_s": 3.0, "files": 2, "bytes": 6 << 20},
-    }
-    return {
-        "equivalent": False,
-        "created": "2026-11-26T16:00:00+00:00",
-        "workflow": {"snakefile": "Snakefile", "configfiles": ["a.yaml"], "profile": None},
-        "runs": {"datalake": run, "local": local},
-        "tolerances": [
-            {"pattern": "*.fits", "method": "fits-image", "params": {"atol": 1e-6, "rtol": 1e-5}}
-        ],
-        "products": [
-            product("L1/a_first.json", "json-numeric", True, "same keys"),
-            product(f"L1/{PLANTED}.fits", "fits-image", False, "max |diff| 0.1 > limit"),
-            product("L1/qa/x.png", "ignore", True, "not compared: figure"),
-        ],
-        "notes": ["a note with <b>markup</b>"],
-    }
 
 
 def test_report_is_one_escaped_self_contained_page(figure_files, tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """The comparison report: one self-contained HTML file (inline CSS, figures as base64 PNG, no
-JavaScript, nothing fetched). Every string taken from the verdict is HTML-escaped."""
+JavaScript, nothing fetched). Every string taken from the verdict is HTML-escaped.
+Colours: the verdict banner's strong backgrounds are its own classes (banner-*), never a product
+row's: a row has at most a light tint and its verdict a badge (status-*), so every text keeps a
+contrast of at least 4.5:1 (WCAG AA) to what it is drawn on, as the browser test checks
+(tests/integration/test_report_in_browser.py, in headless Chromium)."""
 
 from __future__ import annotations
 
@@ -22,16 +26,20 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200p
 h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 .banner { padding: 1em 1.5em; border-radius: 6px; color: #fff; }
 .banner .word { font-size: 2.2em; font-weight: 700; letter-spacing: .04em; }
-.ok { background: #1e7d32; } .bad { background: #b71c1c; } .unknown { background: #616161; }
+.banner-ok { background: #1e7d32; } .banner-bad { background: #b71c1c; }
+.banner-unknown { background: #616161; }
 table { border-collapse: collapse; width: 100%; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.differs td { background: #fdecea; } tr.ignored td { color: #777; }
+tr.row-differs td { background: #fdecea; } tr.row-ignored td { color: #666; }
 code, .path { font-family: ui-monospace, monospace; font-size: .92em; word-break: break-all; }
-.verdict-differs { color: #b71c1c; font-weight: 700; } .verdict-ok { color: #1e7d32; }
+.status { display: inline-block; padding: 0 .5em; border-radius: 3px; font-weight: 700; }
+.status-ok { background: #e8f5e9; color: #1b5e20; }
+.status-differs { background: #b71c1c; color: #fff; }
+.status-ignored { background: #eee; color: #555; }
 details summary { cursor: pointer; color: #555; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { color: #444; margin-top: .3em; } .muted { color: #777; }
+figcaption { color: #444; margin-top: .3em; } .muted { color: #666; }
 """
 
 # What each figure of `lofar-datalake compare` shows, by the start of its name.
@@ -80,11 +88,11 @@ def _banner(verdict: Verdict, products: list[ProductResult]) -> str:
     counts = {k: classes.count(k) for k in ("ok", "differs", "ignored")}
     equivalent = verdict.equivalent
     if equivalent is True:
-        word, css = "EQUIVALENT", "ok"
+        word, css = "EQUIVALENT", "banner-ok"
     elif equivalent is False:
-        word, css = "NOT EQUIVALENT", "bad"
+        word, css = "NOT EQUIVALENT", "banner-bad"
     else:  # the runs failed before there was anything to compare
-        word, css = "NO VERDICT", "unknown"
+        word, css = "NO VERDICT", "banner-unknown"
     detail = (
         f"{len(products)} products: {counts['ok']} equivalent, {counts['differs']} differ, "
         f"{counts['ignored']} not compared (ignored by rule)"
@@ -113,10 +121,9 @@ def _products_table(products: list[ProductResult]) -> str:
     for p in sorted(products, key=lambda p: (order[_verdict_class(p)], p.path)):
         kind = _verdict_class(p)
         word = {"differs": "differs", "ok": "equivalent", "ignored": "ignored"}[kind]
-        css = "verdict-differs" if kind == "differs" else "verdict-ok"
         rows.append(
-            f'<tr class="{kind}"><td class=path>{_esc(p.path)}</td>'
-            f"<td>{_esc(p.method)}</td><td class={css}>{word}</td>"
+            f'<tr class="row-{kind}"><td class=path>{_esc(p.path)}</td>'
+            f'<td>{_esc(p.method)}</td><td><span class="status status-{kind}">{word}</span></td>'
             f"<td>{_esc(p.summary)}{_metrics(p.metrics)}</td></tr>"
         )
     head = "<tr><th>product</th><th>method</th><th>verdict</th><th>evidence</th></tr>"

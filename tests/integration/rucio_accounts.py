@@ -4,6 +4,7 @@ them, and a search for a secret in everything a run leaves behind."""
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,57 @@ def client_config(testbed, directory: Path, account: str, auth_type: str = "user
         config.write(handle)
     path.chmod(0o600)
     return path
+
+
+# A researcher as a DataLake operator makes one: a USER account without admin, its own scope,
+# a userpass identity and a quota on every RSE.
+_ADD_RESEARCHER = """
+import sys
+from rucio.client import Client
+account, scope, rses = sys.argv[1], sys.argv[2], sys.argv[3:]
+password = sys.stdin.read()
+client = Client()
+if account not in {a["account"] for a in client.list_accounts()}:
+    client.add_account(account, "USER", f"{account}@localhost")
+    client.add_identity(account, account, "USERPASS", f"{account}@localhost", default=True,
+                        password=password)
+if scope not in client.list_scopes():
+    client.add_scope(account, scope)
+for rse in rses:
+    client.set_local_account_limit(account, rse, 10 * 1024**3)
+"""
+
+# Uploads as the account itself (its password from stdin, into a private configuration).
+_UPLOAD = """
+import json, sys
+from rucio.client.uploadclient import UploadClient
+items = json.loads(sys.stdin.read())
+UploadClient().upload(items)
+"""
+
+
+def add_researcher_account(testbed, account: str, password: str, scope: str) -> None:
+    env = {**os.environ, "RUCIO_CONFIG": str(testbed.layout.server_config)}
+    done = subprocess.run([sys.executable, "-c", _ADD_RESEARCHER, account, scope,
+                           *(s.rse for s in SITES)], input=password, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def upload_as(testbed, directory: Path, account: str, password: str,
+              files: list[tuple[Path, str, str]]) -> None:
+    """Upload (path, DID, RSE) triples as `account`: the researcher puts their own data in."""
+    config = client_config(testbed, directory, account)
+    parsed = configparser.ConfigParser(interpolation=None)
+    parsed.read(config)
+    parsed["client"]["password"] = password
+    with open(config, "w") as handle:
+        parsed.write(handle)
+    items = [{"path": str(p), "rse": rse, "did_scope": did.split(":", 1)[0],
+              "did_name": did.split(":", 1)[1], "register_after_upload": True}
+             for p, did, rse in files]
+    env = {**os.environ, "RUCIO_CONFIG": str(config),
+           "X509_USER_PROXY": str(testbed.pki.proxy)}
+    done = subprocess.run([sys.executable, "-c", _UPLOAD], input=json.dumps(items), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     chain_run = sub.add_parser("run", help=run_command.HELP)
     run_command.add_arguments(chain_run)
     chain_run.set_defaults(func=run_command.run)
+
+    from .service import command as serve_command
+
+    serve = sub.add_parser("serve", help=serve_command.HELP)
+    serve_command.add_arguments(serve)
+    serve.set_defaults(func=serve_command.run)
     _add_registered_commands(sub)
     return parser
 

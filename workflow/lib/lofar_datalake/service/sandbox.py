@@ -74,3 +74,14 @@ def environment(home: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     env = {k: os.environ[k] for k in KEPT if k in os.environ}
     return {**env, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
             "TMPDIR": str(home / "tmp"), **(extra or {})}
+
+
+def kill_leftovers(user: str) -> None:
+    """Stop every process of `user`: when the service starts, none of its runs is running, so
+    any such process was left by a service that died without stopping its runs."""
+    if isolated():
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return
+        subprocess.run(["pkill", "-KILL", "-u", user], check=False, capture_output=True)

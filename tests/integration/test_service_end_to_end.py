@@ -1,0 +1,141 @@
+"""`lofar-datalake serve` for real: researchers with Rucio accounts and scopes of their own log
+in, submit a workflow as an archive, and read the DataLake verdict in pages and JSON. The
+service runs on the session's testbed with TLS, its queue in an embedded PostgreSQL; each
+comparison runs at a testbed site as the researcher's own system user and Rucio account."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+import pytest
+import requests
+from service_support import STATIONS, Service, make_service
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def service(testbed_session):
+    testbed_session.up()
+    yield from make_service(testbed_session)
+
+
+def login(service: Service, who: str) -> requests.Session:
+    """A browser's session: the login form, its CSRF token, the cookie."""
+    session = requests.Session()
+    session.verify = service.ca
+    form = session.get(f"{service.url}/login").text
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    answer = session.post(f"{service.url}/login", data={
+        "username": who, "password": service.researchers[who].password, "csrf": token})
+    assert answer.status_code == 200 and "Your limits" in answer.text, answer.text[-2000:]
+    return session
+
+
+def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service):
+    answer = service.submit("alice", service.workflow("alice"))
+    assert answer.status_code == 201, answer.text
+    submitted = answer.json()
+    assert submitted["state"] == "queued" and submitted["site"] == "SITE_A"
+    record = service.wait("alice", submitted["id"])
+    assert record["state"] == "done", (record["error"], service.api(
+        "GET", f"/api/submissions/{submitted['id']}/log", "alice").text[-4000:])
+    summary = record["summary"]
+    assert summary["equivalent"] is True and summary["differing"] == []
+    assert summary["products"] == len(STATIONS) + 2  # daily per station, summary, probe
+    assert summary["runs"]["datalake"]["files_staged"] == len(STATIONS)
+    assert record["verdict"]["equivalent"] is True  # the whole verdict.json, from the database
+
+    # What the run could see of the service: nothing (it ran as the researcher's own user).
+    probe = service.state / "runs" / str(submitted["id"]) / "compare" / "datalake" / (
+        "results/probe.json")
+    seen = json.loads(probe.read_text())
+    assert seen["root"] is False
+    assert seen["readable"] == {path: False for path in service.forbidden}
+    assert seen["service_env"] == []
+
+    page = login(service, "alice").get(f"{service.url}/submissions/{submitted['id']}")
+    assert 'id="verdict">equivalent<' in page.text
+    report = login(service, "alice").get(
+        f"{service.url}/submissions/{submitted['id']}/report/report.html")
+    assert report.status_code == 200 and "EQUIVALENT" in report.text
+    log = service.api("GET", f"/api/submissions/{submitted['id']}/log", "alice")
+    assert "==> EQUIVALENT" in log.text
+
+
+def test_a_researcher_sees_only_their_own_submissions(service):
+    mine = service.submit("alice", {"Snakefile": "rule all:\n  input: []\n"},
+                          dids=["user.nobody:x"]).json()["detail"]
+    assert service.api("GET", f"/api/submissions/{mine['id']}", "bob").status_code == 404
+    assert mine["id"] not in [s["id"] for s in service.api(
+        "GET", "/api/submissions", "bob").json()["history"]]
+    assert service.api("GET", f"/api/submissions/{mine['id']}", "alice").status_code == 200
+    browser = login(service, "bob")
+    assert browser.get(f"{service.url}/submissions/{mine['id']}").status_code == 404
+    assert browser.get(
+        f"{service.url}/submissions/{mine['id']}/report/report.html").status_code == 404
+    wrong = requests.get(f"{service.url}/api/submissions", auth=("alice", "not her password"),
+                         verify=service.ca, timeout=30)
+    assert wrong.status_code == 401
+
+
+@pytest.mark.parametrize(("files", "dids", "fields", "expected"), [
+    ("good", ["lofar:L700001_SB000_uv.MS.tar"], {}, "lofar:L700001_SB000_uv.MS.tar"),
+    ("no config", None, {}, "config.yaml"),
+    ("syntax error", None, {}, "line 3"),
+    ("good", None, {"site": "SITE_X"}, "SITE_X"),
+    ("git", None, {"git_url": "file:///nonexistent/repository",
+                   "git_commit": "0" * 40}, "/nonexistent/repository"),
+])
+def test_a_bad_submission_gets_a_clear_error_and_nothing_runs(service, files, dids, fields,
+                                                                 expected):
+    workflow = {"good": service.workflow("bob"),
+                "no config": {"Snakefile": service.workflow("bob")["Snakefile"]},
+                "syntax error": {"Snakefile": "rule all:\n    input: []\nthis is not python\n",
+                                 "config.yaml": "{}\n"}}
+    if files == "git":
+        answer = service.api("POST", "/api/submissions", "bob", data={
+            "site": "SITE_A", "configfile": "config.yaml",
+            "dids": "\n".join(service.researchers["bob"].dids()), **fields})
+    else:
+        site = fields.pop("site", "SITE_A")
+        answer = service.submit("bob", workflow[files], dids=dids, site=site, **fields)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail["state"] == "rejected" and expected in detail["error"], detail
+    assert not (service.state / "runs" / str(detail["id"])).exists()  # nothing kept, nothing ran
+    history = service.api("GET", "/api/submissions", "bob").json()["history"]
+    assert {"id": detail["id"], "state": "rejected"}.items() <= next(
+        s for s in history if s["id"] == detail["id"]).items()
+
+
+def test_an_archive_over_the_researchers_limit_is_refused(service):
+    limit = service.api("GET", "/api/submissions", "bob").json()["limits"]["archive_bytes"]
+    big = {**service.workflow("bob"), "data.bin": b"\0" * (limit + 1)}
+    answer = service.submit("bob", big)
+    assert answer.status_code in (413, 422), answer.text
+    assert f"{limit / 1024**2:.0f} MiB" in answer.text
+
+
+def test_a_restart_loses_nothing(service):
+    """Two submissions of alice (one run at a time): the first is running and the second
+    queued when the service stops; after the restart the first is resumed and both finish."""
+    first = service.submit("alice", service.workflow("alice", note="first")).json()
+    second = service.submit("alice", service.workflow("alice", note="second")).json()
+    seen = []
+    for _ in range(240):
+        seen.append([service.api("GET", f"/api/submissions/{s['id']}", "alice").json()["state"]
+                     for s in (first, second)])
+        if seen[-1] == ["running", "queued"]:
+            break
+        time.sleep(0.5)
+    assert seen[-1] == ["running", "queued"], seen[-5:]
+    service.stop(signal.SIGTERM)
+    service.start()
+    records = [service.wait("alice", s["id"]) for s in (first, second)]
+    assert [r["state"] for r in records] == ["done", "done"], [r["error"] for r in records]
+    assert records[0]["attempts"] == 2 and records[1]["attempts"] == 1
+    assert all(r["summary"]["equivalent"] for r in records)

@@ -1,0 +1,152 @@
+"""`lofar-datalake serve`: the web service, its workers and its database, in one process.
+
+Starts (first time: makes) the state directory, the database (the embedded PostgreSQL under the
+state directory unless `--database` names one), resumes what a previous run of the service left
+(`Store.recover`), starts the workers and serves the pages and the API until stopped. Stopping
+(Ctrl-C, SIGTERM) stops the runs in progress too; they are resumed at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the web stack loads when the service starts, not on every command
+    from .worker import SiteEntry
+
+HELP = "the web service: researchers submit workflows and read the DataLake verdict"
+ROOT = Path(__file__).resolve().parents[4]  # workflow/lib/lofar_datalake/service -> project
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hash-password", action="store_true",
+                        help="read a password from stdin, print its argon2 hash for the "
+                             "researchers file, and exit")
+    parser.add_argument("--researchers", type=Path,
+                        help="who may log in, as which Rucio account (see "
+                             "config/researchers.example.yaml)")
+    parser.add_argument("--sites", type=Path, default=ROOT / "config" / "sites.example.yaml",
+                        help="the sites researchers may choose, in the placement sites file's "
+                             "format (default: the testbed's, %(default)s)")
+    parser.add_argument("--state", type=Path, default=Path(".service"),
+                        help="the service's directory: database, runs (default: %(default)s)")
+    parser.add_argument("--database", default="",
+                        help="a PostgreSQL conninfo (default: an embedded PostgreSQL under "
+                             "--state); taken from $LOFAR_DATALAKE_SERVICE_DATABASE if set")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--tls-cert", type=Path, help="the server's certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    parser.add_argument("--rucio-config", type=Path,
+                        help="a Rucio client configuration naming the DataLake's servers "
+                             "(default: $RUCIO_CONFIG); its account and secret are not used")
+    parser.add_argument("--ca-bundle", type=Path,
+                        help="the CA of the DataLake's servers (default: the Rucio "
+                             "configuration's ca_cert)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="comparisons run at once, over all researchers (default: 1)")
+    parser.add_argument("--max-attempts", type=int, default=2,
+                        help="starts of one submission, counting resumes after a restart")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .researchers import hash_password
+
+    if args.hash_password:
+        print(hash_password(sys.stdin.readline().rstrip("\n")))
+        return 0
+    if args.researchers is None:
+        raise ValueError("--researchers: the researchers file is needed to serve")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from . import database, researchers, sandbox
+    from .store import Store
+    from .web import Context, create_app
+    from .worker import Settings, Worker
+
+    state = make_state(args.state.resolve())
+    settings = Settings(state, researchers.load(args.researchers), load_sites(args.sites),
+                        *rucio_servers(args), max_attempts=args.max_attempts)
+    conninfo = (args.database or os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE")
+                or database.start(state / "service" / "db"))
+    for name in settings.researchers:
+        sandbox.kill_leftovers(sandbox.PREFIX + name)
+    store = Store(conninfo)
+    store.migrate()
+    for resumed in store.recover(args.max_attempts):
+        print(f"submission {resumed.id} of {resumed.researcher}: {resumed.state.value} after "
+              "the restart", flush=True)
+    store.close()
+    stop, lock = threading.Event(), threading.Lock()
+    workers = [Worker(f"worker-{i}", lambda: Store(conninfo), settings, stop, lock)
+               for i in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    app = create_app(Context(settings, conninfo, session_key(state), args.tls_cert is not None,
+                             lock))
+    scheme = "https" if args.tls_cert else "http"
+    print(f"serving on {scheme}://{args.host}:{args.port}/ (state {state})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
+                    ssl_keyfile=str(args.tls_key) if args.tls_key else None)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+        if not args.database and not os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE"):
+            database.stop(state / "service" / "db")
+    return 0
+
+
+def make_state(state: Path) -> Path:
+    """The state directory: runs/ reachable by the researchers' users (each run directory is
+    closed to all but its owner), service/ closed to everyone but the service."""
+    for path, mode in ((state, 0o711), (state / "runs", 0o711), (state / "service", 0o700)):
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
+    return state
+
+
+def session_key(state: Path) -> str:
+    path = state / "service" / "session.key"
+    if not path.exists():
+        path.touch(0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_sites(path: Path) -> dict[str, SiteEntry]:
+    from ..placement import sites as placement_sites
+    from .worker import SiteEntry
+
+    loaded = placement_sites.load(path)
+    return {s.name: SiteEntry(s.name, (ROOT / s.profile).resolve(), s.rse)
+            for s in loaded.sites}
+
+
+def rucio_servers(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The client configuration whose servers runs talk to, and the CA to trust."""
+    config = args.rucio_config or (Path(os.environ["RUCIO_CONFIG"])
+                                   if os.environ.get("RUCIO_CONFIG") else None)
+    if config is None or not config.is_file():
+        raise FileNotFoundError(f"--rucio-config: no Rucio client configuration at {config} "
+                                "(give one, or set RUCIO_CONFIG)")
+    parsed = configparser.ConfigParser(interpolation=None)
+    parsed.read(config)
+    ca = args.ca_bundle or Path(parsed.get("client", "ca_cert", fallback=""))
+    if not ca.is_file():
+        raise FileNotFoundError(f"--ca-bundle: no CA bundle at {ca}")
+    return config, ca

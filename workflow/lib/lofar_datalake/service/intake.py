@@ -1,0 +1,95 @@
+"""Taking a submission in: everything is checked before anything runs, and a bad submission is
+recorded as rejected with the reason the researcher reads.
+
+The DIDs are checked against the researcher's scopes and asked of Rucio as the researcher
+(unknown ones, and inputs over their limit, are refused), the workflow is unpacked (or checked
+out) into a new run directory, its Snakefile and config found, and the workflow parsed by
+Snakemake as the researcher's system user (parsing runs the Snakefile's Python). Only then is
+it queued.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import inputs, sandbox, submission
+from .model import Researcher, Source, State, Submission
+from .researchers import secret
+from .runs import RunPaths
+from .store import Store
+from .submission import SubmissionError
+from .worker import Settings, rucio_config
+
+
+@dataclass(frozen=True)
+class Request:
+    """A submission as the form or the API gives it."""
+
+    site: str
+    configfile: str
+    dids: Sequence[str]
+    snakefile: str = ""  # empty: Snakefile or workflow/Snakefile
+    archive: Path | None = None  # an uploaded archive, saved by the web layer
+    archive_name: str = ""
+    git_url: str = ""
+    git_commit: str = ""
+
+
+def source_of(request: Request) -> Source:
+    if request.archive is not None:
+        return Source("archive", request.archive_name or "upload")
+    return Source("git", f"{submission.safe_url(request.git_url)}@{request.git_commit}")
+
+
+def take(store: Store, settings: Settings, researcher: Researcher, request: Request,
+         queue_lock: threading.Lock) -> Submission:
+    """Check and queue a submission; a bad one is stored as rejected, with the reason."""
+    state = settings.state
+    incoming = state / "runs" / f"incoming-{uuid.uuid4().hex}"
+    try:
+        snakefile, configfile, dids = _check(settings, researcher, request, incoming)
+    except SubmissionError as exc:
+        shutil.rmtree(incoming, ignore_errors=True)
+        return store.add(researcher.name, request.site, source_of(request),
+                         request.snakefile, request.configfile, list(request.dids),
+                         state=State.REJECTED, error=str(exc))
+    # Queued and moved into place under the lock the workers claim under: no worker can take
+    # the submission before its directory is where it looks for it.
+    with queue_lock:
+        queued = store.add(researcher.name, request.site, source_of(request), snakefile,
+                           configfile, dids)
+        incoming.rename(RunPaths.of(state, queued.id).root)
+    return queued
+
+
+def _check(settings: Settings, researcher: Researcher, request: Request,
+           incoming: Path) -> tuple[str, str, list[str]]:
+    if request.site not in settings.sites:
+        raise SubmissionError(f"site {request.site!r} is not offered; choose one of "
+                              f"{', '.join(sorted(settings.sites))}")
+    dids = submission.check_dids(request.dids, researcher.scopes)
+    paths = RunPaths(incoming)
+    workflow = paths.workflow
+    (paths.home / "tmp").mkdir(parents=True)
+    paths.rucio_config.write_text(rucio_config(settings.rucio_base, researcher, paths))
+    inputs.check(dids, researcher, paths.rucio_config, secret(researcher))
+    workflow.mkdir()
+    if request.archive is not None:
+        submission.unpack_archive(request.archive, workflow, researcher.limits.archive_bytes)
+    elif request.git_url and request.git_commit:
+        submission.checkout(request.git_url, request.git_commit, workflow)
+    else:
+        raise SubmissionError("give the workflow: an archive, or a git repository URL and a "
+                              "commit")
+    snakefile, configfile = submission.find_workflow(workflow, request.snakefile or None,
+                                                     request.configfile)
+    user = sandbox.user_for(researcher.name)
+    sandbox.hand_over(incoming, user)
+    submission.check_parses(workflow, snakefile, configfile, sandbox.prefix(user),
+                            sandbox.environment(paths.home))
+    return (str(snakefile.relative_to(workflow)), str(configfile.relative_to(workflow)), dids)

@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := pipeline,sites,dev
+EXTRAS := pipeline,sites,service,dev
 
 .PHONY: install demo compare images test test-sites test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
 

@@ -83,6 +83,9 @@ def serve(args: argparse.Namespace) -> int:
                 or database.start(state / "service" / "db"))
     for name in settings.researchers:
         sandbox.kill_leftovers(sandbox.PREFIX + name)
+    for directory in sandbox.grant_passage([Path(sys.executable), ROOT]):
+        print(f"researchers' runs may pass through {directory} (search only, group "
+              f"{sandbox.GROUP}), to reach the project and its Python", flush=True)
     store = Store(conninfo)
     store.migrate()
     for resumed in store.recover(args.max_attempts):

@@ -10,15 +10,17 @@ it runs workflows as itself and `isolated()` says so on every page.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 PREFIX = "ldl-"
+GROUP = "ldl-researchers"  # every researcher's user: what they may pass through together
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,23}$")  # a login that is also a valid user name part
 # What a workflow's processes get of the service's environment: nothing but where programs are.
 KEPT = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -38,10 +40,36 @@ def user_for(researcher: str) -> str:
         try:
             pwd.getpwnam(user)
         except KeyError:
+            _ensure_group()
             subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
-                            "--shell", "/usr/sbin/nologin", user], check=True,
-                           capture_output=True)
+                            "--groups", GROUP, "--shell", "/usr/sbin/nologin", user],
+                           check=True, capture_output=True)
     return user
+
+
+def _ensure_group() -> None:
+    try:
+        grp.getgrnam(GROUP)
+    except KeyError:
+        subprocess.run(["groupadd", "--system", GROUP], check=True, capture_output=True)
+
+
+def grant_passage(paths: Iterable[Path]) -> list[Path]:
+    """Let the researchers' users reach `paths` (the project's Python and its environment):
+    each directory above them that others may not pass through gets search permission for
+    the researchers' group only (a POSIX ACL: no read, no listing, nobody else). An
+    interpreter under a private home (e.g. pyenv's under /root, mode 0700) needs it, or no
+    run can start. Returns the directories it changed, for the service to say so."""
+    if not isolated():
+        return []
+    _ensure_group()
+    changed = []
+    for directory in sorted({a for p in paths for a in p.resolve().parents}):
+        if not directory.stat().st_mode & 0o001:
+            subprocess.run(["setfacl", "-m", f"g:{GROUP}:--x", str(directory)], check=True,
+                           capture_output=True)
+            changed.append(directory)
+    return changed
 
 
 def prefix(user: str) -> list[str]:

@@ -79,17 +79,20 @@ def _check(settings: Settings, researcher: Researcher, request: Request,
     paths.rucio_config.write_text(rucio_config(settings.rucio_base, researcher, paths))
     inputs.check(dids, researcher, paths.rucio_config, secret(researcher))
     workflow.mkdir()
+    user = sandbox.user_for(researcher.name)
+    sandbox.hand_over(incoming, user)
     if request.archive is not None:
         submission.unpack_archive(request.archive, workflow, researcher.limits.archive_bytes)
     elif request.git_url and request.git_commit:
-        submission.checkout(request.git_url, request.git_commit, workflow)
+        # As the researcher's user: a file:// URL reaches only what they may read themselves.
+        submission.checkout(request.git_url, request.git_commit, workflow,
+                            run_as=sandbox.prefix(user))
     else:
         raise SubmissionError("give the workflow: an archive, or a git repository URL and a "
                               "commit")
     snakefile, configfile = submission.find_workflow(workflow, request.snakefile or None,
                                                      request.configfile)
-    user = sandbox.user_for(researcher.name)
-    sandbox.hand_over(incoming, user)
+    sandbox.hand_over(incoming, user)  # what was unpacked, too
     submission.check_parses(workflow, snakefile, configfile, sandbox.prefix(user),
                             sandbox.environment(paths.home))
     return (str(snakefile.relative_to(workflow)), str(configfile.relative_to(workflow)), dids)

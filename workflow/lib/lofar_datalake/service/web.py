@@ -204,7 +204,9 @@ async def save_upload(archive: UploadFile | None, directory: Path, limit: int) -
     limit bounds the packed size too)."""
     if archive is None or not archive.filename:
         return None
-    path = directory / "upload"
+    # Under its own name, so that errors about it say which file; only the last part of it.
+    name = Path(archive.filename.replace("\\", "/")).name
+    path = directory / (name if name not in ("", ".", "..") else "upload")
     size = 0
     with open(path, "wb") as out:
         while chunk := await archive.read(UPLOAD_CHUNK):

@@ -47,13 +47,18 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 
 # The suite against real services, except the volunteered sites (Slurm, HTCondor: about 14 min
 # more on 2 cores), which `make test-sites` runs; CI runs both (.ci/run).
+# The chains across sites run with the site tests: together with them the two commands stay
+# under 30 minutes each on a 2-core machine.
+ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
+
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
-	$(BIN)/python -m pytest -ra --durations=15 tests --ignore=tests/sites
+	$(BIN)/python -m pytest -ra --durations=15 tests --ignore=tests/sites \
+		$(addprefix --ignore=,$(ACROSS_SITES))
 
 test-sites: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
-	$(BIN)/python -m pytest -ra --durations=15 tests/sites
+	$(BIN)/python -m pytest -ra --durations=15 tests/sites $(ACROSS_SITES)
 
 test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit

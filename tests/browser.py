@@ -140,11 +140,29 @@ def _background(layers: list[str]) -> Colour:
     return drawn
 
 
+def spki_pin(certificate: Path) -> str:
+    """Base64 of the SHA-256 of a certificate's public key (SubjectPublicKeyInfo), as
+    Chromium's --ignore-certificate-errors-spki-list takes it."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    cert = x509.load_pem_x509_certificate(certificate.read_bytes())
+    der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 class Browser:
     """A headless Chromium with one page, `width` x `height` CSS pixels. Use it with `with`."""
 
-    def __init__(self, width: int = 1280, height: int = 900) -> None:
-        self.width, self.height = width, height
+    def __init__(self, width: int = 1280, height: int = 900,
+                 trust: Path | None = None) -> None:
+        """`trust`: a server certificate (PEM) whose key the browser accepts, for a server whose
+        CA the browser's store does not hold (the testbed's): pinned by its public key, so
+        that nothing else is let through."""
+        self.width, self.height, self.trust = width, height, trust
         self._dir: Path | None = None
         self._playwright: Any = None
         self._context: Any = None
@@ -164,6 +182,8 @@ class Browser:
                 str(self._home / "profile"), executable_path=executable, headless=True,
                 chromium_sandbox=True, viewport={"width": self.width, "height": self.height},
                 env={**os.environ, "HOME": str(self._home)},
+                args=[f"--ignore-certificate-errors-spki-list={spki_pin(self.trust)}"]
+                if self.trust else [],
             )
         except Exception as exc:
             self.close()

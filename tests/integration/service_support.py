@@ -74,12 +74,12 @@ rule summary:
 rule probe:
     output:
         "results/probe.json",
+        "probe/env.json",  # outside results/: not a product, the two runs' differ
     run:
         json.dump({"root": os.getuid() == 0,
-                   "readable": {p: readable(p) for p in config["forbidden"]},
-                   "service_env": sorted(k for k in os.environ
-                                         if k.startswith(("LOFAR_DATALAKE", "RUCIO_")))},
+                   "readable": {p: readable(p) for p in config["forbidden"]}},
                   open(output[0], "w"))
+        json.dump(dict(os.environ), open(output[1], "w"))
 '''
 
 
@@ -121,6 +121,8 @@ class Researcher:
 class Service:
     url: str
     ca: str
+    cert: str  # the server's certificate
+    rucio_base: str  # the client configuration whose servers the runs talk to
     state: Path
     etc: Path
     args: list[str]
@@ -226,7 +228,9 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None) -> It
     (etc / "researchers.yaml").write_text(yaml.safe_dump({"researchers": entries}))
     port = free_port()
     service = Service(
-        url=f"https://127.0.0.1:{port}", ca=str(testbed.pki.ca_cert), state=root / "state",
+        url=f"https://127.0.0.1:{port}", ca=str(testbed.pki.ca_cert),
+        cert=str(testbed.pki.server_cert), rucio_base=str(testbed.layout.client_config),
+        state=root / "state",
         etc=etc, log=root / "service.log", researchers=researchers,
         args=["--researchers", str(etc / "researchers.yaml"), "--state", str(root / "state"),
               "--port", str(port), "--tls-cert", str(testbed.pki.server_cert),

@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +28,7 @@ def login(service: Service, who: str) -> requests.Session:
     """A browser's session: the login form, its CSRF token, the cookie."""
     session = requests.Session()
     session.verify = service.ca
+    session.trust_env = False  # else $REQUESTS_CA_BUNDLE would win over session.verify
     form = session.get(f"{service.url}/login").text
     token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
     answer = session.post(f"{service.url}/login", data={
@@ -35,12 +37,18 @@ def login(service: Service, who: str) -> requests.Session:
     return session
 
 
-def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service):
+@pytest.fixture(scope="module")
+def finished(service):
+    """Alice's workflow submitted as an archive and run to its end: (as submitted, at the end)."""
     answer = service.submit("alice", service.workflow("alice"))
     assert answer.status_code == 201, answer.text
     submitted = answer.json()
+    return submitted, service.wait("alice", submitted["id"])
+
+
+def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service, finished):
+    submitted, record = finished
     assert submitted["state"] == "queued" and submitted["site"] == "SITE_A"
-    record = service.wait("alice", submitted["id"])
     assert record["state"] == "done", (record["error"], service.api(
         "GET", f"/api/submissions/{submitted['id']}/log", "alice").text[-4000:])
     summary = record["summary"]
@@ -55,7 +63,14 @@ def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service
     seen = json.loads(probe.read_text())
     assert seen["root"] is False
     assert seen["readable"] == {path: False for path in service.forbidden}
-    assert seen["service_env"] == []
+    # Its environment holds nothing of the service's: no secret, no path into its state.
+    session_key = (service.state / "service" / "session.key").read_text().strip()
+    bobs_secret = service.researchers["bob"].credential.read_text().strip()
+    env = json.loads((probe.parents[1] / "probe" / "env.json").read_text())
+    for name, value in env.items():
+        for secret in (session_key, bobs_secret, str(service.state / "service"),
+                       service.rucio_base):
+            assert secret not in value, name
 
     page = login(service, "alice").get(f"{service.url}/submissions/{submitted['id']}")
     assert 'id="verdict">equivalent<' in page.text
@@ -64,6 +79,33 @@ def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service
     assert report.status_code == 200 and "EQUIVALENT" in report.text
     log = service.api("GET", f"/api/submissions/{submitted['id']}/log", "alice")
     assert "==> EQUIVALENT" in log.text
+
+
+def test_the_pages_read_well_in_a_browser(service, finished, tmp_path):
+    """Login, the researcher's page and the verdict, seen in headless Chromium: every text at
+    least 4.5:1 against its background (WCAG AA); screenshots kept with
+    LOFAR_DATALAKE_SCREENSHOTS=DIR."""
+    from browser import Browser
+
+    submitted, _ = finished
+    with Browser(trust=Path(service.cert)) as browser:
+        browser.open(f"{service.url}/login")
+        shots = [browser.screenshot(tmp_path / "service-login.png")]
+        browser.page.fill("#username", "alice")
+        browser.page.fill("#password", service.researchers["alice"].password)
+        browser.page.click("button[type=submit]")
+        browser.page.wait_for_selector("#history")
+        shots.append(browser.screenshot(tmp_path / "service-home.png"))
+        pages = [browser.texts()]
+        browser.page.click(f"a[href='/submissions/{submitted['id']}']")
+        browser.page.wait_for_selector("#verdict")
+        assert browser.page.inner_text("#verdict") == "equivalent"
+        assert browser.page.inner_text("#state") == "done"
+        shots.append(browser.screenshot(tmp_path / "service-submission.png"))
+        pages.append(browser.texts())
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
+    faint = [str(t) for texts in pages for t in texts if t.contrast < 4.5]
+    assert faint == [], faint
 
 
 def test_a_researcher_sees_only_their_own_submissions(service):
@@ -136,6 +178,8 @@ def test_a_restart_loses_nothing(service):
     service.stop(signal.SIGTERM)
     service.start()
     records = [service.wait("alice", s["id"]) for s in (first, second)]
-    assert [r["state"] for r in records] == ["done", "done"], [r["error"] for r in records]
+    assert [r["state"] for r in records] == ["done", "done"], [
+        (r["error"], service.api("GET", f"/api/submissions/{r['id']}/log", "alice").text[-3000:])
+        for r in records]
     assert records[0]["attempts"] == 2 and records[1]["attempts"] == 1
     assert all(r["summary"]["equivalent"] for r in records)

@@ -77,6 +77,7 @@ def _check(settings: Settings, researcher: Researcher, request: Request,
     workflow = paths.workflow
     (paths.home / "tmp").mkdir(parents=True)
     paths.rucio_config.write_text(rucio_config(settings.rucio_base, researcher, paths))
+    shutil.copyfile(settings.ca_bundle, paths.ca_bundle)
     inputs.check(dids, researcher, paths.rucio_config, secret(researcher))
     workflow.mkdir()
     user = sandbox.user_for(researcher.name)

@@ -7,8 +7,8 @@ Either way a researcher reaches only their own submissions: another's id answers
 missing one does.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
+# time, and they name dependencies local to create_app.
 import secrets
 import shutil
 import tempfile
@@ -33,6 +33,20 @@ from .worker import Settings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 UPLOAD_CHUNK = 1024**2
+
+
+def size(nbytes: float | None) -> str:
+    """Bytes for a person: B, KiB, MiB, GiB."""
+    if nbytes is None:
+        return ""
+    for unit in ("B", "KiB", "MiB"):
+        if abs(nbytes) < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GiB"
+
+
+TEMPLATES.env.filters["size"] = size
 
 
 @dataclass

@@ -123,6 +123,8 @@ class Worker(threading.Thread):
             return
         user = sandbox.user_for(researcher.name)
         self._prepare(paths, researcher, user)
+        if submission.attempts > 1:
+            _unlock(paths)
         env = sandbox.environment(paths.home, {PASSWORD_ENV: secret(researcher)})
         command = [*sandbox.prefix(user), *compare_command(submission, paths, site, researcher)]
         with open(paths.log, "a") as log:
@@ -181,6 +183,14 @@ class Worker(threading.Thread):
         reason = "; ".join(failed) or f"compare ended with exit code {exit_code}"
         store.finish(submission.id, State.FAILED, exit_code, verdict,
                      f"{reason}; see the log below")
+
+
+def _unlock(paths: RunPaths) -> None:
+    """What `snakemake --unlock` does, for each run of a resumed comparison: the stopped run
+    left its directory locked, and nothing else runs there (the service stopped its runs, or
+    killed what a dead service left, before it resumed any)."""
+    for locks in paths.compare.glob("*/.snakemake/locks"):
+        shutil.rmtree(locks, ignore_errors=True)
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

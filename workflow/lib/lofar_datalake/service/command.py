@@ -2,8 +2,9 @@
 
 Starts (first time: makes) the state directory, the database (the embedded PostgreSQL under the
 state directory unless `--database` names one), resumes what a previous run of the service left
-(`Store.recover`), starts the workers and serves the pages and the API until stopped. Stopping
-(Ctrl-C, SIGTERM) stops the runs in progress too; they are resumed at the next start.
+(`Store.recover`), starts the workers (and, with `--probe`, the site-health prober) and serves
+the pages and the API until stopped. Stopping (Ctrl-C, SIGTERM) stops the runs in progress
+too; they are resumed at the next start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the web stack loads when the service starts, not on every command
+    from collections.abc import Mapping
+
+    from .model import ProbeSettings, Researcher
     from .worker import SiteEntry
 
 HELP = "the web service: researchers submit workflows and read the DataLake verdict"
@@ -53,6 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comparisons run at once, over all researchers (default: 1)")
     parser.add_argument("--max-attempts", type=int, default=2,
                         help="starts of one submission, counting resumes after a restart")
+    parser.add_argument("--probe", metavar="LOGIN", default="",
+                        help="probe every site's health as this entry of the researchers file "
+                             "(its Rucio account, first scope and secret); without it no "
+                             "probes run and every site is offered")
+    parser.add_argument("--probe-interval", type=int, default=600, metavar="SECONDS",
+                        help="seconds between the starts of two rounds of probes over every "
+                             "site x RSE (default: %(default)s; 0: no probes)")
+    parser.add_argument("--probe-timeout", type=int, default=300, metavar="SECONDS",
+                        help="a probe still running after this fails (default: %(default)s)")
+    parser.add_argument("--probe-x509-proxy", type=Path,
+                        help="the storage credential the probes write with (an X.509 proxy "
+                             "the storage and FTS accept; default: the Rucio configuration's "
+                             "client_x509_proxy)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +94,10 @@ def serve(args: argparse.Namespace) -> int:
     from .worker import Settings, Worker
 
     state = make_state(args.state.resolve())
-    settings = Settings(state, researchers.load(args.researchers), load_sites(args.sites),
-                        *rucio_servers(args), max_attempts=args.max_attempts)
+    known = researchers.load(args.researchers)
+    base, ca = rucio_servers(args)
+    settings = Settings(state, known, load_sites(args.sites), base, ca,
+                        max_attempts=args.max_attempts, probes=probe_settings(args, known, base))
     conninfo = (args.database or os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE")
                 or database.start(state / "service" / "db"))
     for name in settings.researchers:
@@ -93,10 +112,22 @@ def serve(args: argparse.Namespace) -> int:
               "the restart", flush=True)
     store.close()
     stop, lock = threading.Event(), threading.Lock()
-    workers = [Worker(f"worker-{i}", lambda: Store(conninfo), settings, stop, lock)
-               for i in range(args.workers)]
+    workers: list[threading.Thread] = [
+        Worker(f"worker-{i}", lambda: Store(conninfo), settings, stop, lock)
+        for i in range(args.workers)]
     for worker in workers:
         worker.start()
+    if settings.probes is not None:
+        from .health import Prober
+
+        workers.append(Prober(lambda: Store(conninfo), settings, stop))
+        workers[-1].start()
+        print(f"probing every site's health every {settings.probes.interval_s} s as "
+              f"{settings.probes.login}, writing with the X.509 proxy "
+              f"{settings.probes.x509_proxy or '(none)'}", flush=True)
+    else:
+        print("no site-health probes (--probe not given, or --probe-interval 0): every site "
+              "is offered", flush=True)
     app = create_app(Context(settings, conninfo, session_key(state), args.tls_cert is not None,
                              lock))
     scheme = "https" if args.tls_cert else "http"
@@ -136,7 +167,7 @@ def load_sites(path: Path) -> dict[str, SiteEntry]:
     from .worker import SiteEntry
 
     loaded = placement_sites.load(path)
-    return {s.name: SiteEntry(s.name, (ROOT / s.profile).resolve(), s.rse)
+    return {s.name: SiteEntry(s.name, (ROOT / s.profile).resolve(), s.rse, s.reads)
             for s in loaded.sites}
 
 
@@ -153,3 +184,28 @@ def rucio_servers(args: argparse.Namespace) -> tuple[Path, Path]:
     if not ca.is_file():
         raise FileNotFoundError(f"--ca-bundle: no CA bundle at {ca}")
     return config, ca
+
+
+def probe_settings(args: argparse.Namespace, known: Mapping[str, Researcher],
+                   base: Path) -> ProbeSettings | None:
+    """The probes' settings, None when no probes run; the login must be in the researchers
+    file and the storage credential must exist."""
+    from .model import ProbeSettings
+
+    if not args.probe or args.probe_interval <= 0:
+        return None
+    if args.probe not in known:
+        raise ValueError(f"--probe: {args.probe} is not in the researchers file (its logins: "
+                         f"{', '.join(sorted(known))})")
+    if args.probe_timeout <= 0:
+        raise ValueError("--probe-timeout: must be at least 1 s")
+    proxy = args.probe_x509_proxy
+    if proxy is None:
+        parsed = configparser.ConfigParser(interpolation=None)
+        parsed.read(base)
+        given = parsed.get("client", "client_x509_proxy", fallback="")
+        proxy = Path(given) if given else None
+    if proxy is not None and not proxy.is_file():
+        raise FileNotFoundError(f"--probe-x509-proxy: no X.509 proxy at {proxy}")
+    return ProbeSettings(args.probe, args.probe_interval, args.probe_timeout,
+                         str(proxy.resolve()) if proxy else "")

@@ -1,7 +1,8 @@
 """Taking a submission in: everything is checked before anything runs, and a bad submission is
 recorded as rejected with the reason the researcher reads.
 
-The DIDs are checked against the researcher's scopes and asked of Rucio as the researcher
+A site failing its health probes (health.py) is refused, naming the RSE whose probe failed and
+when. The DIDs are checked against the researcher's scopes and asked of Rucio as the researcher
 (unknown ones, and inputs over their limit, are refused), the workflow is unpacked (or checked
 out) into a new run directory, its Snakefile and config found, and the workflow parsed by
 Snakemake as the researcher's system user (parsing runs the Snakefile's Python). Only then is
@@ -10,6 +11,7 @@ it queued.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import threading
 import uuid
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import inputs, sandbox, submission
+from . import health, inputs, sandbox, submission
 from .model import Researcher, Source, State, Submission
 from .researchers import secret
 from .runs import RunPaths
@@ -52,6 +54,7 @@ def take(store: Store, settings: Settings, researcher: Researcher, request: Requ
     state = settings.state
     incoming = state / "runs" / f"incoming-{uuid.uuid4().hex}"
     try:
+        _check_health(store, settings, request.site)
         snakefile, configfile, dids = _check(settings, researcher, request, incoming)
     except SubmissionError as exc:
         shutil.rmtree(incoming, ignore_errors=True)
@@ -65,6 +68,16 @@ def take(store: Store, settings: Settings, researcher: Researcher, request: Requ
                            configfile, dids)
         incoming.rename(RunPaths.of(state, queued.id).root)
     return queued
+
+
+def _check_health(store: Store, settings: Settings, site: str) -> None:
+    """A site failing its health probes is refused (probes off: every site is offered)."""
+    if settings.probes is None or site not in settings.sites:
+        return
+    sites = health.site_health(settings.sites, store.probe_matrix())
+    if not sites[site].offered:
+        others = [name for name in health.offered(sites) if name != site]
+        raise SubmissionError(health.refusal(sites[site], others, dt.datetime.now(dt.UTC)))
 
 
 def _check(settings: Settings, researcher: Researcher, request: Request,

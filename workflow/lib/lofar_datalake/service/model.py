@@ -73,3 +73,26 @@ class Submission:
     exit_code: int | None = None
     error: str = ""  # why it was rejected or failed, for the researcher
     verdict: dict[str, Any] = field(default_factory=dict)  # compare's verdict.json, when done
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The periodic site-health probes (health.py): who runs them and how often."""
+
+    login: str  # the researchers file's entry whose Rucio account, scope and secret they use
+    interval_s: int = 600  # seconds between the starts of two rounds over every site x RSE
+    timeout_s: int = 300  # one probe still running after this is stopped and failed
+    x509_proxy: str = ""  # the storage credential the probes write with (writing needs one)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe of a site reading one RSE: staged to the site's RSE, read, and a product
+    written there."""
+
+    site: str
+    rse: str
+    ok: bool
+    checked_at: dt.datetime
+    seconds: float
+    detail: str = ""  # why it failed: the last lines of the error, no secret in them

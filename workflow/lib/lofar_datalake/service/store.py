@@ -1,4 +1,5 @@
-"""The service's records in PostgreSQL: submissions, their queue and their results.
+"""The service's records in PostgreSQL: submissions, their queue and their results, and the
+site-health probes' results (health.py).
 
 The only module that speaks SQL. The queue lives in the database, not in the service's memory,
 so a restart loses nothing: queued submissions are still queued, and those that were running
@@ -21,7 +22,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from .model import Source, State, Submission
+from .model import ProbeResult, Source, State, Submission
 
 # The first key of this service's advisory locks (the second: the researcher's name hashed,
 # or 0 for migrations); an arbitrary constant ("LDL").
@@ -54,7 +55,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX submissions_by_researcher ON submissions (researcher, state, id)",
         "CREATE INDEX submissions_queue ON submissions (id) WHERE state = 'queued'",
     ),
+    (  # 2: the site-health probes (health.py), one row per probe
+        """CREATE TABLE probes (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            site text NOT NULL,
+            rse text NOT NULL,
+            ok boolean NOT NULL,
+            checked_at timestamptz NOT NULL DEFAULT now(),
+            seconds double precision NOT NULL,
+            detail text NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX probes_latest ON probes (site, rse, checked_at DESC, id DESC)",
+    ),
 )
+PROBES_KEPT = "30 days"  # older probes of a site x RSE are deleted as new ones are recorded
 
 
 class Store:
@@ -200,6 +214,25 @@ class Store:
                 " WHERE state = 'running' RETURNING *").fetchall()
         return sorted((_submission(row) for row in [*queued, *failed]), key=lambda s: s.id)
 
+    def record_probe(self, site: str, rse: str, ok: bool, seconds: float,
+                     detail: str = "") -> ProbeResult:
+        """A probe's result, timed now; the same pair's results older than PROBES_KEPT go."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO probes (site, rse, ok, seconds, detail) VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING *", (site, rse, ok, seconds, detail))
+            recorded = _probe(_one(row))
+            conn.execute("DELETE FROM probes WHERE site = %s AND rse = %s"
+                         " AND checked_at < now() - %s::interval", (site, rse, PROBES_KEPT))
+        return recorded
+
+    def probe_matrix(self) -> list[ProbeResult]:
+        """The latest probe of each (site, RSE) ever probed, ordered by site and RSE."""
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT DISTINCT ON (site, rse) * FROM probes"
+                                " ORDER BY site, rse, checked_at DESC, id DESC").fetchall()
+        return [_probe(row) for row in rows]
+
     @staticmethod
     def _lock_researcher(conn: psycopg.Connection[DictRow], researcher: str) -> bool:
         row = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS locked",
@@ -227,3 +260,9 @@ def _submission(row: DictRow) -> Submission:
         created=row["created"], started=row["started"], finished=row["finished"],
         attempts=row["attempts"], progress=row["progress"], exit_code=row["exit_code"],
         error=row["error"], verdict=dict(row["verdict"]))
+
+
+def _probe(row: DictRow) -> ProbeResult:
+    return ProbeResult(site=row["site"], rse=row["rse"], ok=row["ok"],
+                       checked_at=row["checked_at"], seconds=row["seconds"],
+                       detail=row["detail"])

@@ -4,11 +4,13 @@ scripts, over the same store and intake.
 People log in with a form and get a signed session cookie (Starlette's SessionMiddleware); every
 form carries the session's CSRF token. Scripts send HTTP Basic credentials with each API call.
 Either way a researcher reaches only their own submissions: another's id answers 404, as a
-missing one does.
+missing one does. The site-health matrix (`/sites`, `/api/sites`; health.py) is the same for
+every researcher, and the form offers only the sites it leaves offered.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
 # time, and they name dependencies local to create_app.
+import datetime as dt
 import secrets
 import shutil
 import tempfile
@@ -24,7 +26,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from . import intake, runs
+from . import health, intake, runs
 from .model import Researcher, Submission
 from .researchers import verify
 from .runs import RunPaths
@@ -47,6 +49,8 @@ def size(nbytes: float | None) -> str:
 
 
 TEMPLATES.env.filters["size"] = size
+TEMPLATES.env.filters["since"] = health.since
+TEMPLATES.env.filters["gist"] = health.gist
 
 
 @dataclass
@@ -183,13 +187,36 @@ def create_app(ctx: Context) -> FastAPI:
         return runs.tail(RunPaths.of(ctx.settings.state, own(user, submission_id).id).log,
                          10_000)
 
+    @app.get("/sites", response_class=HTMLResponse)
+    def sites_page(request: Request,
+                   user: Annotated[Researcher, Depends(page_user)]) -> HTMLResponse:
+        return render(request, "sites.html", user=user, sites=site_health(),
+                      rses=health.columns(ctx.settings.sites), probes=ctx.settings.probes,
+                      now=dt.datetime.now(dt.UTC))
+
+    @app.get("/api/sites")
+    def api_sites(user: Annotated[Researcher, Depends(api_user)]) -> dict[str, Any]:
+        sites = site_health()
+        probes = ctx.settings.probes
+        return {"probes": {"interval_s": probes.interval_s, "timeout_s": probes.timeout_s}
+                if probes else None, "offered": health.offered(sites),
+                "sites": health.as_json(sites, dt.datetime.now(dt.UTC))}
+
+    def site_health() -> dict[str, health.SiteHealth]:
+        """Each site's health; with the probes off, every site is not probed (and offered)."""
+        matrix = []
+        if ctx.settings.probes is not None:
+            with ctx.store() as store:
+                matrix = store.probe_matrix()
+        return health.site_health(ctx.settings.sites, matrix)
+
     def overview(user: Researcher, for_api: bool = False) -> dict[str, Any]:
         with ctx.store() as store:
             history = store.history(user.name)
             usage = {"running": store.running(user.name), "queued": store.queued(user.name)}
         return {"history": [as_json(s) for s in history] if for_api else history,
                 "usage": usage, "limits": user.limits.__dict__,
-                "sites": sorted(ctx.settings.sites)}
+                "sites": health.offered(site_health())}
 
     async def submit(user: Researcher, site: str, configfile: str, dids: str, snakefile: str,
                      git_url: str, git_commit: str, archive: UploadFile | None) -> Submission:

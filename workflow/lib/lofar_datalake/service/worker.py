@@ -24,7 +24,7 @@ from pathlib import Path
 from datalake_core.job_auth import PASSWORD_ENV
 
 from . import runs, sandbox
-from .model import Researcher, State, Submission
+from .model import ProbeSettings, Researcher, State, Submission
 from .researchers import secret
 from .runs import RunPaths
 from .store import Store
@@ -40,6 +40,7 @@ class SiteEntry:
     name: str
     profile: Path  # absolute
     rse: str
+    reads: tuple[str, ...] = ()  # other RSEs its jobs may read from (the sites file's `reads`)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Settings:
     ca_bundle: Path  # the CA that signed the DataLake's servers
     max_attempts: int = 2  # starts of one submission, counting resumes after a restart
     poll_s: float = 1.0
+    probes: ProbeSettings | None = None  # the site-health probes; None: no probes run
 
 
 def rucio_config(base: Path, researcher: Researcher, paths: RunPaths) -> str:

@@ -1,0 +1,181 @@
+"""Site health: every site is probed, periodically, at each RSE it may read (its own and the
+sites file's `reads`), and a site whose latest probes did not all pass is not offered for new
+submissions until they do.
+
+Why: a site with broken storage, staging or catalogue access fails every comparison sent to it,
+after minutes of the researcher's waiting; the probe (probing.py, the workflow in probe/) finds
+out in seconds, and the matrix page says which site and RSE, since when, and why.
+
+One probe runs at a time (`Prober`, a thread), so probes never compete with each other for the
+site; the results live in the database (Store.record_probe, Store.probe_matrix). A site never
+probed yet (a new service, a site just added) is offered, and the page says it is not probed
+yet. The rest of this module is the pure logic the page, the API and intake share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from . import probing
+from .model import ProbeResult
+from .store import Store
+from .worker import Settings, SiteEntry
+
+
+class Status(StrEnum):
+    HEALTHY = "healthy"
+    FAILING = "failing"
+    UNPROBED = "not probed yet"  # some of its probes have not run yet, and none failed
+
+
+def site_rses(site: SiteEntry) -> list[str]:
+    """The RSEs a site is probed at: its own first, then those it reads, each once."""
+    return list(dict.fromkeys((site.rse, *site.reads)))
+
+
+def pairs(sites: Mapping[str, SiteEntry]) -> list[tuple[str, str]]:
+    """Every (site, RSE) to probe, in the order a round probes them."""
+    return [(name, rse) for name in sorted(sites) for rse in site_rses(sites[name])]
+
+
+def columns(sites: Mapping[str, SiteEntry]) -> list[str]:
+    """The matrix's RSEs: every site's own RSE and what it reads, sorted."""
+    return sorted({rse for site in sites.values() for rse in site_rses(site)})
+
+
+@dataclass(frozen=True)
+class SiteHealth:
+    site: str
+    status: Status
+    cells: dict[str, ProbeResult | None]  # the latest probe at each RSE the site reads
+
+    @property
+    def offered(self) -> bool:
+        return self.status is not Status.FAILING
+
+    @property
+    def failed(self) -> list[ProbeResult]:
+        return [r for r in self.cells.values() if r is not None and not r.ok]
+
+
+def site_health(sites: Mapping[str, SiteEntry],
+                matrix: Iterable[ProbeResult]) -> dict[str, SiteHealth]:
+    """Each site's status from the latest probes (`Store.probe_matrix`); probes of pairs the
+    sites file no longer lists are ignored."""
+    latest = {(r.site, r.rse): r for r in matrix}
+    out = {}
+    for name in sorted(sites):
+        cells = {rse: latest.get((name, rse)) for rse in site_rses(sites[name])}
+        results = [r for r in cells.values() if r is not None]
+        status = (Status.FAILING if any(not r.ok for r in results)
+                  else Status.HEALTHY if len(results) == len(cells) else Status.UNPROBED)
+        out[name] = SiteHealth(name, status, cells)
+    return out
+
+
+def offered(health: Mapping[str, SiteHealth]) -> list[str]:
+    """The sites a researcher may choose: healthy or not probed yet."""
+    return [name for name, h in health.items() if h.offered]
+
+
+def age(seconds: float) -> str:
+    """How long ago, for a person: "just now", "40 s ago", "3 min ago", "5 h ago", "2 days ago"."""
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600:.0f} h ago"
+    return f"{seconds // 86400:.0f} days ago"
+
+
+def since(result: ProbeResult, now: dt.datetime) -> str:
+    return age(max(0.0, (now - result.checked_at).total_seconds()))
+
+
+def gist(detail: str, most: int = 180) -> str:
+    """A failure's last line for a matrix cell: a long one by its start (what failed) and its
+    end (why), cut between words."""
+    last = (detail.strip().splitlines() or ["no detail"])[-1].strip()
+    if len(last) <= most:
+        return last
+    head = last[:most * 2 // 5]
+    head = head.rsplit(" ", 1)[0] if " " in head else head
+    tail = last[-(most - len(head) - 3):]
+    return f"{head} … {tail.split(' ', 1)[1] if ' ' in tail else tail}"
+
+
+def refusal(health: SiteHealth, others: Sequence[str], now: dt.datetime) -> str:
+    """Why a submission to a failing site is refused: the RSEs whose probe failed, when, and
+    the last line of why."""
+    failures = []
+    for r in health.failed:
+        last = (r.detail.strip().splitlines() or ["no detail"])[-1]
+        failures.append(f"its probe reading {r.rse} failed {since(r, now)} (at "
+                        f"{r.checked_at:%Y-%m-%d %H:%M:%S} UTC: {last})")
+    choose = (f"choose one of {', '.join(others)}" if others
+              else "no site passes its probes at the moment")
+    return (f"site {health.site} is not offered: {'; '.join(failures)}. It is offered again "
+            f"once its probes pass (see /sites); {choose}")
+
+
+class Prober(threading.Thread):
+    """Rounds over every (site, RSE), one probe at a time, a round starting every
+    `interval_s` seconds (at once when the last one took longer)."""
+
+    def __init__(self, store: Callable[[], Store], settings: Settings,
+                 stop: threading.Event) -> None:
+        super().__init__(name="prober", daemon=True)
+        if settings.probes is None:
+            raise ValueError("the prober needs the probes' settings")
+        self.open_store, self.settings, self.stop, self.probes = (
+            store, settings, stop, settings.probes)
+
+    def run(self) -> None:
+        store = self.open_store()
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.round(store)
+                self.stop.wait(max(0.0, self.probes.interval_s - (time.monotonic() - started)))
+        finally:
+            store.close()
+
+    def round(self, store: Store) -> None:
+        researcher = self.settings.researchers[self.probes.login]
+        for name, rse in pairs(self.settings.sites):
+            if self.stop.is_set():
+                return
+            try:
+                outcome = probing.probe(self.settings, researcher, self.settings.sites[name],
+                                        rse, self.stop)
+            except Exception as exc:  # the service's own failure: said, and the probe failed
+                traceback.print_exc()
+                outcome = probing.Outcome(False, 0.0, f"the service could not run the probe: "
+                                                      f"{type(exc).__name__}: {exc}")
+            if outcome is None:
+                return  # the service is stopping: an interrupted probe says nothing
+            try:
+                store.record_probe(name, rse, outcome.ok, outcome.seconds, outcome.detail)
+            except Exception:  # the database is away: the next round records again
+                traceback.print_exc()
+            print(f"probe {name} x {rse}: {'ok' if outcome.ok else 'FAILED'} in "
+                  f"{outcome.seconds:.1f} s", flush=True)
+
+
+def as_json(sites: Mapping[str, SiteHealth], now: dt.datetime) -> list[dict[str, object]]:
+    """The matrix for `/api/sites`: each site's status and its latest probe at each RSE."""
+    return [{"site": h.site, "status": h.status.value, "offered": h.offered,
+             "probes": [{"rse": rse, "probed": False} if r is None else {
+                 "rse": rse, "probed": True, "ok": r.ok, "checked_at": r.checked_at.isoformat(),
+                 "age": since(r, now), "seconds": round(r.seconds, 1), "detail": r.detail}
+                 for rse, r in h.cells.items()]}
+            for h in sites.values()]

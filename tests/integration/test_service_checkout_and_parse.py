@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from lofar_datalake.service import sandbox
-from lofar_datalake.service.submission import SubmissionError, check_parses, checkout
+from lofar_datalake.service.git_checkout import checkout
+from lofar_datalake.service.submission import SubmissionError, check_parses
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 GIT_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_GLOBAL": "/dev/null",

@@ -11,7 +11,6 @@ environment only.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from datalake_core.job_auth import PASSWORD_ENV
 
+from . import as_account
 from .model import Researcher
 from .submission import SubmissionError
 
@@ -28,12 +28,9 @@ TIMEOUT_S = 120
 def sizes(dids: Sequence[str], researcher: Researcher, config: Path, secret: str,
           ) -> dict[str, int]:
     """Bytes of each DID (files, or all files in a dataset or container)."""
-    env = {"PATH": os.environ.get("PATH", ""), PASSWORD_ENV: secret}
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "lofar_datalake.service.inputs", str(config),
-             researcher.rucio_account], input=json.dumps(list(dids)), env=env,
-            capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = as_account.ask("lofar_datalake.service.inputs", config, researcher.rucio_account,
+                              list(dids), {PASSWORD_ENV: secret}, TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise SubmissionError(f"Rucio did not say within {TIMEOUT_S} s how large the DIDs "
                               "are; try again later") from None
@@ -62,11 +59,7 @@ def check(dids: Sequence[str], researcher: Researcher, config: Path, secret: str
 def _main(argv: Sequence[str]) -> int:
     from rucio.common.exception import DataIdentifierNotFound
 
-    from datalake_core.rucio_adapter import RucioAdapter
-
-    config, account = Path(argv[0]), argv[1]
-    client = RucioAdapter.connect(config, account, "userpass", account,
-                                  os.environ.get(PASSWORD_ENV)).client
+    client = as_account.connect(list(argv)).client
     found: dict[str, int] = {}
     for did in json.loads(sys.stdin.read()):
         scope, name = str(did).split(":", 1)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import health, inputs, sandbox, submission
+from . import git_checkout, health, inputs, sandbox, submission
 from .model import Researcher, Source, State, Submission
 from .researchers import secret
 from .runs import RunPaths
@@ -45,7 +45,7 @@ class Request:
 def source_of(request: Request) -> Source:
     if request.archive is not None:
         return Source("archive", request.archive_name or "upload")
-    return Source("git", f"{submission.safe_url(request.git_url)}@{request.git_commit}")
+    return Source("git", f"{git_checkout.safe_url(request.git_url)}@{request.git_commit}")
 
 
 def take(store: Store, settings: Settings, researcher: Researcher, request: Request,
@@ -99,7 +99,7 @@ def _check(settings: Settings, researcher: Researcher, request: Request,
         submission.unpack_archive(request.archive, workflow, researcher.limits.archive_bytes)
     elif request.git_url and request.git_commit:
         # As the researcher's user: a file:// URL reaches only what they may read themselves.
-        submission.checkout(request.git_url, request.git_commit, workflow,
+        git_checkout.checkout(request.git_url, request.git_commit, workflow,
                             run_as=sandbox.prefix(user))
     else:
         raise SubmissionError("give the workflow: an archive, or a git repository URL and a "

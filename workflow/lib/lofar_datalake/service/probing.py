@@ -40,7 +40,7 @@ from pathlib import Path
 from datalake_core.job_auth import PASSWORD_ENV
 from datalake_core.journal import InputEvent, read_journal
 
-from . import sandbox
+from . import as_account, sandbox
 from .model import Researcher
 from .researchers import secret
 from .runs import RunPaths
@@ -219,13 +219,10 @@ def read_at(work: Path, did: str) -> str | None:
 def upload(todo: Plan, source: Path, paths: RunPaths, researcher: Researcher,
            extra: dict[str, str]) -> str:
     """Put the probe file on its RSE as the probe account; "" when done, else why not."""
-    env = {"PATH": os.environ.get("PATH", ""), **extra}
     request = {"path": str(source), "scope": todo.scope, "name": todo.input, "rse": todo.rse}
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "lofar_datalake.service.probing", str(paths.rucio_config),
-             researcher.rucio_account], input=json.dumps(request), env=env,
-            capture_output=True, text=True, timeout=UPLOAD_TIMEOUT_S, check=False)
+        done = as_account.ask("lofar_datalake.service.probing", paths.rucio_config,
+                              researcher.rucio_account, request, extra, UPLOAD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"no answer within {UPLOAD_TIMEOUT_S} s"
     if done.returncode == 0:
@@ -258,13 +255,10 @@ def _run(command: list[str], paths: RunPaths, env: dict[str, str], timeout_s: fl
 def _main(argv: Sequence[str]) -> int:
     from datalake_core.did import Did
     from datalake_core.errors import DataLakeError
-    from datalake_core.rucio_adapter import RucioAdapter
 
-    config, account = Path(argv[0]), argv[1]
     request = json.loads(sys.stdin.read())
     try:
-        rucio = RucioAdapter.connect(config, account, "userpass", account,
-                                     os.environ.get(PASSWORD_ENV))
+        rucio = as_account.connect(list(argv))
         rucio.upload(Path(request["path"]), Did(request["scope"], request["name"]),
                      request["rse"])
     except DataLakeError as exc:

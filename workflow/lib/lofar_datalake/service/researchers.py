@@ -16,7 +16,6 @@ environment of the run's process, never on a command line or in a file the run k
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -132,9 +131,3 @@ def secret(researcher: Researcher) -> str:
     """The researcher's Rucio secret, read when a run starts (so a rotated file counts)."""
     return Path(researcher.credential).read_text().strip()
 
-
-def owner_only(path: Path) -> None:
-    """Files the service writes for itself: its own, mode 0600."""
-    path.chmod(0o600)
-    if os.geteuid() == 0:
-        os.chown(path, 0, 0)

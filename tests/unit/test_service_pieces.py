@@ -150,3 +150,12 @@ def test_the_summary_names_the_differing_products_and_each_runs_figures() -> Non
         "runs": {"datalake": {"wall_s": 3.5, "exit_code": 0, "bytes_moved": 10,
                               "files_staged": 2}},
         "notes": ["n"]}
+
+
+def test_the_service_serves_plain_http_on_loopback_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lofar_datalake.cli import main
+
+    researchers_file = tmp_path / "researchers.yaml"
+    assert main(["serve", "--researchers", str(researchers_file), "--host", "0.0.0.0"]) == 1
+    assert "--host 0.0.0.0: logins would cross the network in clear" in capsys.readouterr().err

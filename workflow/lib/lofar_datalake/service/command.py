@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # the web stack loads when the service starts, not on every c
     from .worker import SiteEntry
 
 HELP = "the web service: researchers submit workflows and read the DataLake verdict"
-ROOT = Path(__file__).resolve().parents[4]  # workflow/lib/lofar_datalake/service -> project
+ROOT = Path(__file__).resolve().parents[4]
+LOOPBACK = ("127.0.0.1", "::1", "localhost")  # workflow/lib/lofar_datalake/service -> project
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--researchers: the researchers file is needed to serve")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_cert is None and args.host not in LOOPBACK:
+        raise ValueError(f"--host {args.host}: logins would cross the network in clear; give "
+                         "--tls-cert and --tls-key (plain HTTP only on 127.0.0.1)")
     return serve(args)
 
 

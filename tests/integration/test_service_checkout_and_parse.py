@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lofar_datalake.service import sandbox
+from lofar_datalake.service.bounded import Stopped, run_bounded
 from lofar_datalake.service.git_checkout import checkout
 from lofar_datalake.service.submission import SubmissionError, check_parses
 
@@ -109,6 +110,33 @@ def test_credentials_in_an_unreachable_url_stay_out_of_the_message(tmp_path):
     message = str(caught.value)
     assert "https://127.0.0.1:9/lofar/flow.git" in message
     assert "s3cret" not in message and "alice" not in message
+
+
+def test_a_commit_larger_than_the_limit_is_refused_and_leaves_nothing(repo, tmp_path):
+    (repo.path / "data.bin").write_bytes(os.urandom(3 * 1024**2))  # incompressible
+    git(repo.path, "add", ".")
+    git(repo.path, "commit", "-q", "-m", "data in the repository")
+    big = git(repo.path, "rev-parse", "HEAD")
+    with pytest.raises(SubmissionError, match="larger than your limit of 1048576 bytes"):
+        checkout(str(repo.path), big, tmp_path / "big", max_bytes=1024**2)
+    assert list((tmp_path / "big").iterdir()) == []
+    checkout(str(repo.path), repo.second, tmp_path / "small", max_bytes=1024**2)  # history
+    assert (tmp_path / "small" / "config.yaml").is_file()  # is not counted, only its tree
+
+
+def test_a_child_whose_watch_finds_it_too_big_is_killed(tmp_path):
+    grows = tmp_path / "grows"
+    argv = ["sh", "-c", f"while :; do head -c 65536 /dev/zero >> {grows}; sleep 0.05; done"]
+
+    def watch() -> str | None:
+        return "over 1 MiB" if grows.exists() and grows.stat().st_size > 1024**2 else None
+
+    with pytest.raises(Stopped, match="over 1 MiB"):
+        run_bounded(argv, cwd=tmp_path, env={"PATH": os.environ["PATH"]}, timeout_s=60,
+                    watch=watch)
+    size = grows.stat().st_size
+    time.sleep(0.5)
+    assert grows.stat().st_size == size  # nothing of it still writes
 
 
 @pytest.mark.skipif(not sandbox.isolated(), reason="switching users needs root")

@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .archive import shown
-from .bounded import run_bounded
+from .bounded import Stopped, run_bounded
+from .runs import disk_bytes
 from .submission import SubmissionError
 
 COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 object names, in full
@@ -39,12 +40,14 @@ def _masked(url: str) -> str:
 
 
 def checkout(url: str, commit: str, dest: Path, timeout_s: float = 120,
-             run_as: Sequence[str] = ()) -> None:
+             run_as: Sequence[str] = (), max_bytes: int | None = None) -> None:
     """Check out `commit` of the git repository at `url` into `dest` (made if missing; it must
     be empty). Only https:// and file:// URLs (or an absolute path), and a commit in full.
     `run_as` (sandbox.prefix) runs git as the researcher's user, so a file:// URL reaches only
     what that user may read; `dest` must then be theirs already. The repository's history
-    (.git) is not kept: what runs is the tree of that one commit."""
+    (.git) is not kept: what runs is the tree of that one commit. `max_bytes` bounds both
+    what the fetch writes (watched while it runs) and the commit's files (summed before
+    they are written)."""
     git_url, scheme = _git_url(url)
     safe = safe_url(git_url)
     sha = commit.strip().lower()
@@ -60,7 +63,7 @@ def checkout(url: str, commit: str, dest: Path, timeout_s: float = 120,
     if any(dest.iterdir()):
         raise ValueError(f"{dest}: not empty; checkout needs an empty directory")
     try:
-        _fetch(git, git_url, scheme, sha, dest, timeout_s, run_as)
+        _fetch(git, git_url, scheme, sha, dest, timeout_s, run_as, max_bytes)
     except BaseException:
         for entry in dest.iterdir():  # a refused checkout leaves nothing behind
             if entry.is_dir() and not entry.is_symlink():
@@ -71,8 +74,15 @@ def checkout(url: str, commit: str, dest: Path, timeout_s: float = 120,
 
 
 def _fetch(git: str, git_url: str, scheme: str, sha: str, dest: Path, timeout_s: float,
-           run_as: Sequence[str]) -> None:
+           run_as: Sequence[str], max_bytes: int | None) -> None:
     safe = safe_url(git_url)
+    too_big = (f"the repository {safe} at {sha} is larger than your limit of "
+               f"{max_bytes} bytes for a workflow: keep data out of the repository (the "
+               "workflow reads it from the DataLake)")
+
+    def watch() -> str | None:
+        return too_big if max_bytes is not None and disk_bytes(dest) > max_bytes else None
+
     deadline = time.monotonic() + timeout_s
     options = [
         "-c", "protocol.allow=never", "-c", f"protocol.{scheme}.allow=always",
@@ -91,8 +101,12 @@ def _fetch(git: str, git_url: str, scheme: str, sha: str, dest: Path, timeout_s:
 
         def run(*args: str) -> tuple[int, str]:
             left = deadline - time.monotonic()
-            code, out = (None, "") if left <= 0 else run_bounded(
-                [*run_as, git, *options, *args], cwd=dest, env=env, timeout_s=left)
+            try:
+                code, out = (None, "") if left <= 0 else run_bounded(
+                    [*run_as, git, *options, *args], cwd=dest, env=env, timeout_s=left,
+                    watch=watch)
+            except Stopped as exc:
+                raise SubmissionError(str(exc)) from None
             if code is None:
                 raise SubmissionError(
                     f"fetching {safe} at {sha} took longer than {timeout_s:g} s: check that the "
@@ -118,11 +132,29 @@ def _fetch(git: str, git_url: str, scheme: str, sha: str, dest: Path, timeout_s:
                 raise SubmissionError(
                     f"commit {sha} is not in the repository {safe}: give the full hash of a "
                     "commit pushed to that repository")
+        if max_bytes is not None:
+            code, said = run("ls-tree", "-r", "-l", "--full-tree", sha)
+            if code != 0:
+                raise SubmissionError(f"commit {sha} of {safe} could not be listed (git said: "
+                                      f"{said})")
+            if tree_bytes(said) > max_bytes:
+                raise SubmissionError(too_big)
         code, said = run("checkout", "-q", "--detach", sha)
         if code != 0:
             raise SubmissionError(f"commit {sha} of {safe} could not be checked out (git said: "
                                   f"{said})")
     shutil.rmtree(dest / ".git")
+
+
+def tree_bytes(listing: str) -> int:
+    """The bytes of the files `git ls-tree -r -l` lists (`<mode> <type> <object> <size>\t<path>`;
+    submodules, size "-", count nothing)."""
+    total = 0
+    for line in listing.splitlines():
+        fields = line.split("\t", 1)[0].split()
+        if len(fields) == 4 and fields[3].isdigit():
+            total += int(fields[3])
+    return total
 
 
 def _git_url(url: str) -> tuple[str, str]:

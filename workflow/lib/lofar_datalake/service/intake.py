@@ -100,7 +100,8 @@ def _check(settings: Settings, researcher: Researcher, request: Request,
     elif request.git_url and request.git_commit:
         # As the researcher's user: a file:// URL reaches only what they may read themselves.
         git_checkout.checkout(request.git_url, request.git_commit, workflow,
-                            run_as=sandbox.prefix(user))
+                            run_as=sandbox.prefix(user),
+                            max_bytes=researcher.limits.archive_bytes)
     else:
         raise SubmissionError("give the workflow: an archive, or a git repository URL and a "
                               "commit")

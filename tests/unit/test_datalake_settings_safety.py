@@ -49,6 +49,7 @@ def _every_other_setting(tmp_path: Path) -> dict[str, object]:
         "recall_bytes_in_flight": 10**9,
         "fts_endpoint": "https://fts:8446", "fts_token": "t", "max_concurrent_transfers": 2,
         "output_rse": "SITE_A", "output_dataset": "lofar:ds", "output_rules": "1:SITE_B",
+        "output_lifetime": 3600,
         "output_metadata": "a=b", "mounts": "SITE_A=/mnt/a", "link_mode": "copy",
         "ca_bundle": ca, "stage_timeout": 10, "http_timeout": 10, "rucio_timeout": 10,
         "fts_attempts": 2, "fts_retry_backoff": 1, "verify_site_replicas": "size",

@@ -142,7 +142,7 @@ class Outputs:
     def _keep_rule(self, did: Did, rse: str) -> str:
         """The rule keeping a new file on the output RSE (Rucio's upload client adds it too)."""
         try:
-            return self.rucio().add_rule([did], rse)
+            return self.rucio().add_rule([did], rse, lifetime=self.cfg.output_lifetime or None)
         except DataLakeError as exc:
             raise DataLakeError(f"{exc}; {did} is registered on {rse} without a rule keeping "
                                 "it there") from None

@@ -30,11 +30,12 @@ class ReplicaIO:
     it calls."""
 
     def upload(self, path: Path, did: Did, rse: str, *,
-               verify: str | bool | None = None) -> str:
+               verify: str | bool | None = None, lifetime: int | None = None) -> str:
         """Upload one file and register it as Rucio's upload client does: the bytes onto `rse`
         (storage_write: TLS verified against `verify`, default the CA the Rucio client trusts),
         their size checked, then a replica with bytes and adler32 and, for a new file, a rule
-        on `rse` for this account. Returns the adler32.
+        on `rse` for this account (expiring after `lifetime` seconds, if given). Returns the
+        adler32.
 
         A failed upload registers nothing: if registering fails, the bytes written are deleted
         again. A file registered already with the same adler32 gains a replica on `rse`
@@ -56,7 +57,7 @@ class ReplicaIO:
             raise type(exc)(f"{exc}; {_undo(rucio, did, written, tls)}") from None
         if existing is None:
             try:
-                rucio.keep_on(did, rse)
+                rucio.keep_on(did, rse, lifetime)
             except DataLakeError as exc:
                 raise type(exc)(f"{exc}; {did} is registered on {rse} without a rule keeping it "
                                 "there") from None

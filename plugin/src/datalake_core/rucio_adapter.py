@@ -244,10 +244,10 @@ class RucioAdapter(ReplicaIO):
     def has_replica(self, did: Did, rse: str) -> bool:
         return any(rse in r.get("rses", {}) for r in self.list_replicas([did]))
 
-    def keep_on(self, did: Did, rse: str) -> None:
+    def keep_on(self, did: Did, rse: str, lifetime: int | None = None) -> None:
         """The rule an upload adds for a new file: one copy on `rse`, for this account."""
         with rucio_errors(f"rule for the upload of {did} to {rse}"):
-            self.client.add_replication_rule([did.as_dict()], 1, rse)
+            self.client.add_replication_rule([did.as_dict()], 1, rse, lifetime=lifetime)
 
     # -- rules -----------------------------------------------------------------------------
     def add_rule(self, dids: Iterable[Did], rse_expression: str, copies: int = 1,

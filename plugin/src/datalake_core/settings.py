@@ -222,6 +222,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("output_rules", str, None,
             "Replication rules added to every output: COPIES:RSE_EXPRESSION[:LIFETIME] separated "
             "by ';'.", convert=_structured(parse_output_rules)),
+    Setting("output_lifetime", int, 0,
+            "Lifetime in seconds of the rule that keeps each new output on the output RSE, for "
+            "scratch products such as health probes' (0: none; kept until the rule is removed).",
+            minimum=0),
     Setting("output_metadata", str, None,
             "DID metadata set on every output (besides provenance): KEY=VALUE separated by ','.",
             convert=_structured(parse_metadata)),
@@ -331,6 +335,7 @@ class ProviderConfig:
     output_rse: str | None
     output_dataset: str | None
     output_rules: tuple[OutputRule, ...]
+    output_lifetime: int
     output_metadata: tuple[tuple[str, str], ...]
     mounts: tuple[Mount, ...]
     link_mode: LinkMode

@@ -80,7 +80,7 @@ def rucio_server(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
 
 def token_issuer(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki) -> ManagedProcess:
     """The OpenID issuer (servers/issuer.py) over TLS; its clients written by `tokens`."""
-    from .tokens import clients_file, issuer_url, signing_key
+    from .tokens import clients_file, issuer_url, signing_key, users_file
 
     url = issuer_url(ports)
     return ManagedProcess(
@@ -95,6 +95,8 @@ def token_issuer(env: ServerEnv, layout: Layout, ports: dict[str, int], pki: Pki
             str(pki.server_key),
             "--clients",
             str(clients_file(layout)),
+            "--users",
+            str(users_file(layout)),
             "--signing-key",
             str(signing_key(layout)),
         ),

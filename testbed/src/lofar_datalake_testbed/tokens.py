@@ -15,15 +15,18 @@ times, as a DataLake in transition does.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .layout import LOOPBACK, SITES, Layout
-from .rucio_config import ISSUER_ID, RUCIO_AUDIENCE, credentials
+from .rucio_config import ISSUER_ID, RUCIO_AUDIENCE, Credentials, credentials
 
 AUTH_MODES = ("userpass", "token")
 PIPELINE_CLIENT = "lofar-pipeline"  # the token's `sub`, mapped to the `lofar` account
@@ -49,6 +52,11 @@ def clients_file(layout: Layout) -> Path:
     return layout.issuer_dir / "clients.json"
 
 
+def users_file(layout: Layout) -> Path:
+    """The people who log in at the issuer (issuer_accounts.py adds them)."""
+    return layout.issuer_dir / "users.json"
+
+
 def signing_key(layout: Layout) -> Path:
     return layout.issuer_dir / "signing-key.pem"
 
@@ -65,9 +73,26 @@ def service_audiences(ports: dict[str, int]) -> list[str]:
 
 
 def write_issuer_files(layout: Layout, ports: dict[str, int]) -> None:
-    """The issuer's clients (secrets as sha256 only) and Rucio's idpsecrets, both 0600."""
+    """The issuer's clients (secrets as sha256 only) and Rucio's idpsecrets, both 0600. The
+    web services' clients registered since (issuer_accounts.py) are kept, as are the users."""
     creds = credentials(layout)
-    clients = {
+    with issuer_files_locked(layout):
+        _write_issuer_files(layout, ports, creds)
+
+
+@contextlib.contextmanager
+def issuer_files_locked(layout: Layout) -> Iterator[None]:
+    """One writer of the issuer's files at a time (the testbed's `up`, a test adding a user)."""
+    fd = os.open(layout.issuer_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_issuer_files(layout: Layout, ports: dict[str, int], creds: Credentials) -> None:
+    clients = registered_clients(layout) | {
         PIPELINE_CLIENT: {
             "secret_sha256": _sha256(creds.lofar_token_secret),
             "scopes": list(PIPELINE_SCOPES),
@@ -90,8 +115,35 @@ def write_issuer_files(layout: Layout, ports: dict[str, int]) -> None:
             "SCIM": registration,  # Rucio reads an admin registration too; the same client
         }
     }
-    _write_private(clients_file(layout), json.dumps(clients, indent=2))
-    _write_private(idpsecrets_file(layout), json.dumps(idpsecrets, indent=2))
+    write_private(clients_file(layout), json.dumps(clients, indent=2))
+    write_private(idpsecrets_file(layout), json.dumps(idpsecrets, indent=2))
+    if not users_file(layout).exists():
+        write_private(users_file(layout), "{}")
+
+
+def registered_clients(layout: Layout) -> dict[str, dict[str, object]]:
+    """The clients registered since: web services logging people in (with redirect URIs) and
+    researchers' token clients (`register_token_client`); not the testbed's own."""
+    path = clients_file(layout)
+    found = json.loads(path.read_text()) if path.exists() else {}
+    return {cid: entry for cid, entry in found.items()
+            if cid not in (PIPELINE_CLIENT, RUCIO_CLIENT)}
+
+
+def register_token_client(layout: Layout, client_id: str, secret: str, *, scopes: list[str],
+                          audiences: list[str], lifetime: int = TOKEN_LIFETIME) -> None:
+    """Register (or replace) a researcher's client at the running issuer, as the DataLake's IAM
+    registers one for a user: the client-credentials grant, the WLCG storage scopes they may
+    have (`storage.read:/user/alice`, ...) and the audiences of the services; the issuer reads
+    its clients file again when it changes. Rucio maps `SUB=<client_id>, ISS=<issuer>` to an
+    account only once an operator adds that identity."""
+    if client_id in (PIPELINE_CLIENT, RUCIO_CLIENT):
+        raise ValueError(f"client {client_id} is the testbed's own; choose another id")
+    entry = {"secret_sha256": _sha256(secret), "scopes": scopes, "audiences": audiences,
+             "lifetime": lifetime}
+    with issuer_files_locked(layout):
+        clients = json.loads(clients_file(layout).read_text())
+        write_private(clients_file(layout), json.dumps(clients | {client_id: entry}, indent=2))
 
 
 def fetch_token(layout: Layout, ca_bundle: Path, *, scopes: tuple[str, ...] = PIPELINE_SCOPES,
@@ -115,7 +167,7 @@ def fetch_token(layout: Layout, ca_bundle: Path, *, scopes: tuple[str, ...] = PI
 def refresh_bearer_token(layout: Layout, ca_bundle: Path) -> tuple[Path, float]:
     """Write a fresh token where `BEARER_TOKEN_FILE` points; returns the file and expiry."""
     token, lifetime = fetch_token(layout, ca_bundle)
-    _write_private(layout.bearer_token, token)
+    write_private(layout.bearer_token, token)
     return layout.bearer_token, time.time() + lifetime
 
 
@@ -148,7 +200,7 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Atomically, 0600 from the first byte (a reader never sees half a token)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(fd, "w") as handle:

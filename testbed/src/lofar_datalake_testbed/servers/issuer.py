@@ -1,8 +1,9 @@
 """The testbed's token issuer: an OAuth 2.0 / OpenID provider that issues WLCG-profile JWTs.
 
-It plays the part INDIGO IAM plays in ESCAPE's DataLake, for services and scripts rather than
-people: the client-credentials grant only (RFC 6749 §4.4), access tokens as RFC 9068 JWTs signed
-RS256, with the WLCG JWT profile's claims (`wlcg.ver`, `scope` with `storage.*:/path`
+It plays the part INDIGO IAM plays in ESCAPE's DataLake: for services and scripts the
+client-credentials grant (RFC 6749 §4.4), for people logging in to a web service OpenID
+Connect's authorization-code flow with PKCE (issuer_login.py). Access tokens are RFC 9068 JWTs
+signed RS256, with the WLCG JWT profile's claims (`wlcg.ver`, `scope` with `storage.*:/path`
 capabilities, `aud`). Built on authlib's authorization server, so client authentication, grant
 checks and error answers follow the RFCs; this module only says who the clients are.
 
@@ -11,10 +12,16 @@ Served over TLS on loopback (cheroot, the testbed CA's server certificate) at:
 - `/jwks`: the public signing key;
 - `/token`: `grant_type=client_credentials`, client_secret_basic or client_secret_post, with
   optional `scope` (space-separated, each one the client is allowed, path-prefix aware for
-  `storage.*:/path`) and `audience` (space-separated, each one the client is allowed).
+  `storage.*:/path`) and `audience` (space-separated, each one the client is allowed); or
+  `grant_type=authorization_code` for a client with registered redirect URIs;
+- `/authorize`, `/userinfo`: the people's part (issuer_login.py).
 
 Clients come from a private JSON file (`--clients`), written by the testbed:
-`{"<client_id>": {"secret_sha256": hex, "scopes": [...], "audiences": [...], "lifetime": s}}`.
+`{"<client_id>": {"secret_sha256": hex, "scopes": [...], "audiences": [...], "lifetime": s}}`,
+plus `"redirect_uris": [...]` for a web service's client (which then has the authorization-code
+grant only); people from another (`--users`, issuer_login.py). Both are read again whenever they
+changed (checked on each request, a `stat`): a client or user the testbed adds counts from the
+next request on, with no signal to send and no moment when the issuer has half of it.
 The signing key is a private PEM file (`--signing-key`), made on the first `up`.
 """
 
@@ -26,12 +33,14 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -40,6 +49,8 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask, jsonify, request
 from joserfc.jwk import KeySet, RSAKey
+
+from . import issuer_login
 
 WLCG_VERSION = "1.0"
 ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"  # WLCG profile: accepted by every service
@@ -52,6 +63,11 @@ class Client(ClientMixin):
     scopes: tuple[str, ...]
     audiences: tuple[str, ...]
     lifetime: int
+    redirect_uris: tuple[str, ...] = ()  # a web service's: it logs people in, nothing else
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        return {}  # nothing registered beyond the above (userinfo unsigned, as JSON)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -66,7 +82,7 @@ class Client(ClientMixin):
         return " ".join(s for s in scope.split() if scope_allowed(s, self.scopes))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        return redirect_uri in self.redirect_uris  # exactly as registered
 
     def check_client_secret(self, client_secret: str) -> bool:
         given = hashlib.sha256(client_secret.encode()).hexdigest()
@@ -76,10 +92,11 @@ class Client(ClientMixin):
         return endpoint == "token" and method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and bool(self.redirect_uris)
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "client_credentials"
+        return grant_type == ("authorization_code" if self.redirect_uris
+                              else "client_credentials")
 
 
 def scope_allowed(wanted: str, granted: tuple[str, ...]) -> bool:
@@ -100,9 +117,44 @@ def load_clients(path: Path) -> dict[str, Client]:
     data = json.loads(path.read_text())
     return {
         cid: Client(cid, entry["secret_sha256"], tuple(entry["scopes"]),
-                    tuple(entry["audiences"]), int(entry["lifetime"]))
+                    tuple(entry["audiences"]), int(entry["lifetime"]),
+                    tuple(entry.get("redirect_uris", ())))
         for cid, entry in data.items()
     }
+
+
+T = TypeVar("T")
+
+
+class Reloaded(Generic[T]):
+    """A file's parsed content, parsed again when the file changed (another inode, as an atomic
+    replace makes, or another size or time); no file (yet) is an empty registry."""
+
+    def __init__(self, path: Path | None, parse: Callable[[Path], dict[str, T]]) -> None:
+        self.path, self.parse = path, parse
+        self._seen: tuple[int, int, int] | None = None
+        self._value: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, T]:
+        path = self.path
+        try:
+            info = path.stat() if path is not None else None
+        except FileNotFoundError:
+            info = None
+        if path is None or info is None:
+            return {}
+        seen = (info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._lock:
+            if seen != self._seen:
+                self._seen = seen
+                try:
+                    self._value = self.parse(path)
+                    logging.info("read %s: %d entries", path, len(self._value))
+                except (ValueError, KeyError, TypeError) as exc:  # a hand edit gone wrong
+                    logging.error("%s not read (%s): keeping what it said before", path,
+                                  type(exc).__name__)
+            return self._value
 
 
 def signing_keys(path: Path) -> KeySet:
@@ -137,12 +189,17 @@ class WlcgTokens(JWTBearerTokenGenerator):
         return [a for a in asked if a in client.audiences] or list(client.audiences)
 
 
-def build_app(issuer: str, clients: dict[str, Client], keys: KeySet) -> Flask:
+def build_app(issuer: str, clients: Callable[[], dict[str, Client]], keys: KeySet,
+              users: Callable[[], dict[str, issuer_login.User]] = dict) -> Flask:
     app = Flask(__name__)
-    server = AuthorizationServer(app, query_client=clients.get,
+    # The login form's CSRF token lives in Flask's signed session; the key is the process's own.
+    app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_SECURE=True,
+                      SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME=issuer_login.COOKIE)
+    server = AuthorizationServer(app, query_client=lambda cid: clients().get(cid),
                                  save_token=lambda token, req: None)  # tokens are self-contained
     server.register_grant(grants.ClientCredentialsGrant)
     server.register_token_generator("default", WlcgTokens(issuer, keys))
+    issuer_login.register(app, server, issuer, keys, clients, users)
 
     @app.get("/.well-known/openid-configuration")
     def discovery() -> Any:
@@ -150,15 +207,19 @@ def build_app(issuer: str, clients: dict[str, Client], keys: KeySet) -> Flask:
             "issuer": issuer,
             "token_endpoint": f"{issuer}/token",
             "jwks_uri": f"{issuer}/jwks",
-            # No people log in here; the endpoint is named because discovery requires one.
             "authorization_endpoint": f"{issuer}/authorize",
-            "grant_types_supported": ["client_credentials"],
-            "response_types_supported": ["token"],
+            "userinfo_endpoint": f"{issuer}/userinfo",
+            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post"],
-            "scopes_supported": sorted({s for c in clients.values() for s in c.scopes}),
+            "scopes_supported": sorted({s for c in clients().values() for s in c.scopes}),
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
+                                 "name", "preferred_username", "email", "email_verified"],
         })
 
     @app.get("/jwks")
@@ -168,11 +229,6 @@ def build_app(issuer: str, clients: dict[str, Client], keys: KeySet) -> Flask:
     @app.post("/token")
     def token() -> Any:
         return server.create_token_response()
-
-    @app.route("/authorize", methods=["GET", "POST"])
-    def authorize() -> Any:
-        return jsonify({"error": "unsupported_response_type",
-                        "error_description": "only the client_credentials grant is offered"}), 400
 
     return app
 
@@ -184,13 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--clients", type=Path, required=True)
+    parser.add_argument("--users", type=Path,
+                        help="the people who may log in (JSON, issuer_login.py); none without")
     parser.add_argument("--signing-key", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost"):
         parser.error("the testbed serves loopback only")
+    if not args.clients.is_file():
+        parser.error(f"--clients: no file {args.clients}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     issuer = f"https://{args.host}:{args.port}"
-    app = build_app(issuer, load_clients(args.clients), signing_keys(args.signing_key))
+    app = build_app(issuer, Reloaded(args.clients, load_clients), signing_keys(args.signing_key),
+                    Reloaded(args.users, issuer_login.load_users))
     server = wsgi.Server((args.host, args.port), app, numthreads=8)
     server.ssl_adapter = BuiltinSSLAdapter(str(args.cert), str(args.key))
 

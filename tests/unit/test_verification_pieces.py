@@ -165,6 +165,25 @@ def test_bytes_moved_come_from_the_transfer_records():
     assert "Rucio request history (2/2" in moved["bytes_source"]
 
 
+class HistoryHiddenRucio:
+    """Rucio as a researcher's account sees it: no request history, the catalogue's sizes."""
+
+    def transfer_record(self, did, rse):
+        return None
+
+    def get_metadata(self, did):
+        return {"bytes": 120}
+
+
+def test_bytes_staged_by_rules_whose_history_is_hidden_come_from_the_catalogue():
+    transfers = [SiteTransferEvent(policy="rule", destination="SITE_A", rules=["r1"],
+                                   files=["lofar:a", "lofar:b"])]
+    moved = moved_bytes([], transfers, HistoryHiddenRucio)
+    assert moved["by_rule"] == 240 and moved["bytes"] == 240
+    assert "Rucio request history (0/2" in moved["bytes_source"]
+    assert "catalogue sizes of 2 files staged by rules" in moved["bytes_source"]
+
+
 def test_manifest_scrubs_secret_keys_and_restores_embedded_files(tmp_path):
     work = tmp_path / "work"
     (work / "truth").mkdir(parents=True)

@@ -76,6 +76,21 @@ if _problems:
     )
 
 
+# Paths in the config are relative to the working directory. One not found there is looked up
+# in this checkout, so that a run in a directory of its own (`compare`, a service's runs, any
+# --directory) still finds the files the checkout ships: its sheet, sky model and truth.
+CHECKOUT = Path(workflow.current_basedir).parents[1]
+for _key in ("observations", "truth", "calibration.skymodel", "local.data_dir"):
+    *_parents, _leaf = _key.split(".")
+    _holder = config
+    for _part in _parents:
+        _holder = _holder[_part]
+    _value = _holder.get(_leaf)
+    if _value and not Path(_value).is_absolute() and not Path(_value).exists():
+        if (CHECKOUT / _value).exists():
+            _holder[_leaf] = str(CHECKOUT / _value)
+
+
 def missing_file(key, path):
     return (
         f"{key}: {path} does not exist (in {Path.cwd()}). The shipped config/config.yaml "

@@ -25,7 +25,7 @@ def moved_bytes(
 ) -> dict[str, Any]:
     """Totals by way of moving, each with where the figure comes from."""
     by_rule = by_fts = fts_jobs_rule = 0
-    rule_files = rule_records = 0
+    rule_files = rule_records = rule_sized = 0
     fts_jobs: set[str] = set()
     rucio_rules: set[str] = set()
     for transfer in site_transfers:
@@ -44,6 +44,13 @@ def moved_bytes(
                     if record.get("external_id"):
                         fts_jobs.add(str(record["external_id"]))
                         fts_jobs_rule += 1
+                elif record is None and rucio:
+                    # No history this account may read (Rucio shows requests to their
+                    # owners and admins): the file was not at the site and is now, so its
+                    # size is what the rule moved.
+                    meta = rucio().get_metadata(_did(name)) or {}
+                    by_rule += int(meta.get("bytes") or 0)
+                    rule_sized += 1
         elif transfer.policy == "fts":
             by_fts += transfer.bytes
             fts_jobs.update(transfer.fts_jobs or [])
@@ -52,6 +59,9 @@ def moved_bytes(
     sources = []
     if rule_files:
         sources.append(f"Rucio request history ({rule_records}/{rule_files} staged files)")
+    if rule_sized:
+        sources.append(f"Rucio catalogue sizes of {rule_sized} files staged by rules whose "
+                       "request history the account may not read")
     if by_fts:
         sources.append("Rucio catalogue sizes of the files the provider's FTS jobs copied")
     if direct:

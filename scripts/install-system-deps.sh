@@ -11,10 +11,11 @@
 # reads root:// replicas.
 # acl (setfacl): `lofar-datalake serve` lets the researchers' users pass through the directories
 # above the project's Python (e.g. pyenv's under a 0700 /root), search permission only; git:
-# it checks out the workflows researchers submit as a repository at a commit.
+# it checks out the workflows researchers submit as a repository at a commit; bubblewrap (bwrap):
+# it runs every researcher's code in a container of its own (service/sandbox.py).
 set -euo pipefail
 
-PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean openssl acl git
+PACKAGES=(swig libssl-dev gcc make python3-venv python3-dev wsclean openssl acl git bubblewrap
     gfal2 gfal2-plugin-file gfal2-plugin-http gfal2-plugin-xrootd python3-gfal2
     xrootd-server xrootd-server-plugins xrootd-plugins xrootd-client xrootd-client-plugins)
 # --tests: what the test suite needs besides: a one-node Slurm cluster (slurm-wlm + munge) and

@@ -98,6 +98,26 @@ def add_researcher_account(testbed, account: str, password: str, scope: str) -> 
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+# The identity an operator adds for a researcher's token client: the issuer's tokens for that
+# client (`sub` its id) authenticate the account.
+_ADD_OIDC_IDENTITY = """
+import sys
+from rucio.client import Client
+account, identity = sys.argv[1], sys.argv[2]
+Client().add_identity(account, identity, "OIDC", f"{account}@localhost")
+"""
+
+
+def add_oidc_identity(testbed, account: str, client_id: str) -> None:
+    from lofar_datalake_testbed.tokens import issuer_url
+
+    identity = f"SUB={client_id}, ISS={issuer_url(testbed.layout.ports())}"
+    env = {**os.environ, "RUCIO_CONFIG": str(testbed.layout.server_config)}
+    done = subprocess.run([sys.executable, "-c", _ADD_OIDC_IDENTITY, account, identity],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def upload_as(testbed, directory: Path, account: str, password: str,
               files: list[tuple[Path, str, str]]) -> None:
     """Upload (path, DID, RSE) triples as `account`: the researcher puts their own data in."""

@@ -4,6 +4,7 @@ their scopes, and `lofar-datalake serve` started as a real process over TLS."""
 from __future__ import annotations
 
 import io
+import pwd
 import random
 import secrets
 import shutil
@@ -14,22 +15,24 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 import yaml
-from rucio_accounts import add_researcher_account, upload_as
+from rucio_accounts import add_oidc_identity, add_researcher_account, upload_as
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 STATIONS = ("ams", "dwl", "exl")
 
 # A researcher's workflow: daily statistics of weather stations read from the DataLake, and a
-# probe of what the run may see of the service (deterministic, so both runs agree on it).
+# probe of what the run may see of the service (deterministic, so both runs agree on it; the
+# processes it sees differ, so they are kept outside results/). The probe also leaves a daemon
+# behind (a double fork into a session of its own), which must not outlive the run.
 WORKFLOW = r'''
-import json, os
+import json, os, subprocess, sys
 
 SCOPE, PREFIX = config["scope"], config["prefix"]
 STATIONS = config["stations"].split(",")
@@ -42,6 +45,19 @@ def readable(path):
         return True
     except OSError:
         return False
+
+
+def processes():
+    """Every process the run can see: its uid and command line, by pid."""
+    seen = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            seen[pid] = {"uid": os.stat(f"/proc/{pid}").st_uid,
+                         "cmdline": cmdline.replace(b"\0", b" ").decode().strip()}
+        except OSError:
+            pass
+    return seen
 
 
 rule all:
@@ -75,11 +91,18 @@ rule probe:
     output:
         "results/probe.json",
         "probe/env.json",  # outside results/: not a product, the two runs' differ
+        "probe/processes.json",
     run:
+        subprocess.run(["sh", "-c", 'setsid "$0" -c "import time; time.sleep(3600)" "$1" '
+                        "</dev/null >/dev/null 2>&1 &", sys.executable, config["leftover"]],
+                       check=True)
         json.dump({"root": os.getuid() == 0,
-                   "readable": {p: readable(p) for p in config["forbidden"]}},
+                   "readable": {p: readable(p) for p in config["forbidden"]},
+                   "exists": {p: os.path.exists(p) for p in config["absent"]},
+                   "listed": {p: sorted(os.listdir(p)) for p in config["listed"]}},
                   open(output[0], "w"))
         json.dump(dict(os.environ), open(output[1], "w"))
+        json.dump(processes(), open(output[2], "w"))
 '''
 
 
@@ -107,7 +130,8 @@ class Researcher:
     password: str
     scope: str
     prefix: str
-    credential: Path
+    credential: Path  # the secret the service holds: their Rucio password, or their client's
+    token_client: str = ""  # with one at the testbed's issuer (their runs hold tokens): its id
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -129,7 +153,9 @@ class Service:
     log: Path
     researchers: dict[str, Researcher]
     proc: subprocess.Popen[bytes] | None = None
-    forbidden: list[str] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)  # files a run may not read
+    hidden: list[str] = field(default_factory=list)  # directories a run sees empty
+    oidc_client: str = ""  # its client at the testbed's issuer, when people log in there
 
     def start(self) -> None:
         with open(self.log, "a") as log:
@@ -166,8 +192,29 @@ class Service:
     def workflow(self, who: str, **config: object) -> dict[str, str | bytes]:
         researcher = self.researchers[who]
         values = {"scope": researcher.scope, "prefix": researcher.prefix,
-                  "stations": ",".join(STATIONS), "forbidden": self.forbidden, **config}
+                  "stations": ",".join(STATIONS), "forbidden": self.forbidden,
+                  "absent": [str(self.state / "service"), *self.forbidden],
+                  "listed": [str(self.state), str(self.state / "runs"), *self.hidden],
+                  "leftover": str(self.state), **config}
         return {"Snakefile": WORKFLOW, "config.yaml": yaml.safe_dump(values)}
+
+    def survivors(self, within: float = 30) -> list[str]:
+        """The live processes (zombies aside) of the researchers' users that belong to this
+        service's runs (their command lines name its state directory: the runs' containers,
+        Snakemake, the daemon the workflow leaves behind), once none is left or `within`
+        seconds have passed: processes killed with a run's container may take a moment."""
+        uids = set()
+        for name in self.researchers:
+            try:
+                uids.add(pwd.getpwnam(f"ldl-{name}").pw_uid)
+            except KeyError:
+                continue
+        deadline = time.monotonic() + within
+        while True:
+            found = [line for line in _processes(uids) if str(self.state) in line]
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
     def wait(self, who: str, submission: int, timeout: float = 900) -> dict:
         deadline = time.monotonic() + timeout
@@ -178,6 +225,85 @@ class Service:
             time.sleep(2)
         raise AssertionError(f"submission {submission} still {record['state']} after "
                              f"{timeout} s")
+
+
+def _processes(uids: set[int]) -> list[str]:
+    """The live processes of `uids`: pid, state and command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            status = dict(line.split(":", 1) for line in (proc / "status").read_text()
+                          .splitlines() if ":" in line)
+            if int(status["Uid"].split()[0]) in uids and not status["State"].strip().startswith(
+                    "Z"):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"{proc.name} {status['State'].strip()} {cmdline}")
+        except (OSError, KeyError, ValueError):
+            continue
+    return found
+
+
+def register_oidc_client(testbed, service: Service) -> str:
+    """The service's client at the testbed's issuer, as its operator registers it (redirect URI
+    exactly its callback), the secret in a private file, and serve's options naming them."""
+    from lofar_datalake_testbed.issuer_accounts import add_client
+    from lofar_datalake_testbed.tokens import issuer_url
+
+    client_id = f"lofar-datalake-service-{secrets.token_hex(4)}"
+    secret = secrets.token_urlsafe(32)
+    secret_file = service.etc / "oidc-client.secret"
+    secret_file.touch(0o600)
+    secret_file.write_text(secret)
+    add_client(testbed.layout, client_id, secret, [f"{service.url}/login/oidc/callback"])
+    service.args += ["--oidc-issuer", issuer_url(testbed.layout.ports()),
+                     "--oidc-client-id", client_id, "--oidc-client-secret-file", str(secret_file)]
+    return client_id
+
+
+def give_token_client(testbed, researcher: Researcher, entry: dict, account: str) -> None:
+    """Instead of their Rucio password, a token client at the testbed's issuer, registered with
+    what their runs do, its secret in a private file (now `researcher.credential`), and the
+    identity mapping its tokens to their account, as the DataLake's operators set it up."""
+    researcher.credential.unlink()
+    researcher.credential = researcher.credential.with_name(f"{researcher.name}.client-secret")
+    researcher.credential.touch(0o600)
+    researcher.credential.write_text(secrets.token_urlsafe(24))
+    researcher.token_client = f"{account}-runs"
+    register_token_client(testbed, researcher, entry["scopes"])
+    add_oidc_identity(testbed, account, researcher.token_client)
+    del entry["credential"]
+    entry["token_client"] = {"id": researcher.token_client,
+                             "secret_file": str(researcher.credential)}
+
+
+def register_token_client(testbed, researcher: Researcher, scopes: Sequence[str], *,
+                          without: Sequence[str] = (), lifetime: int = 3600) -> None:
+    """(Re-)register the researcher's client: Rucio's `openid profile`, reading the storage
+    paths of `scopes`, creating and modifying below the first (their own; Rucio's hash lfn2pfn
+    keeps `user.x:f` below /user/x), less the scopes `without`, for Rucio, the FTS service and
+    the storage, its tokens living `lifetime` seconds."""
+    from lofar_datalake_testbed import tokens
+
+    def path(scope: str) -> str:
+        return "/" + (scope.replace(".", "/") if scope.startswith(("user", "group")) else scope)
+
+    allowed = ["openid", "profile", *(f"storage.read:{path(s)}" for s in scopes),
+               f"storage.create:{path(scopes[0])}", f"storage.modify:{path(scopes[0])}"]
+    tokens.register_token_client(
+        testbed.layout, researcher.token_client, researcher.credential.read_text(),
+        scopes=[s for s in allowed if s not in without], lifetime=lifetime,
+        audiences=[tokens.RUCIO_AUDIENCE, *tokens.service_audiences(testbed.layout.ports())])
+
+
+def token_options(testbed) -> list[str]:
+    """serve's options for the researchers' token clients: the testbed's issuer, and the
+    audiences of Rucio, the FTS service and every storage (no catch-all audience)."""
+    from lofar_datalake_testbed import tokens
+
+    ports = testbed.layout.ports()
+    audiences = [tokens.RUCIO_AUDIENCE, *tokens.service_audiences(ports)]
+    return ["--oidc-issuer", tokens.issuer_url(ports),
+            *(a for audience in audiences for a in ("--token-audience", audience))]
 
 
 def free_port() -> int:
@@ -194,10 +320,18 @@ def open_directory(prefix: str) -> Path:
 
 
 def make_service(testbed, limits: dict[str, dict[str, int]] | None = None,
-                 probe_interval: int = 0, sites: str = "") -> Iterator[Service]:
+                 probe_interval: int = 0, sites: str = "",
+                 read_scopes: dict[str, list[str]] | None = None,
+                 oidc_subjects: dict[str, str] | None = None,
+                 token_clients: Sequence[str] = ()) -> Iterator[Service]:
     """The service with alice and bob; with `probe_interval` also `probe`, a researcher of
     the same kind (no data of its own) the site-health probes run as; `sites`: a sites file's
-    text (default: the testbed's config/sites.example.yaml)."""
+    text (default: the testbed's config/sites.example.yaml); `read_scopes`: scopes beyond
+    their own that a researcher may read (e.g. the public `lofar`); `oidc_subjects`: people
+    log in through the testbed's issuer too (the service's client registered there), each
+    researcher named here being the person with that `sub` and no password of the service's;
+    `token_clients`: researchers whose runs get access tokens from a token client at the
+    testbed's issuer instead of their Rucio password (`give_token_client`)."""
     from lofar_datalake.service.researchers import hash_password
 
     root = open_directory("lofar-datalake-service-")
@@ -217,9 +351,15 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None,
         researchers[name] = Researcher(name, f"login-{secrets.token_hex(8)}", scope,
                                        f"stations-{tag}", credential)
         entries[name] = {"password_hash": hash_password(researchers[name].password),
-                         "rucio_account": account, "scopes": [scope],
+                         "rucio_account": account,
+                         "scopes": [scope, *(read_scopes or {}).get(name, [])],
                          "credential": str(credential),
                          "limits": (limits or {}).get(name, {"concurrent_runs": 1})}
+        if name in (oidc_subjects or {}):
+            entries[name]["oidc_subject"] = (oidc_subjects or {})[name]
+            del entries[name]["password_hash"]
+        if name in token_clients:
+            give_token_client(testbed, researchers[name], entries[name], account)
         if name == "probe":
             continue  # its files are the service's to put
         data = root / "upload" / name
@@ -246,14 +386,23 @@ def make_service(testbed, limits: dict[str, dict[str, int]] | None = None,
     if probe_interval:
         service.args += ["--probe", "probe", "--probe-interval", str(probe_interval),
                          "--probe-timeout", "180", "--probe-x509-proxy", str(testbed.pki.proxy)]
+    if token_clients:
+        service.args += token_options(testbed)
     if sites:
         (etc / "sites.yaml").write_text(sites)
         service.args += ["--sites", str(etc / "sites.yaml")]
     service.forbidden = [str(root / "state" / "service" / "session.key"),
                          str(researchers["bob"].credential), str(testbed.layout.client_config)]
-    service.start()
+    service.hidden = [str(etc), str(testbed.layout.client_config.parent)]
+    if oidc_subjects is not None:
+        service.oidc_client = register_oidc_client(testbed, service)
     try:
+        service.start()
         yield service
     finally:
         service.stop()
+        if service.oidc_client:
+            from lofar_datalake_testbed.issuer_accounts import remove_client
+
+            remove_client(testbed.layout, service.oidc_client)
         shutil.rmtree(root, ignore_errors=True)

@@ -6,6 +6,7 @@ comparison runs at a testbed site as the researcher's own system user and Rucio 
 from __future__ import annotations
 
 import json
+import pwd
 import re
 import signal
 import time
@@ -57,12 +58,29 @@ def test_a_researcher_submits_a_workflow_and_reads_an_equivalent_verdict(service
     assert summary["runs"]["datalake"]["files_staged"] == len(STATIONS)
     assert record["verdict"]["equivalent"] is True  # the whole verdict.json, from the database
 
-    # What the run could see of the service: nothing (it ran as the researcher's own user).
+    # What the run could see of the service: nothing. It ran as the researcher's own user, in
+    # a container where the service's files are not even there: of the state directory only
+    # the way to its own run, the directories of the other private files empty.
     probe = service.state / "runs" / str(submitted["id"]) / "compare" / "datalake" / (
         "results/probe.json")
     seen = json.loads(probe.read_text())
     assert seen["root"] is False
     assert seen["readable"] == {path: False for path in service.forbidden}
+    assert seen["exists"] == {path: False for path in [str(service.state / "service"),
+                                                       *service.forbidden]}
+    assert seen["listed"] == {str(service.state): ["runs"],
+                              str(service.state / "runs"): [str(submitted["id"])],
+                              **{directory: [] for directory in service.hidden}}
+    # Its own processes only (a PID namespace): all of them its user's, the first its
+    # container's; the service is not among them.
+    processes = json.loads((probe.parents[1] / "probe" / "processes.json").read_text())
+    service_cmdline = Path(f"/proc/{service.proc.pid}/cmdline").read_bytes().replace(
+        b"\0", b" ").decode().strip()
+    assert {p["uid"] for p in processes.values()} == {pwd.getpwnam("ldl-alice").pw_uid}
+    assert Path(processes["1"]["cmdline"].split()[0]).name == "bwrap", processes
+    assert service_cmdline not in [p["cmdline"] for p in processes.values()]
+    # The daemon it left behind (a session of its own) went with the run.
+    assert service.survivors() == []
     # Its environment holds nothing of the service's: no secret, no path into its state.
     session_key = (service.state / "service" / "session.key").read_text().strip()
     bobs_secret = service.researchers["bob"].credential.read_text().strip()
@@ -176,6 +194,7 @@ def test_a_restart_loses_nothing(service):
         time.sleep(0.5)
     assert seen[-1] == ["running", "queued"], seen[-5:]
     service.stop(signal.SIGTERM)
+    assert service.survivors() == []  # the stopped run, and all it started
     service.start()
     records = [service.wait("alice", s["id"]) for s in (first, second)]
     assert [r["state"] for r in records] == ["done", "done"], [

@@ -4,7 +4,6 @@ pytest would collect functions named test*)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -13,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pipeline_science import check_science
 
-from lofar_datalake.pipeline import crossmatch
-from lofar_datalake.pipeline.catalogue import read_catalogue
-from lofar_datalake.pipeline.qa import image_frequency
-from lofar_datalake.simulate import truth
+__all__ = ["CLI", "REPO", "Compared", "check_science", "compare_at", "logs_of"]
 
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 REPO = Path(__file__).resolve().parents[2]
@@ -59,19 +55,3 @@ def logs_of(run: Path, chars: int = 3000) -> str:
             (run / ".snakemake" / "slurm_logs").rglob("*.log")):
         parts.append(f"--- {path.relative_to(run)}\n{path.read_text()[-1500:]}")
     return "\n".join(parts)[-20000:]
-
-
-def check_science(run: Path, data: Path) -> None:
-    """Every simulated target source found by the run at its true position and flux."""
-    with open(data / "observations.tsv", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    obs = next(r["observation"] for r in rows if r["role"] == "target")
-    catalogue = read_catalogue(run / f"results/{obs}/catalogue/{obs}.srl.csv")
-    matches = crossmatch.crossmatch(
-        truth.read_target_sources(data / "truth"), np.asarray(catalogue["RA"]),
-        np.asarray(catalogue["DEC"]), np.asarray(catalogue["Total_flux"]),
-        image_frequency(run / f"results/{obs}/image/{obs}-image.fits"), radius_arcsec=10.0,
-    )  # fmt: skip
-    assert matches, "no simulated sources to match"
-    for m in matches:
-        assert m.found and m.separation_arcsec <= 2.0 and abs(m.flux_ratio - 1) <= 0.05, m

@@ -1,6 +1,7 @@
 """The site-health probes' pure parts: which site x RSE pairs are probed, which sites the matrix
-leaves offered and why one is refused, ages for people, a probe's names, command and failure
-detail, and the matrix page rendered."""
+leaves failing, degraded or healthy, why a failing site is refused and which inputs a degraded
+one refuses, ages for people, a probe's names, command and failure detail, and the matrix page
+and the form rendered."""
 
 from __future__ import annotations
 
@@ -48,16 +49,36 @@ def test_a_site_is_healthy_when_every_latest_probe_passed() -> None:
     assert health.offered(sites) == ["SITE_A", "SITE_B", "SITE_C"]
 
 
-def test_one_failed_probe_takes_its_site_out_and_only_that_site() -> None:
-    matrix = [r for r in all_passing() if (r.site, r.rse) != ("SITE_A", "SITE_C_DAV")]
-    matrix.append(result("SITE_A", "SITE_C_DAV", ok=False, detail="a\nconnection refused"))
+def failing(*pairs: tuple[str, str]) -> list[ProbeResult]:
+    """Every probe passed but those of `pairs`, which failed."""
+    return [result(r.site, r.rse, ok=False, detail=f"x\n{r.rse} refused")
+            if (r.site, r.rse) in pairs else r for r in all_passing()]
+
+
+def test_a_failed_probe_at_a_sites_own_rse_takes_that_site_out_and_only_it() -> None:
+    matrix = failing(("SITE_A", "SITE_A_DISK"))
     sites = health.site_health(SITES, matrix)
     assert sites["SITE_A"].status is health.Status.FAILING and not sites["SITE_A"].offered
-    assert [r.rse for r in sites["SITE_A"].failed] == ["SITE_C_DAV"]
+    assert [r.rse for r in sites["SITE_A"].failed] == ["SITE_A_DISK"]
+    assert sites["SITE_A"].unreadable == [] and sites["SITE_A"].summary == "failing"
     assert health.offered(sites) == ["SITE_B", "SITE_C"]
     # Passing again: the latest probe is what counts (Store.probe_matrix gives only that).
-    matrix[-1] = result("SITE_A", "SITE_C_DAV", minutes=0)
-    assert health.site_health(SITES, matrix)["SITE_A"].offered
+    matrix[0] = result("SITE_A", "SITE_A_DISK", minutes=0)
+    assert health.site_health(SITES, matrix)["SITE_A"].status is health.Status.HEALTHY
+
+
+def test_a_site_that_cannot_read_another_rse_is_degraded_and_still_offered() -> None:
+    sites = health.site_health(SITES, failing(("SITE_A", "SITE_C_DAV"), ("SITE_A", "SITE_B_DISK")))
+    assert sites["SITE_A"].status is health.Status.DEGRADED and sites["SITE_A"].offered
+    assert sites["SITE_A"].unreadable == ["SITE_B_DISK", "SITE_C_DAV"]
+    assert sites["SITE_A"].summary == "degraded: cannot read SITE_B_DISK, SITE_C_DAV"
+    assert health.offered(sites) == ["SITE_A", "SITE_B", "SITE_C"]
+    # Its own RSE failing too outweighs what it cannot read.
+    sites = health.site_health(SITES, failing(("SITE_A", "SITE_C_DAV"), ("SITE_A", "SITE_A_DISK")))
+    assert sites["SITE_A"].status is health.Status.FAILING
+    # SITE_B reads its own RSE too (listed in `reads`): a failure there is still its own.
+    sites = health.site_health(SITES, failing(("SITE_B", "SITE_B_DISK")))
+    assert sites["SITE_B"].status is health.Status.FAILING
 
 
 def test_a_site_not_probed_yet_is_offered_and_said_to_be_so() -> None:
@@ -68,23 +89,77 @@ def test_a_site_not_probed_yet_is_offered_and_said_to_be_so() -> None:
     assert sites["SITE_C"].status is health.Status.UNPROBED
     assert health.offered(sites) == ["SITE_A", "SITE_B", "SITE_C"]
     # A failure outweighs probes not run yet; probes of pairs no longer listed do not count.
-    failing = [result("SITE_B", "SITE_A_DISK", ok=False), result("SITE_C", "SITE_B_DISK", False)]
-    sites = health.site_health(SITES, failing)
-    assert sites["SITE_B"].status is health.Status.FAILING
+    failed = [result("SITE_B", "SITE_A_DISK", ok=False), result("SITE_C", "SITE_B_DISK", False),
+              result("SITE_A", "SITE_A_DISK", ok=False)]
+    sites = health.site_health(SITES, failed)
+    assert sites["SITE_A"].status is health.Status.FAILING
+    assert sites["SITE_B"].status is health.Status.DEGRADED
     assert sites["SITE_C"].status is health.Status.UNPROBED
 
 
-def test_a_refusal_names_the_site_the_rse_when_and_why() -> None:
+def test_a_refusal_names_the_site_its_own_rse_when_and_why() -> None:
     matrix = [*all_passing()[1:], result("SITE_A", "SITE_A_DISK", ok=False, minutes=2,
-                                         detail="Traceback...\nupload to SITE_A_DISK refused")]
+                                         detail="Traceback...\nupload to SITE_A_DISK refused"),
+              result("SITE_A", "SITE_C_DAV", ok=False, detail="not this one")]
     sites = health.site_health(SITES, matrix)
     said = health.refusal(sites["SITE_A"], ["SITE_B", "SITE_C"], NOW)
     assert said == (
         "site SITE_A is not offered: its probe reading SITE_A_DISK failed 2 min ago (at "
-        "2026-12-04 00:58:00 UTC: upload to SITE_A_DISK refused). It is offered again once its "
-        "probes pass (see /sites); choose one of SITE_B, SITE_C")
+        "2026-12-04 00:58:00 UTC: upload to SITE_A_DISK refused), so it can neither stage "
+        "inputs nor store products there. It is offered again once that probe passes (see "
+        "/sites); choose one of SITE_B, SITE_C")
     assert health.refusal(sites["SITE_A"], [], NOW).endswith(
         "no site passes its probes at the moment")
+
+
+def degraded_a() -> health.SiteHealth:
+    """SITE_A unable to read SITE_C_DAV (since 2 min) and SITE_B_DISK (since 5 min)."""
+    matrix = [r for r in all_passing() if r.site != "SITE_A" or r.rse == "SITE_A_DISK"]
+    matrix += [result("SITE_A", "SITE_C_DAV", ok=False, minutes=2,
+                      detail="Traceback...\nput to SITE_C_DAV: Connection refused"),
+               result("SITE_A", "SITE_B_DISK", ok=False, minutes=5, detail="stage timed out")]
+    return health.site_health(SITES, matrix)["SITE_A"]
+
+
+def test_a_degraded_site_refuses_a_file_whose_replicas_are_all_where_it_cannot_read() -> None:
+    said = health.input_refusal(degraded_a(), {
+        "user.a:c.csv": {"user.a:c.csv": ["SITE_C_DAV"]},
+        "user.a:ab.csv": {"user.a:ab.csv": ["SITE_A_DISK", "SITE_C_DAV"]}}, NOW)
+    assert said == (
+        "site SITE_A cannot read your input user.a:c.csv, whose only replicas are on "
+        "SITE_C_DAV: its probe reading SITE_C_DAV failed 2 min ago (at 2026-12-04 00:58:00 UTC: "
+        "put to SITE_C_DAV: Connection refused). Choose another site (see /sites), or submit "
+        "again once that probe passes")
+
+
+def test_a_degraded_site_names_the_files_of_a_dataset_it_cannot_read_and_each_rse() -> None:
+    files = {f"user.a:f{i}": ["SITE_C_DAV"] for i in range(5)}
+    files |= {"user.a:f5": ["SITE_B_DISK", "SITE_C_DAV"], "user.a:ok": ["SITE_C_DAV", "SITE_X"]}
+    said = health.input_refusal(degraded_a(), {"user.a:ds": files,
+                                               "user.a:one": {"user.a:g": ["SITE_B_DISK"]}}, NOW)
+    assert said is not None
+    assert said.startswith(
+        "site SITE_A cannot read the files user.a:f0, user.a:f1, user.a:f2 and 3 more of your "
+        "input user.a:ds, whose only replicas are on SITE_B_DISK, SITE_C_DAV; the file "
+        "user.a:g of your input user.a:one, whose only replicas are on SITE_B_DISK: its probe "
+        "reading SITE_B_DISK failed 5 min ago (at 2026-12-04 00:55:00 UTC: stage timed out); "
+        "its probe reading SITE_C_DAV failed 2 min ago")
+    assert said.endswith("or submit again once those probes pass")
+    assert "user.a:ok" not in said  # a replica on an RSE not probed: not the probes' to judge
+
+
+def test_a_degraded_site_takes_inputs_it_can_read_and_files_without_replicas() -> None:
+    site = degraded_a()
+    assert health.input_refusal(site, {
+        "user.a:ds": {"user.a:x": ["SITE_A_DISK"], "user.a:y": ["SITE_C_DAV", "SITE_A_DISK"]},
+        "user.a:lost": {"user.a:lost": []}}, NOW) is None
+    assert health.input_refusal(site, {}, NOW) is None
+    # A healthy site, or one failing at its own RSE only, refuses no input by its replicas.
+    healthy = health.site_health(SITES, all_passing())["SITE_A"]
+    own = health.site_health(SITES, failing(("SITE_A", "SITE_A_DISK")))["SITE_A"]
+    for other in (healthy, own):
+        assert health.input_refusal(other, {"user.a:d": {"user.a:d": ["SITE_A_DISK"]}},
+                                    NOW) is None
 
 
 def test_a_cell_shows_a_long_failures_start_and_reason() -> None:
@@ -108,12 +183,16 @@ def test_ages_read_as_people_say_them(seconds: float, said: str) -> None:
 def test_the_api_lists_each_cell_with_its_age_and_detail() -> None:
     sites = health.site_health(SITES, [result("SITE_C", "SITE_C_DAV", ok=False, detail="no")])
     assert health.as_json(sites, NOW)[2] == {
-        "site": "SITE_C", "status": "failing", "offered": False,
+        "site": "SITE_C", "rse": "SITE_C_DAV", "status": "failing", "offered": False,
+        "cannot_read": [],
         "probes": [{"rse": "SITE_C_DAV", "probed": True, "ok": False,
                     "checked_at": "2026-12-04T00:57:00+00:00", "age": "3 min ago",
                     "seconds": 7.5, "detail": "no"}]}
     assert health.as_json(sites, NOW)[0]["probes"][0] == {"rse": "SITE_A_DISK",
                                                          "probed": False}
+    degraded = health.as_json({"SITE_A": degraded_a()}, NOW)[0]
+    assert degraded["status"] == "degraded" and degraded["offered"]
+    assert degraded["cannot_read"] == ["SITE_B_DISK", "SITE_C_DAV"]
 
 
 def test_a_probe_reads_a_new_file_and_stores_a_new_product() -> None:
@@ -144,6 +223,9 @@ def test_the_probe_runs_the_probe_workflow_with_the_sites_profile_as_the_probe_a
     assert options["--storage-datalake-rucio-config"] == str(paths.rucio_config)
     assert options["--storage-datalake-stage-timeout"] == "60"
     assert options["--storage-datalake-output-rules"] == ""  # no copies elsewhere
+    # Its files expire: a probe every few minutes would otherwise pile them up.
+    assert options["--storage-datalake-output-lifetime"] == str(probing.KEEP_S)
+    assert options["--storage-datalake-rule-lifetime"] == str(probing.KEEP_S)
     assert not any("secret" in part or "password" in part for part in command)
 
 
@@ -177,17 +259,33 @@ def test_a_failures_detail_says_what_failed_then_why_and_no_secret() -> None:
     assert probing.failure_detail("", "", []) == ""
 
 
-def test_the_matrix_page_shows_green_red_and_not_probed_cells() -> None:
-    matrix = [*all_passing()[1:], result("SITE_A", "SITE_A_DISK", ok=False,
-                                         detail="x\nupload to SITE_A_DISK refused")]
-    request = Request({"type": "http", "method": "GET", "path": "/sites", "headers": [],
+def page(template: str, **context: object) -> str:
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
                        "query_string": b""})
-    page = TEMPLATES.get_template("sites.html").render(
-        request=request, csrf="t", user=None, sites=health.site_health(SITES, matrix),
-        rses=health.columns(SITES), probes=ProbeSettings("probe", 600), now=NOW).replace(
-        "\n", " ")
-    assert "Every 10 min each site" in page
-    assert 'class="cell cell-failed" data-rse="SITE_A_DISK"' in page
-    assert "failed</strong> 3 min ago" in page and "upload to SITE_A_DISK refused" in page
-    assert page.count("cell cell-ok") == 5 and page.count("cell cell-na") == 3
-    assert "not offered" in page
+    return " ".join(TEMPLATES.get_template(template).render(request=request, csrf="t",
+                                                            **context).split())
+
+
+def test_the_matrix_page_shows_green_red_degraded_and_not_probed_cells() -> None:
+    matrix = failing(("SITE_A", "SITE_A_DISK"), ("SITE_B", "SITE_A_DISK"))
+    matrix[0] = result("SITE_A", "SITE_A_DISK", ok=False, detail="x\nupload to SITE_A_DISK refused")
+    shown = page("sites.html", user=None, sites=health.site_health(SITES, matrix),
+                 rses=health.columns(SITES), probes=ProbeSettings("probe", 600), now=NOW)
+    assert "Every 10 min each site" in shown
+    assert '<th>SITE_B <span class="hint">on SITE_B_DISK</span></th>' in shown
+    assert 'class="cell cell-failed" data-rse="SITE_A_DISK"' in shown
+    assert "failed</strong> 3 min ago" in shown and "upload to SITE_A_DISK refused" in shown
+    assert shown.count("cell cell-ok") == 4 and shown.count("cell cell-na") == 3
+    assert ('<span class="state site-failing">failing</span> <span class="hint">not offered'
+            in shown)
+    assert ('<span class="state site-degraded">degraded: cannot read SITE_A_DISK</span> '
+            '<span class="hint">offered' in shown)
+
+
+def test_the_form_offers_a_degraded_site_saying_what_it_cannot_read() -> None:
+    user = Researcher("alice", "", "alice7", ("user.alice7",), "")
+    shown = page("home.html", user=user, history=[], usage={"running": 0, "queued": 0},
+                 limits=user.limits, sites=["SITE_A", "SITE_B"],
+                 cannot_read={"SITE_A": ["SITE_B_DISK", "SITE_C_DAV"]})
+    assert ('<option value="SITE_A">SITE_A (cannot read SITE_B_DISK, SITE_C_DAV)</option>'
+            '<option value="SITE_B">SITE_B</option>') in shown

@@ -1,7 +1,7 @@
 """Asking Rucio something as one account, in a short process of its own: Rucio's client reads
 one configuration per process and the service serves many accounts. The caller's module is run
-with `python -m MODULE CONFIG ACCOUNT`, its question as JSON on stdin, the account's secret in
-its environment only (never on its command line)."""
+with `python -m MODULE CONFIG ACCOUNT`, its question as JSON on stdin, the account's password or
+access token in its environment only (never on its command line)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,13 @@ def ask(module: str, config: Path, account: str, question: Any, env: Mapping[str
 
 
 def connect(argv: list[str] | tuple[str, ...]) -> RucioAdapter:
-    """In the child: Rucio as the account its command line names, the secret from its
-    environment."""
+    """In the child: Rucio as the account its command line names, with the password from its
+    environment, or else as its configuration says (`auth_type = oidc`: the token from
+    `$BEARER_TOKEN` or the file `$BEARER_TOKEN_FILE` names)."""
     from datalake_core.rucio_adapter import RucioAdapter
 
     config, account = Path(argv[0]), argv[1]
-    return RucioAdapter.connect(config, account, "userpass", account,
-                                os.environ.get(PASSWORD_ENV))
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        return RucioAdapter.connect(config, account)
+    return RucioAdapter.connect(config, account, "userpass", account, password)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # the web stack loads when the service starts, not on every c
     from collections.abc import Mapping
 
     from .model import ProbeSettings, Researcher
-    from .worker import SiteEntry
+    from .oidc import Provider
+    from .token_client import Issuer
+    from .worker import Settings, SiteEntry
 
 HELP = "the web service: researchers submit workflows and read the DataLake verdict"
 ROOT = Path(__file__).resolve().parents[4]
@@ -60,13 +62,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="starts of one submission, counting resumes after a restart")
     parser.add_argument("--probe", metavar="LOGIN", default="",
                         help="probe every site's health as this entry of the researchers file "
-                             "(its Rucio account, first scope and secret); without it no "
-                             "probes run and every site is offered")
+                             "(its Rucio account, first scope and secret or token client); "
+                             "without it no probes run and every site is offered")
     parser.add_argument("--probe-interval", type=int, default=600, metavar="SECONDS",
                         help="seconds between the starts of two rounds of probes over every "
                              "site x RSE (default: %(default)s; 0: no probes)")
     parser.add_argument("--probe-timeout", type=int, default=300, metavar="SECONDS",
                         help="a probe still running after this fails (default: %(default)s)")
+    parser.add_argument("--oidc-issuer", metavar="URL", default="",
+                        help="also let researchers log in through this OpenID Connect issuer "
+                             "(its TLS checked with --ca-bundle); the researchers file's "
+                             "oidc_subject maps each person to their entry. Researchers' "
+                             "token clients get their runs' access tokens there too (alone, "
+                             "without --oidc-client-id: tokens only, no logins)")
+    parser.add_argument("--oidc-client-id", default="",
+                        help="the service's client id at the issuer (registered with the "
+                             "redirect URI <this service's URL>/login/oidc/callback)")
+    parser.add_argument("--oidc-client-secret-file", type=Path, metavar="PATH",
+                        help="a file (0600) holding the service's client secret at the issuer")
+    parser.add_argument("--token-audience", action="append", default=[], metavar="AUD",
+                        help="an audience the runs' access tokens are for (repeatable: Rucio's, "
+                             "the FTS service's, the storage's; default: rucio and "
+                             "https://wlcg.cern.ch/jwt/v1/any)")
     parser.add_argument("--probe-x509-proxy", type=Path,
                         help="the storage credential the probes write with (an X.509 proxy "
                              "the storage and FTS accept; default: the Rucio configuration's "
@@ -101,14 +118,17 @@ def serve(args: argparse.Namespace) -> int:
     known = researchers.load(args.researchers)
     base, ca = rucio_servers(args)
     settings = Settings(state, known, load_sites(args.sites), base, ca,
-                        max_attempts=args.max_attempts, probes=probe_settings(args, known, base))
-    conninfo = (args.database or os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE")
-                or database.start(state / "service" / "db"))
-    for name in settings.researchers:
-        sandbox.kill_leftovers(sandbox.PREFIX + name)
+                        max_attempts=args.max_attempts, probes=probe_settings(args, known, base),
+                        private=private_files(args), issuer=token_issuer(args, known, ca))
     for directory in sandbox.grant_passage([Path(sys.executable), ROOT]):
         print(f"researchers' runs may pass through {directory} (search only, group "
               f"{sandbox.GROUP}), to reach the project and its Python", flush=True)
+    check_containers(settings)
+    provider = oidc_provider(args, known, ca)
+    conninfo = (args.database or os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE")
+                or database.start(state / "service" / "db"))
+    for name in settings.researchers:
+        sandbox.kill_leftovers(sandbox.PREFIX + name, state)
     store = Store(conninfo)
     store.migrate()
     for resumed in store.recover(args.max_attempts):
@@ -133,7 +153,7 @@ def serve(args: argparse.Namespace) -> int:
         print("no site-health probes (--probe not given, or --probe-interval 0): every site "
               "is offered", flush=True)
     app = create_app(Context(settings, conninfo, session_key(state), args.tls_cert is not None,
-                             lock))
+                             lock, provider))
     scheme = "https" if args.tls_cert else "http"
     print(f"serving on {scheme}://{args.host}:{args.port}/ (state {state})", flush=True)
     try:
@@ -147,6 +167,71 @@ def serve(args: argparse.Namespace) -> int:
         if not args.database and not os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE"):
             database.stop(state / "service" / "db")
     return 0
+
+
+def private_files(args: argparse.Namespace) -> dict[str, Path]:
+    """The service's files beyond its state, Rucio configuration and the researchers'
+    credentials that no run may see (their directories are hidden: worker.Settings.walls)."""
+    named = {"--researchers": args.researchers, "--tls-key": args.tls_key,
+             "--oidc-client-secret-file": args.oidc_client_secret_file}
+    return {option: path for option, path in named.items() if path is not None}
+
+
+def check_containers(settings: Settings) -> None:
+    """With root, every run is kept in a container: one is tried as a researcher's user before
+    the service starts (a missing bwrap, or a kernel without user namespaces, stops it here),
+    and what the containers hide is said. Without root, that runs are not isolated."""
+    from . import sandbox
+
+    if not sandbox.isolated():
+        print("not root: researchers' runs run as the service's own user, without "
+              "containers: they are not isolated from the service", flush=True)
+        return
+    walls = settings.walls
+    user = sandbox.user_for(next(iter(settings.researchers)))
+    sandbox.check(user, walls, settings.state / "runs")
+    print("researchers' runs are kept in containers (bwrap) that do not show "
+          f"{', '.join(str(p) for p in walls.hidden)}", flush=True)
+
+
+def oidc_provider(args: argparse.Namespace, known: Mapping[str, Researcher],
+                  ca: Path) -> Provider | None:
+    """The OpenID issuer researchers may log in through, None without --oidc-issuer (then
+    every researcher needs a password)."""
+    from .oidc import CALLBACK, configure
+
+    # --oidc-issuer alone serves the runs' access tokens (token_issuer), not logins.
+    given = [o for o in ("oidc_client_id", "oidc_client_secret_file") if getattr(args, o)]
+    if not given:
+        stranded = sorted(name for name, r in known.items() if not r.password_hash)
+        if stranded:
+            raise ValueError(f"researchers {', '.join(stranded)} have no password_hash and "
+                             "log in through the OpenID issuer: give --oidc-issuer, "
+                             "--oidc-client-id and --oidc-client-secret-file")
+        return None
+    provider = configure(args.oidc_issuer, args.oidc_client_id, args.oidc_client_secret_file,
+                         ca)
+    print(f"logins through the OpenID issuer {provider.issuer} too, as its client "
+          f"{provider.client_id} (redirect URI: this service's URL + {CALLBACK})", flush=True)
+    return provider
+
+
+def token_issuer(args: argparse.Namespace, known: Mapping[str, Researcher],
+                 ca: Path) -> Issuer | None:
+    """Where the runs of researchers with a token client get their access tokens (the
+    --oidc-issuer's token endpoint, from its discovery document); None when nobody has one."""
+    from .token_client import DEFAULT_AUDIENCES, discover
+
+    clients = sorted(name for name, r in known.items() if r.token_client is not None)
+    if not clients:
+        return None
+    if not args.oidc_issuer:
+        raise ValueError(f"researchers {', '.join(clients)} have a token client: give "
+                         "--oidc-issuer, the DataLake's issuer their runs' tokens come from")
+    issuer = discover(args.oidc_issuer, ca, args.token_audience or DEFAULT_AUDIENCES)
+    print(f"runs of {', '.join(clients)} get access tokens from {issuer.token_endpoint} for "
+          f"{', '.join(issuer.audiences)}", flush=True)
+    return issuer
 
 
 def make_state(state: Path) -> Path:

@@ -43,8 +43,9 @@ def checkout(url: str, commit: str, dest: Path, timeout_s: float = 120,
              run_as: Sequence[str] = (), max_bytes: int | None = None) -> None:
     """Check out `commit` of the git repository at `url` into `dest` (made if missing; it must
     be empty). Only https:// and file:// URLs (or an absolute path), and a commit in full.
-    `run_as` (sandbox.prefix) runs git as the researcher's user, so a file:// URL reaches only
-    what that user may read; `dest` must then be theirs already. The repository's history
+    `run_as` (sandbox.prefix) runs git as the researcher's user in the run's container, so a
+    file:// URL reaches only what that user may read there; `dest` must then be theirs
+    already, inside the run's directory. The repository's history
     (.git) is not kept: what runs is the tree of that one commit. `max_bytes` bounds both
     what the fetch writes (watched while it runs) and the commit's files (summed before
     they are written)."""

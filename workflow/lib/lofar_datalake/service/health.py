@@ -1,6 +1,8 @@
 """Site health: every site is probed, periodically, at each RSE it may read (its own and the
-sites file's `reads`), and a site whose latest probes did not all pass is not offered for new
-submissions until they do.
+sites file's `reads`). A site whose probe at its own RSE failed cannot stage or store there and
+is not offered for new submissions until that probe passes; a site that only cannot read some
+other RSE is degraded: still offered, but a submission there whose input files have replicas
+only on such RSEs is refused (`input_refusal`), naming the files, the RSEs and why.
 
 Why: a site with broken storage, staging or catalogue access fails every comparison sent to it,
 after minutes of the researcher's waiting; the probe (probing.py, the workflow in probe/) finds
@@ -30,7 +32,8 @@ from .worker import Settings, SiteEntry
 
 class Status(StrEnum):
     HEALTHY = "healthy"
-    FAILING = "failing"
+    FAILING = "failing"  # the probe at its own RSE failed: it cannot stage or store there
+    DEGRADED = "degraded"  # only probes reading other RSEs failed: it cannot read those
     UNPROBED = "not probed yet"  # some of its probes have not run yet, and none failed
 
 
@@ -52,6 +55,7 @@ def columns(sites: Mapping[str, SiteEntry]) -> list[str]:
 @dataclass(frozen=True)
 class SiteHealth:
     site: str
+    rse: str  # its own: where its runs stage their inputs and store their products
     status: Status
     cells: dict[str, ProbeResult | None]  # the latest probe at each RSE the site reads
 
@@ -63,24 +67,38 @@ class SiteHealth:
     def failed(self) -> list[ProbeResult]:
         return [r for r in self.cells.values() if r is not None and not r.ok]
 
+    @property
+    def unreadable(self) -> list[str]:
+        """The other RSEs whose latest probe at this site failed."""
+        return [r.rse for r in self.failed if r.rse != self.rse]
+
+    @property
+    def summary(self) -> str:
+        """The status as the page and the form say it: "degraded: cannot read X, Y"."""
+        if self.status is Status.DEGRADED:
+            return f"{self.status.value}: cannot read {', '.join(self.unreadable)}"
+        return self.status.value
+
 
 def site_health(sites: Mapping[str, SiteEntry],
                 matrix: Iterable[ProbeResult]) -> dict[str, SiteHealth]:
-    """Each site's status from the latest probes (`Store.probe_matrix`); probes of pairs the
-    sites file no longer lists are ignored."""
+    """Each site's status from the latest probes (`Store.probe_matrix`): failing by its own
+    RSE's probe, degraded by any other's, as a failure outweighs probes not run yet; probes of
+    pairs the sites file no longer lists are ignored."""
     latest = {(r.site, r.rse): r for r in matrix}
     out = {}
     for name in sorted(sites):
+        own = sites[name].rse
         cells = {rse: latest.get((name, rse)) for rse in site_rses(sites[name])}
-        results = [r for r in cells.values() if r is not None]
-        status = (Status.FAILING if any(not r.ok for r in results)
-                  else Status.HEALTHY if len(results) == len(cells) else Status.UNPROBED)
-        out[name] = SiteHealth(name, status, cells)
+        failed = {rse for rse, r in cells.items() if r is not None and not r.ok}
+        status = (Status.FAILING if own in failed else Status.DEGRADED if failed
+                  else Status.UNPROBED if None in cells.values() else Status.HEALTHY)
+        out[name] = SiteHealth(name, own, status, cells)
     return out
 
 
 def offered(health: Mapping[str, SiteHealth]) -> list[str]:
-    """The sites a researcher may choose: healthy or not probed yet."""
+    """The sites a researcher may choose: all but the failing ones."""
     return [name for name, h in health.items() if h.offered]
 
 
@@ -113,18 +131,54 @@ def gist(detail: str, most: int = 180) -> str:
     return f"{head} … {tail.split(' ', 1)[1] if ' ' in tail else tail}"
 
 
+def failure(result: ProbeResult, now: dt.datetime) -> str:
+    """A failed probe for a refusal: the RSE, when, and the last line of why."""
+    last = (result.detail.strip().splitlines() or ["no detail"])[-1]
+    return (f"its probe reading {result.rse} failed {since(result, now)} (at "
+            f"{result.checked_at:%Y-%m-%d %H:%M:%S} UTC: {last})")
+
+
 def refusal(health: SiteHealth, others: Sequence[str], now: dt.datetime) -> str:
-    """Why a submission to a failing site is refused: the RSEs whose probe failed, when, and
+    """Why a submission to a failing site is refused: its own RSE's probe failed, when, and
     the last line of why."""
-    failures = []
-    for r in health.failed:
-        last = (r.detail.strip().splitlines() or ["no detail"])[-1]
-        failures.append(f"its probe reading {r.rse} failed {since(r, now)} (at "
-                        f"{r.checked_at:%Y-%m-%d %H:%M:%S} UTC: {last})")
+    [own] = [r for r in health.failed if r.rse == health.rse]
     choose = (f"choose one of {', '.join(others)}" if others
               else "no site passes its probes at the moment")
-    return (f"site {health.site} is not offered: {'; '.join(failures)}. It is offered again "
-            f"once its probes pass (see /sites); {choose}")
+    return (f"site {health.site} is not offered: {failure(own, now)}, so it can neither stage "
+            f"inputs nor store products there. It is offered again once that probe passes "
+            f"(see /sites); {choose}")
+
+
+def input_refusal(health: SiteHealth, replicas: Mapping[str, Mapping[str, Sequence[str]]],
+                  now: dt.datetime) -> str | None:
+    """Why a submission to a degraded site is refused, or None: the inputs with a file whose
+    AVAILABLE replicas (`replicas`: DID -> each of its files -> RSEs) are all on RSEs the
+    site's probes could not read, naming the DID (and the file of a dataset), the RSEs, and
+    each of those probes' failure. A file with no replica at all is the run's to report."""
+    failed = {r.rse: r for r in health.failed if r.rse != health.rse}
+    unread, rses = [], set()
+    for did, files in replicas.items():
+        lost = {f: set(on) for f, on in files.items() if on and set(on) <= failed.keys()}
+        if lost:
+            on = sorted(set().union(*lost.values()))
+            rses.update(on)
+            unread.append(f"{_input(did, sorted(lost))}, whose only replicas are on "
+                          f"{', '.join(on)}")
+    if not unread:
+        return None
+    why = "; ".join(failure(failed[rse], now) for rse in sorted(rses))
+    again = "that probe passes" if len(rses) == 1 else "those probes pass"
+    return (f"site {health.site} cannot read {'; '.join(unread)}: {why}. Choose another site "
+            f"(see /sites), or submit again once {again}")
+
+
+def _input(did: str, files: Sequence[str], most: int = 3) -> str:
+    """An input for a refusal: the DID, or the (first `most`) files of a dataset."""
+    if list(files) == [did]:
+        return f"your input {did}"
+    more = f" and {len(files) - most} more" if len(files) > most else ""
+    return (f"the file{'s' if len(files) > 1 else ''} {', '.join(files[:most])}{more} of your "
+            f"input {did}")
 
 
 class Prober(threading.Thread):
@@ -173,7 +227,8 @@ class Prober(threading.Thread):
 
 def as_json(sites: Mapping[str, SiteHealth], now: dt.datetime) -> list[dict[str, object]]:
     """The matrix for `/api/sites`: each site's status and its latest probe at each RSE."""
-    return [{"site": h.site, "status": h.status.value, "offered": h.offered,
+    return [{"site": h.site, "rse": h.rse, "status": h.status.value, "offered": h.offered,
+             "cannot_read": h.unreadable,
              "probes": [{"rse": rse, "probed": False} if r is None else {
                  "rse": rse, "probed": True, "ok": r.ok, "checked_at": r.checked_at.isoformat(),
                  "age": since(r, now), "seconds": round(r.seconds, 1), "detail": r.detail}

@@ -40,11 +40,23 @@ class Limits:
 @dataclass(frozen=True)
 class Researcher:
     name: str  # the login
-    password_hash: str  # argon2id (argon2-cffi), never the password
+    password_hash: str  # argon2id (argon2-cffi), never the password; "": no password login
     rucio_account: str
     scopes: tuple[str, ...]  # the Rucio scopes whose DIDs their workflows may read
-    credential: str  # path of a file holding their Rucio account's secret (mode 0600)
+    credential: str  # path of a file holding their Rucio password (mode 0600); "": none
     limits: Limits = Limits()
+    oidc_subject: str = ""  # their `sub` at the service's OpenID issuer (--oidc-issuer), if any
+    token_client: TokenClient | None = None  # their runs get access tokens instead of a password
+
+
+@dataclass(frozen=True)
+class TokenClient:
+    """The researcher's OAuth client at the DataLake's issuer, registered for them by its IAM
+    with the WLCG storage scopes they may have: the service gets their runs' access tokens with
+    it (the client-credentials grant), and the secret never reaches a run."""
+
+    id: str
+    secret_file: str  # path of a file holding the client's secret (mode 0600)
 
 
 @dataclass(frozen=True)

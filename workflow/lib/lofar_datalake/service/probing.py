@@ -11,16 +11,20 @@ are immutable, so inputs and products carry the time:
     <scope>:service-probe/in/<RSE>/<site>/<time>.txt      put by the service on <RSE>
     <scope>:service-probe/out/<site>/<RSE>/<time>.txt     stored by the probe at <site>
 
-The probe is workflow code and runs as researchers' runs do (worker.py): as the probe login's
-system user, in a directory of its own (<state>/runs/probe-<site>-<RSE>/, the last probe's
-files and log kept), with a clean environment holding the account's secret and the storage
-credential (an X.509 proxy: writing to the DataLake's storage needs one), which is deleted
-when the probe ends. The upload is the service's own code and runs as the service, the secret
+The probe is workflow code and runs as researchers' runs do (worker.py): in a container, as
+the probe login's system user (sandbox.py), in a directory of its own
+(<state>/runs/probe-<site>-<RSE>/, the last probe's files and log kept), with a clean
+environment holding the account's secret and the storage credential (an X.509 proxy: writing
+to the DataLake's storage needs one; a copy in that directory), which is deleted when the
+probe ends. A probe login with a token client needs no proxy: its access token
+(run_credentials.py, a file in that directory while the probe runs) is taken by Rucio, FTS and
+the storage alike. The upload is the service's own code and runs as the service, the secret
 in its environment only (`python -m lofar_datalake.service.probing`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -37,19 +41,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from datalake_core.job_auth import PASSWORD_ENV
 from datalake_core.journal import InputEvent, read_journal
 
-from . import as_account, sandbox
+from . import as_account, run_credentials, sandbox
 from .model import Researcher
-from .researchers import secret
 from .runs import RunPaths
+from .token_client import TokenError
 from .worker import Settings, SiteEntry, rucio_config
 
 SNAKEFILE = Path(__file__).with_name("probe") / "Snakefile"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PREFIX = "service-probe"
 UPLOAD_TIMEOUT_S = 120
+# How long a probe's files are kept: their rules expire then, and the DataLake's reaper frees
+# the storage (a probe every few minutes at each site and RSE would otherwise pile them up).
+# A day leaves an operator time to look at a failed probe's files.
+KEEP_S = 24 * 3600
 DETAIL_LINES = 12
 DETAIL_CHARS = 4000
 # Snakemake's words around a failure that say nothing of why: its closing words, the job's
@@ -117,10 +124,13 @@ def probe_command(paths: RunPaths, site: SiteEntry, researcher: Researcher,
             "--storage-datalake-rucio-config", str(paths.rucio_config),
             "--storage-datalake-ca-bundle", str(paths.ca_bundle),
             "--storage-datalake-account", researcher.rucio_account,
-            "--storage-datalake-username", researcher.rucio_account,
+            *([] if researcher.token_client else ["--storage-datalake-username",
+                                                   researcher.rucio_account]),
             "--storage-datalake-stage-timeout", str(stage_timeout_s),
             "--storage-datalake-fts-attempts", "1",
-            "--storage-datalake-output-rules", ""]
+            "--storage-datalake-output-rules", "",
+            "--storage-datalake-output-lifetime", str(KEEP_S),
+            "--storage-datalake-rule-lifetime", str(KEEP_S)]
 
 
 def workdir(paths: RunPaths) -> Path:
@@ -173,27 +183,35 @@ def probe(settings: Settings, researcher: Researcher, site: SiteEntry, rse: str,
     source = paths.root / "input.txt"
     source.write_bytes(todo.content)
     proxy = paths.root / "x509-proxy.pem"
-    extra = {PASSWORD_ENV: secret(researcher)}
-    if limits.x509_proxy:
-        proxy.touch(0o600)
-        shutil.copyfile(limits.x509_proxy, proxy)
-        extra["X509_USER_PROXY"] = str(proxy)
-    hide = [extra[PASSWORD_ENV]]
     shown = [str(paths.root), str(settings.state)]
+    held = contextlib.ExitStack()
     started = time.monotonic()
     try:
+        user = sandbox.user_for(researcher.name)
+        try:
+            credentials = held.enter_context(run_credentials.for_run(
+                settings.issuer, researcher, paths.bearer_token,
+                user if sandbox.isolated() else None, paths.log))
+        except (TokenError, OSError) as exc:
+            return Outcome(False, time.monotonic() - started, failure_detail(
+                f"the service has no credentials for the probe: {exc}", "", (), shown))
+        extra, hide = dict(credentials.env), credentials.secrets
+        if limits.x509_proxy and researcher.token_client is None:  # a token is all a token needs
+            proxy.touch(0o600)
+            shutil.copyfile(limits.x509_proxy, proxy)
+            extra["X509_USER_PROXY"] = str(proxy)
         said = upload(todo, source, paths, researcher, extra)
         if said:
             return Outcome(False, time.monotonic() - started, failure_detail(
                 f"the service could not put the probe file on {rse}: {said}", "", hide, shown))
-        user = sandbox.user_for(researcher.name)
         sandbox.hand_over(paths.root, user)  # after the upload: its token file, too
         left = max(1.0, limits.timeout_s - (time.monotonic() - started))
-        command = [*sandbox.prefix(user), *probe_command(paths, site, researcher,
-                                                          max(10, int(left) // 2))]
+        command = [*sandbox.prefix(user, paths.root, settings.walls),
+                   *probe_command(paths, site, researcher, max(10, int(left) // 2))]
         code = _run(command, paths, sandbox.environment(paths.home, extra), left, stop)
     finally:
         proxy.unlink(missing_ok=True)
+        held.close()
     seconds = time.monotonic() - started
     if code is None and stop.is_set():
         return None
@@ -219,7 +237,8 @@ def read_at(work: Path, did: str) -> str | None:
 def upload(todo: Plan, source: Path, paths: RunPaths, researcher: Researcher,
            extra: dict[str, str]) -> str:
     """Put the probe file on its RSE as the probe account; "" when done, else why not."""
-    request = {"path": str(source), "scope": todo.scope, "name": todo.input, "rse": todo.rse}
+    request = {"path": str(source), "scope": todo.scope, "name": todo.input, "rse": todo.rse,
+               "lifetime": KEEP_S}
     try:
         done = as_account.ask("lofar_datalake.service.probing", paths.rucio_config,
                               researcher.rucio_account, request, extra, UPLOAD_TIMEOUT_S)
@@ -260,7 +279,7 @@ def _main(argv: Sequence[str]) -> int:
     try:
         rucio = as_account.connect(list(argv))
         rucio.upload(Path(request["path"]), Did(request["scope"], request["name"]),
-                     request["rse"])
+                     request["rse"], lifetime=request["lifetime"])
     except DataLakeError as exc:
         print(str(exc).replace("\n", " "), file=sys.stderr)
         return 1

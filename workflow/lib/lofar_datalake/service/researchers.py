@@ -8,10 +8,19 @@ which limits. Strict like the sites file: an unknown key or a wrong value names 
         scopes: [user.alice]
         credential: /etc/lofar-datalake/alice.secret   # her Rucio password, mode 0600
         limits: {concurrent_runs: 1, wall_time_s: 3600}
+        oidc_subject: 6f1c...   # her `sub` at the OpenID issuer the service logs people in at
+      bob:
+        ...                     # as alice, but instead of a credential:
+        token_client: {id: bob-runs, secret_file: /etc/lofar-datalake/bob.client-secret}
 
-Passwords are kept as argon2id hashes (argon2-cffi), never in clear. The credential file holds
-the researcher's own Rucio secret: the service hands it to their runs only, through the
-environment of the run's process, never on a command line or in a file the run keeps.
+Passwords are kept as argon2id hashes (argon2-cffi), never in clear. A researcher has a
+password_hash, an oidc_subject or both: the subject maps a login at the OpenID issuer (`serve
+--oidc-issuer`, oidc.py) to this entry, and one subject names one researcher. The credential
+file holds the researcher's own Rucio secret: the service hands it to their runs only, through
+the environment of the run's process, never on a command line or in a file the run keeps.
+Instead of a credential a researcher may have a token client: an OAuth client the DataLake's
+IAM registered for them at the issuer (`serve --oidc-issuer`), its secret in a 0600 file; their
+runs then get short-lived access tokens, never the secret (token_client.py).
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .model import Limits, Researcher
+from .model import Limits, Researcher, TokenClient
 from .sandbox import NAME
 
-KEYS = {"password_hash", "rucio_account", "scopes", "credential", "limits"}
+KEYS = {"password_hash", "rucio_account", "scopes", "credential", "limits", "oidc_subject",
+        "token_client"}
+# ... and password_hash or oidc_subject, and credential or token_client
+REQUIRED = {"rucio_account", "scopes"}
+TOKEN_CLIENT_KEYS = {"id", "secret_file"}
 LIMIT_KEYS = {f.name for f in fields(Limits)}
 _HASHER = PasswordHasher()
 
@@ -43,9 +56,9 @@ def hash_password(password: str) -> str:
 def verify(researcher: Researcher | None, password: str) -> bool:
     """Whether `password` is the researcher's. An unknown researcher costs a hash as well, so
     the answer's timing does not tell which logins exist."""
-    try:
-        return _HASHER.verify(researcher.password_hash if researcher else _DUMMY, password) \
-            and researcher is not None
+    stored = researcher.password_hash if researcher is not None else ""
+    try:  # a researcher without a password (OpenID only) costs a hash too, and never passes
+        return _HASHER.verify(stored or _DUMMY, password) and bool(stored)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -69,8 +82,17 @@ def parse(data: Any) -> dict[str, Researcher]:
             data["researchers"], dict) or not data["researchers"]:
         raise ResearchersFileError("must be a mapping with one key, researchers, naming at "
                                    "least one researcher")
-    return {str(name): _researcher(str(name), value)
-            for name, value in data["researchers"].items()}
+    found = {str(name): _researcher(str(name), value)
+             for name, value in data["researchers"].items()}
+    subjects: dict[str, str] = {}
+    for name, researcher in found.items():
+        if researcher.oidc_subject in subjects:
+            raise ResearchersFileError(
+                f"researchers.{name}.oidc_subject: {researcher.oidc_subject!r} already names "
+                f"researchers.{subjects[researcher.oidc_subject]}; one person, one entry")
+        if researcher.oidc_subject:
+            subjects[researcher.oidc_subject] = name
+    return found
 
 
 def _researcher(name: str, value: Any) -> Researcher:
@@ -79,21 +101,63 @@ def _researcher(name: str, value: Any) -> Researcher:
         raise ResearchersFileError(f"{key}: a login is lower-case letters, digits, - and _, "
                                    "starting with a letter, at most 24 characters")
     fields_ = _mapping(value, key, KEYS)
-    missing = sorted(KEYS - {"limits"} - set(fields_))
+    missing = sorted(REQUIRED - set(fields_))
     if missing:
         raise ResearchersFileError(f"{key}: missing {', '.join(missing)}")
+    if not {"password_hash", "oidc_subject"} & set(fields_):
+        raise ResearchersFileError(f"{key}: missing password_hash or oidc_subject (how they "
+                                   "log in: a password, the OpenID issuer, or both)")
+    identities = {"credential", "token_client"} & set(fields_)
+    if len(identities) != 1:
+        raise ResearchersFileError(f"{key}: " + (
+            "give credential or token_client, not both" if identities else
+            "missing credential or token_client (how their runs reach Rucio: a password, or "
+            "a token client at the DataLake's issuer)"))
     scopes = fields_["scopes"]
     if not isinstance(scopes, list) or not scopes or not all(
             isinstance(s, str) and s for s in scopes):
         raise ResearchersFileError(f"{key}.scopes: must be a list of Rucio scopes, "
                                    f"got {scopes!r}")
-    if not str(fields_["password_hash"]).startswith("$argon2"):
+    if "password_hash" in fields_ and not str(fields_["password_hash"]).startswith("$argon2"):
         raise ResearchersFileError(f"{key}.password_hash: not an argon2 hash (make one with "
                                    "`lofar-datalake serve --hash-password`)")
-    credential = Path(str(fields_["credential"]))
-    _check_credential(credential, f"{key}.credential")
-    return Researcher(name, str(fields_["password_hash"]), str(fields_["rucio_account"]),
-                      tuple(scopes), str(credential), _limits(fields_.get("limits", {}), key))
+    subject = fields_.get("oidc_subject", "")
+    if "oidc_subject" in fields_ and not _is_subject(subject):
+        raise ResearchersFileError(f"{key}.oidc_subject: must be the `sub` the OpenID issuer "
+                                   "gives them: 1 to 255 printable ASCII characters, got "
+                                   f"{subject!r}")
+    credential = ""
+    if "credential" in fields_:
+        credential = str(Path(str(fields_["credential"])))
+        _check_credential(Path(credential), f"{key}.credential")
+    client = (_token_client(fields_["token_client"], f"{key}.token_client")
+              if "token_client" in fields_ else None)
+    return Researcher(name, str(fields_.get("password_hash", "")),
+                      str(fields_["rucio_account"]), tuple(scopes), credential,
+                      _limits(fields_.get("limits", {}), key), oidc_subject=subject,
+                      token_client=client)
+
+
+def _token_client(value: Any, key: str) -> TokenClient:
+    given = _mapping(value, key, TOKEN_CLIENT_KEYS)
+    missing = sorted(TOKEN_CLIENT_KEYS - set(given))
+    if missing:
+        raise ResearchersFileError(f"{key}: missing {', '.join(missing)}")
+    if not isinstance(given["id"], str) or not given["id"].strip():
+        raise ResearchersFileError(f"{key}.id: must be the client id the issuer registered, "
+                                   f"got {given['id']!r}")
+    if not isinstance(given["secret_file"], str):
+        raise ResearchersFileError(f"{key}.secret_file: must be a path, got "
+                                   f"{given['secret_file']!r}")
+    secret_file = Path(given["secret_file"])
+    _check_credential(secret_file, f"{key}.secret_file")
+    return TokenClient(given["id"], str(secret_file))
+
+
+def _is_subject(value: Any) -> bool:
+    """OpenID Connect Core §2: `sub` is at most 255 ASCII characters (printable here)."""
+    return isinstance(value, str) and 0 < len(value) <= 255 and all(
+        " " <= c <= "~" for c in value)
 
 
 def _check_credential(path: Path, key: str) -> None:

@@ -4,7 +4,8 @@
     <state>/runs/<id>/      one submission, owned by the researcher's system user, mode 0700:
         workflow/           the submitted workflow, as unpacked or checked out
         compare/            `lofar-datalake compare --out`: both runs, verdict.json, report.html
-        home/               the run's HOME, caches and TMPDIR
+        home/               the run's HOME, caches and TMPDIR; with a token client its access
+                            token (bearer-token, 0600), while the run lasts
         rucio.cfg, ca.pem   the researcher's Rucio client configuration (no secret in it)
         run.log             what compare printed
 """
@@ -40,6 +41,10 @@ class RunPaths:
     @property
     def home(self) -> Path:
         return self.root / "home"
+
+    @property
+    def bearer_token(self) -> Path:
+        return self.home / "bearer-token"
 
     @property
     def rucio_config(self) -> Path:

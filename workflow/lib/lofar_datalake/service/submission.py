@@ -179,7 +179,9 @@ def check_parses(root: Path, snakefile: Path, configfile: Path, run_as: list[str
     if code == 0:
         return
     first = out.lstrip().partition("\n")[0]
-    if run_as and code in (126, 127) and "failed to execute" in first:
+    # setpriv or bwrap (the container) could not start it: the service's problem, not theirs.
+    failed = first.startswith(("setpriv: failed to execute", "bwrap: "))
+    if run_as and code in (1, 126, 127) and failed:
         raise RuntimeError(f"the sandbox cannot start Snakemake ({first}): the service's venv "
                            "and its Python must be readable by the researchers' users")
     text = _relative_paths(out, root, env.get("HOME"))

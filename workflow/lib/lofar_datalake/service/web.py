@@ -1,11 +1,13 @@
 """The service's web layer (FastAPI): server-rendered pages for people and a JSON API for
 scripts, over the same store and intake.
 
-People log in with a form and get a signed session cookie (Starlette's SessionMiddleware); every
-form carries the session's CSRF token. Scripts send HTTP Basic credentials with each API call.
+People log in with a form, or through the OpenID issuer when one is configured (oidc.py), and
+get a signed session cookie (Starlette's SessionMiddleware); every form carries the session's
+CSRF token. Scripts send HTTP Basic credentials with each API call.
 Either way a researcher reaches only their own submissions: another's id answers 404, as a
 missing one does. The site-health matrix (`/sites`, `/api/sites`; health.py) is the same for
-every researcher, and the form offers only the sites it leaves offered.
+every researcher, and the form offers only the sites it leaves offered, saying which RSEs a
+degraded one cannot read.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
@@ -26,8 +28,9 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from . import health, intake, runs
+from . import health, intake, oidc, runs
 from .model import Researcher, Submission
+from .oidc import Provider
 from .researchers import verify
 from .runs import RunPaths
 from .store import Store
@@ -60,6 +63,7 @@ class Context:
     session_key: str
     secure_cookies: bool
     queue_lock: Any  # threading.Lock shared with the workers
+    oidc: Provider | None = None  # logins through an OpenID issuer too
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -73,7 +77,11 @@ class Context:
 def create_app(ctx: Context) -> FastAPI:
     app = FastAPI(title="lofar-datalake: workflow testing on the DataLake", docs_url=None,
                   redoc_url=None)
-    app.add_middleware(SessionMiddleware, secret_key=ctx.session_key, same_site="strict",
+    # SameSite=Lax, not Strict: coming back from the OpenID issuer (another site) is a
+    # top-level GET that must carry the cookie, which holds the login's state, nonce and PKCE
+    # verifier. Lax still withholds it from other sites' POSTs, and every form's CSRF token
+    # remains the defence against forged ones.
+    app.add_middleware(SessionMiddleware, secret_key=ctx.session_key, same_site="lax",
                        https_only=ctx.secure_cookies, max_age=8 * 3600)
     basic = HTTPBasic(auto_error=False)
 
@@ -107,9 +115,16 @@ def create_app(ctx: Context) -> FastAPI:
             raise HTTPException(404, f"no submission {submission_id} of yours")
         return found
 
+    def login_page(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+        return render(request, "login.html", status,
+                      oidc_issuer=ctx.oidc.issuer if ctx.oidc else "", **values)
+
+    if ctx.oidc is not None:
+        oidc.add_routes(app, ctx.oidc, ctx.settings.researchers, render)
+
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> HTMLResponse:
-        return render(request, "login.html")
+        return login_page(request)
 
     @app.post("/login")
     def login(request: Request, username: Annotated[str, Form()],
@@ -117,7 +132,7 @@ def create_app(ctx: Context) -> FastAPI:
         check_csrf(request, csrf)
         user = ctx.settings.researchers.get(username)
         if not verify(user, password):
-            return render(request, "login.html", 401, error="unknown login or wrong password")
+            return login_page(request, 401, error="unknown login or wrong password")
         request.session.clear()
         request.session["user"] = username
         return RedirectResponse("/", 303)
@@ -214,9 +229,12 @@ def create_app(ctx: Context) -> FastAPI:
         with ctx.store() as store:
             history = store.history(user.name)
             usage = {"running": store.running(user.name), "queued": store.queued(user.name)}
+        sites = site_health()
         return {"history": [as_json(s) for s in history] if for_api else history,
                 "usage": usage, "limits": user.limits.__dict__,
-                "sites": health.offered(site_health())}
+                "sites": health.offered(sites),
+                "cannot_read": {n: h.unreadable for n, h in sites.items()
+                                if h.offered and h.unreadable}}
 
     async def submit(user: Researcher, site: str, configfile: str, dids: str, snakefile: str,
                      git_url: str, git_commit: str, archive: UploadFile | None) -> Submission:

@@ -1,16 +1,16 @@
 """Workers: each takes the oldest queued submission whose researcher is under their limit of
-concurrent runs, and runs it as `lofar-datalake compare` at the chosen site, as the
-researcher's system user, with the researcher's own Rucio identity. While it runs the worker
-records its progress and enforces the wall-time and disk limits; at the end it stores the
-verdict. When the service stops, running comparisons are stopped too and stay `running` in the
-database, so that the next start resumes them (`Store.recover`).
+concurrent runs, and runs it as `lofar-datalake compare` at the chosen site, in a container
+(sandbox.py) as the researcher's system user, with the researcher's own Rucio identity. While
+it runs the worker records its progress and enforces the wall-time and disk limits; at the end
+it stores the verdict. When the service stops, running comparisons are stopped too and stay
+`running` in the database, so that the next start resumes them (`Store.recover`).
 """
 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import io
-import os
 import shutil
 import signal
 import subprocess
@@ -18,16 +18,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from datalake_core.job_auth import PASSWORD_ENV
-
-from . import runs, sandbox
+from ..compare.rules import DEFAULT_RULES_FILE
+from . import run_credentials, runs, sandbox
 from .model import ProbeSettings, Researcher, State, Submission
-from .researchers import secret
 from .runs import RunPaths
 from .store import Store
+from .token_client import Issuer, TokenError
 
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
 CHECK_EVERY_S = 2.0
@@ -55,19 +54,50 @@ class Settings:
     max_attempts: int = 2  # starts of one submission, counting resumes after a restart
     poll_s: float = 1.0
     probes: ProbeSettings | None = None  # the site-health probes; None: no probes run
+    issuer: Issuer | None = None  # the DataLake's token issuer (researchers' token clients)
+    # The service's other private files (what each is: its path), e.g. the researchers file and
+    # the TLS key: their directories are hidden from the runs, as those below are.
+    private: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def walls(self) -> sandbox.Walls:
+        """What no run may see (sandbox.walls): the state directory, and the directories of
+        the Rucio configuration, the researchers' credentials, the probes' X.509 proxy and the
+        private files. None without root: then nothing runs in a container."""
+        if not sandbox.isolated():
+            return sandbox.Walls()
+        files = {"--rucio-config": self.rucio_base, **self.private,
+                 **_secret_files(self.researchers)}
+        if self.probes is not None and self.probes.x509_proxy:
+            files["--probe-x509-proxy"] = Path(self.probes.x509_proxy)
+        return sandbox.walls([("the state directory (--state)", self.state),
+                              *((what, path.parent) for what, path in files.items())],
+                             needed=[DEFAULT_RULES_FILE, *(s.profile for s in self.sites.values())])
+
+
+def _secret_files(researchers: Mapping[str, Researcher]) -> dict[str, Path]:
+    """The files the service holds the researchers' secrets in, by what each is."""
+    found = {}
+    for name, researcher in researchers.items():
+        if researcher.credential:
+            found[f"researcher {name}'s credential"] = Path(researcher.credential)
+        if researcher.token_client is not None:
+            found[f"researcher {name}'s token client secret"] = Path(
+                researcher.token_client.secret_file)
+    return found
 
 
 def rucio_config(base: Path, researcher: Researcher, paths: RunPaths) -> str:
     """The researcher's client configuration: the base's servers, their account, no secret
-    (it comes through the environment) and a token file of the run's own."""
+    (a password comes through the environment; with a token client, `auth_type = oidc` and the
+    token from the file BEARER_TOKEN_FILE names) and a Rucio token file of the run's own."""
     given = configparser.ConfigParser(interpolation=None)
     given.read(base)
     host = given["client"]["rucio_host"]
     config = configparser.ConfigParser(interpolation=None)
     config["client"] = {
         "rucio_host": host, "auth_host": given["client"].get("auth_host", host),
-        "ca_cert": str(paths.ca_bundle), "auth_type": "userpass",
-        "username": researcher.rucio_account, "account": researcher.rucio_account,
+        "ca_cert": str(paths.ca_bundle), **_auth(researcher), "account": researcher.rucio_account,
         "request_retries": "2", "auth_token_file_path": str(paths.home / ".rucio-token"),
     }
     if given.has_section("policy"):
@@ -75,6 +105,12 @@ def rucio_config(base: Path, researcher: Researcher, paths: RunPaths) -> str:
     text = io.StringIO()
     config.write(text)
     return text.getvalue()
+
+
+def _auth(researcher: Researcher) -> dict[str, str]:
+    if researcher.token_client is not None:
+        return {"auth_type": "oidc"}
+    return {"auth_type": "userpass", "username": researcher.rucio_account}
 
 
 def compare_command(submission: Submission, paths: RunPaths, site: SiteEntry,
@@ -88,7 +124,8 @@ def compare_command(submission: Submission, paths: RunPaths, site: SiteEntry,
             "--storage-datalake-rucio-config", str(paths.rucio_config),
             "--storage-datalake-ca-bundle", str(paths.ca_bundle),
             "--storage-datalake-account", researcher.rucio_account,
-            "--storage-datalake-username", researcher.rucio_account, *resume]
+            *([] if researcher.token_client else ["--storage-datalake-username",
+                                                   researcher.rucio_account]), *resume]
 
 
 class Worker(threading.Thread):
@@ -127,12 +164,24 @@ class Worker(threading.Thread):
         self._prepare(paths, researcher, user)
         if submission.attempts > 1:
             _unlock(paths)
-        env = sandbox.environment(paths.home, {PASSWORD_ENV: secret(researcher)})
-        command = [*sandbox.prefix(user), *compare_command(submission, paths, site, researcher)]
-        with open(paths.log, "a") as log:
-            proc = subprocess.Popen(command, cwd=paths.root, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            stopped = self._watch(store, submission, paths, researcher, proc)
+        with contextlib.ExitStack() as held:
+            try:
+                credentials = held.enter_context(run_credentials.for_run(
+                    self.settings.issuer, researcher, paths.bearer_token,
+                    user if sandbox.isolated() else None, paths.log))
+            except (TokenError, OSError) as exc:
+                store.finish(submission.id, State.FAILED, None, {},
+                             f"no credentials for the run: {exc}")
+                return
+            env = sandbox.environment(paths.home, credentials.env)
+            command = [*sandbox.prefix(user, paths.root, self.settings.walls),
+                       *compare_command(submission, paths, site, researcher)]
+            with open(paths.log, "a") as log:
+                proc = subprocess.Popen(command, cwd=paths.root, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+                stopped = self._watch(store, submission, paths, researcher, proc)
+        _forget_job_credentials(paths)
         if stopped is None:
             return  # the service is stopping: the submission stays running, to be resumed
         if stopped:
@@ -187,6 +236,13 @@ class Worker(threading.Thread):
                      f"{reason}; see the log below")
 
 
+def _forget_job_credentials(paths: RunPaths) -> None:
+    """The credential the plugin wrote for the run's jobs holds a Rucio or access token that
+    outlives the run: gone with it (a resumed run writes a new one)."""
+    for kept in paths.compare.glob("*/.snakemake/datalake-credential"):
+        shutil.rmtree(kept, ignore_errors=True)
+
+
 def _unlock(paths: RunPaths) -> None:
     """What `snakemake --unlock` does, for each run of a resumed comparison: the stopped run
     left its directory locked, and nothing else runs there (the service stopped its runs, or
@@ -196,10 +252,10 @@ def _unlock(paths: RunPaths) -> None:
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the run and everything it started (its own session)."""
+    """Stop the run and everything it started (its container, or its own session)."""
     for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10.0)):
         try:
-            os.killpg(proc.pid, sig)
+            sandbox.signal_run(proc.pid, sig)
         except ProcessLookupError:
             return
         try:

@@ -1,4 +1,5 @@
-"""A simulated LOFAR HBA observation with known truth (sky, gains, RFI).
+"""A simulated LOFAR HBA observation with known truth (sky, gains,
+bandpass, clock offsets, differential TEC, RFI).
 
 Entry point: `observation.simulate(SimulationParams(...), out_dir)`.
 """

@@ -10,10 +10,16 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="output directory")
-    parser.add_argument("--seed", type=int, default=1, help="seed of gains, noise and RFI")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the corruptions")
     parser.add_argument("--sky-seed", type=int, default=1, help="seed of the target field")
     parser.add_argument("--n-sources", type=int, default=8, help="sources in the target field")
     parser.add_argument("--subbands", type=int, default=1, help="number of subbands")
+    parser.add_argument(
+        "--band",
+        metavar="LO-HI",
+        help="spread the subbands evenly over this band in MHz, e.g. 120-180 "
+        "(default: consecutive subbands from 150 MHz)",
+    )
     parser.add_argument("--channels", type=int, default=64, help="channels per subband")
     parser.add_argument("--hours", type=float, default=8.0, help="length of the track")
     parser.add_argument("--interval", type=float, default=60.0, help="integration time (s)")
@@ -21,6 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stations", default=None, help="comma-separated HBA station names (default: 12)"
     )
     parser.add_argument("--rfi", type=float, default=0.025, help="fraction of the data hit by RFI")
+    parser.add_argument(
+        "--bandpass",
+        type=float,
+        default=0.0,
+        metavar="RIPPLE",
+        help="station bandpasses with this peak fractional ripple, e.g. 0.15 (default: flat)",
+    )
+    parser.add_argument(
+        "--clock-rms-ns", type=float, default=0.0, help="station clock offsets (ns rms), e.g. 10"
+    )
+    parser.add_argument(
+        "--tec-rms", type=float, default=0.0, help="differential TEC (TECU rms), e.g. 0.05"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -30,8 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _band_hz(text: str) -> tuple[float, float]:
+    parts = text.split("-")
+    if len(parts) != 2:
+        raise ValueError("expected LO-HI in MHz, e.g. 120-180")
+    return float(parts[0]) * 1e6, float(parts[1]) * 1e6
+
+
 def run_simulate(args: argparse.Namespace) -> int:
-    from .observation import SimulationParams, simulate
+    from .observation import SimulationParams, simulate, subbands_across
 
     params = SimulationParams(
         seed=args.seed,
@@ -42,7 +68,17 @@ def run_simulate(args: argparse.Namespace) -> int:
         duration_h=args.hours,
         interval_s=args.interval,
         rfi_occupancy=args.rfi,
+        bandpass_ripple=args.bandpass,
+        clock_rms_ns=args.clock_rms_ns,
+        tec_rms=args.tec_rms,
     )
+    if args.band:
+        try:
+            lo, hi = _band_hz(args.band)
+            params.first_subband, params.subband_step = subbands_across(lo, hi, args.subbands)
+        except ValueError as exc:
+            print(f"error: --band {args.band}: {exc}")
+            return 2
     if args.stations:
         params.stations = [s.strip() for s in args.stations.split(",") if s.strip()]
     types = {f.name: f.type for f in fields(SimulationParams)}
@@ -57,7 +93,11 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             setattr(params, name, type(current)(value))
     start = time.monotonic()
-    out = simulate(params, args.out)
+    try:
+        out = simulate(params, args.out)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
     print(f"simulated {params.n_subbands} subband(s) of 2 beams in {out} "
           f"({time.monotonic() - start:.1f} s)")  # fmt: skip
     return 0

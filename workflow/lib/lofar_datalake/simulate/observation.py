@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corrupt, truth
+from .frequency_gains import StationEffects
 from .ms import Layout, antenna_uvw, write_ms
 from .sky import Source, lmn, random_field, write_skymodel, write_sources_csv
 from .stations import DEFAULT_STATIONS, station_positions
@@ -20,20 +21,22 @@ from .stations import DEFAULT_STATIONS, station_positions
 C = 299792458.0
 LOFAR_LON_DEG = 6.8698  # core longitude, for the time of transit
 SUBBAND_WIDTH = 200e6 / 1024  # HBA, 200 MHz clock
-HBA_LOW_START = 100e6  # second Nyquist zone
+HBA_LOW_START = 100e6  # second Nyquist zone: subband N is centred on 100 MHz + N * SUBBAND_WIDTH
+HBA_LOW_SUBBANDS = 512
 
 
 @dataclass
 class SimulationParams:
     """Everything that defines a simulated observation; identical params give identical files."""
 
-    seed: int = 1  # corruptions: gains, noise, RFI
+    seed: int = 1  # corruptions: gains, noise, RFI, bandpass, clocks, TEC
     sky_seed: int = 1  # target field
     calibrator_obsid: int = 700000
     target_obsid: int = 700001
     stations: list[str] = field(default_factory=lambda: list(DEFAULT_STATIONS))
     n_subbands: int = 1
     first_subband: int = 256  # HBA subband number of SB000 (256 = 150 MHz)
+    subband_step: int = 1  # SB001 is first_subband + subband_step, and so on (`subbands_across`)
     n_channels: int = 64
     duration_h: float = 8.0
     interval_s: float = 60.0
@@ -52,6 +55,10 @@ class SimulationParams:
     sefd_jy: float = 3000.0  # HBA core station near 150 MHz
     rfi_occupancy: float = 0.025  # LOFAR HBA loses ~2-3 % of its data to RFI
     ref_freq_hz: float = 150e6
+    # Frequency-dependent station gains (`frequency_gains`), all off by default:
+    bandpass_ripple: float = 0.0  # peak fractional ripple of each station's bandpass, e.g. 0.15
+    clock_rms_ns: float = 0.0  # station clock offsets, e.g. 10
+    tec_rms: float = 0.0  # differential TEC in TECU, drifting in time, e.g. 0.05
 
 
 def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
@@ -67,6 +74,30 @@ def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
     return (jd0 - 2400000.5) * 86400.0 + (ut_transit - duration_h / 2) * 3600.0
 
 
+def channel_freqs(subband: int, n_channels: int) -> np.ndarray:
+    """Channel centres (Hz) of HBA subband number `subband` split into `n_channels`."""
+    start = HBA_LOW_START + (subband - 0.5) * SUBBAND_WIDTH
+    return start + SUBBAND_WIDTH / n_channels * (np.arange(n_channels) + 0.5)
+
+
+def subbands_across(lo_hz: float, hi_hz: float, n: int) -> tuple[int, int]:
+    """(first_subband, subband_step) of `n` whole subbands spread evenly over lo_hz-hi_hz."""
+    if not HBA_LOW_START <= lo_hz < hi_hz <= HBA_LOW_START + HBA_LOW_SUBBANDS * SUBBAND_WIDTH:
+        raise ValueError(f"{lo_hz / 1e6:g}-{hi_hz / 1e6:g} MHz: not within HBA-low (100-200 MHz)")
+    first = math.ceil((lo_hz - HBA_LOW_START) / SUBBAND_WIDTH + 0.5)
+    last = math.floor((hi_hz - HBA_LOW_START) / SUBBAND_WIDTH - 0.5)
+    if n < 1 or last - first + 1 < n:
+        raise ValueError(f"{n} subbands do not fit in {lo_hz / 1e6:g}-{hi_hz / 1e6:g} MHz")
+    if n == 1:
+        return (first + last) // 2, 1
+    step = (last - first) // (n - 1)
+    return first + (last - first - step * (n - 1)) // 2, step  # centred in the band
+
+
+def subband_numbers(params: SimulationParams) -> list[int]:
+    return [params.first_subband + k * params.subband_step for k in range(params.n_subbands)]
+
+
 def ms_name(obsid: int, sb: int) -> str:
     return f"L{obsid}_SB{sb:03d}_uv.MS"
 
@@ -75,6 +106,8 @@ def predict(
     layout: Layout, uvw_ant: np.ndarray, sources: list[Source], gains: np.ndarray
 ) -> np.ndarray:
     """Corrupted model visibilities, (ntime, nbl, nchan, 4): V_pq = g_p (sum_s I_s K_s) g_q^*.
+
+    `gains` is (ntime, nant, nchan or 1, 2): per channel, or the same at every channel.
 
     With UVW = uvw(ant2) - uvw(ant1), the sign convention is exp(+2 pi i (ul + vm + w(n-1))/lambda),
     the one DP3 and WSClean use.
@@ -90,9 +123,28 @@ def predict(
         vis += s.flux_at(layout.freqs) * np.exp(2j * np.pi * path[..., None] * scale)
     out = np.zeros((ntime, nbl, len(layout.freqs), 4), dtype=np.complex64)
     for k, pol in ((0, 0), (3, 1)):  # XX, YY; unpolarised sky: XY = YX = 0
-        g = gains[:, a1, pol] * np.conj(gains[:, a2, pol])
-        out[..., k] = vis * g[..., None]
+        g = gains[..., pol]  # (ntime, nant, nchan or 1)
+        out[..., k] = vis * (g[:, a1] * np.conj(g[:, a2]))
     return out
+
+
+def station_gains(gains: np.ndarray, effects: StationEffects, freqs: np.ndarray) -> np.ndarray:
+    """(ntime, nant, nchan or 1, 2): the drifting gains times the frequency-dependent effects."""
+    factor = effects.factor(freqs)
+    return gains[:, :, None, :] if factor is None else gains[:, :, None, :] * factor
+
+
+def _write_effects_truth(
+    truth_dir: Path, effects: StationEffects, stations: list[str], times: np.ndarray,
+    freqs: np.ndarray,
+) -> None:  # fmt: skip
+    """The effects switched on, in the units a calibration reports: ns, TECU, complex gain."""
+    if effects.bandpass is not None:
+        truth.write_bandpass(truth_dir, truth.Bandpass(freqs, stations, effects.bandpass.at(freqs)))
+    if effects.clock_ns is not None:
+        truth.write_clock(truth_dir, truth.Clock(stations, stations[0], effects.clock_ns))
+    if effects.tec is not None:
+        truth.write_tec(truth_dir, truth.Tec(times, stations, stations[0], effects.tec))
 
 
 def _write_beam(
@@ -114,7 +166,7 @@ def _write_beam(
     power = params.sefd_jy * np.abs(gains[:, a1]) ** 2
     for k, pol in ((0, 0), (3, 1)):
         corr = data[..., k]
-        corr[:, auto, :] += power[:, auto, pol][..., None]
+        corr[:, auto, :] += power[..., pol][:, auto]
     corrupt.add_noise(rng, data, sigma)
     mask, amp = corrupt.rfi_events(rng, len(layout.times), len(layout.freqs), params.rfi_occupancy)
     corrupt.add_rfi(rng, data, a1, a2, amp, sigma)
@@ -141,6 +193,10 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
     times = start + params.interval_s * (np.arange(ntime) + 0.5)
     gains = corrupt.drifting_gains(rng, times, len(params.stations))
     truth.write_gains(truth_dir, truth.Gains(times, list(params.stations), gains))
+    effects = StationEffects.draw(
+        params.seed, times, len(params.stations), params.bandpass_ripple, params.clock_rms_ns,
+        params.tec_rms,
+    )  # fmt: skip
 
     calibrator = [
         Source(
@@ -169,9 +225,10 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
     chan_width = SUBBAND_WIDTH / params.n_channels
     sigma = float(corrupt.noise_sigma(params.sefd_jy, chan_width, params.interval_s))
     rows = ["observation\trole\tsubband\tcalibrator\tpath\tdid"]
-    for sb in range(params.n_subbands):
-        sb_start = HBA_LOW_START + (params.first_subband + sb - 0.5) * SUBBAND_WIDTH
-        freqs = sb_start + chan_width * (np.arange(params.n_channels) + 0.5)
+    numbers = subband_numbers(params)
+    for sb, number in enumerate(numbers):
+        freqs = channel_freqs(number, params.n_channels)
+        sb_gains = station_gains(gains, effects, freqs)
         beams = (
             ("calibrator", params.calibrator_obsid, calibrator, params.calibrator_ra_deg,
              params.calibrator_dec_deg),
@@ -183,10 +240,13 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
                 math.radians(ra), math.radians(dec), sky[0].name if role == "calibrator" else role,
             )  # fmt: skip
             name = ms_name(obsid, sb)
-            _write_beam(params, rng, layout, sky, gains, name, out_dir, truth_dir, sigma)
+            _write_beam(params, rng, layout, sky, sb_gains, name, out_dir, truth_dir, sigma)
             cal = f"L{params.calibrator_obsid}" if role == "target" else ""
             rows.append(f"L{obsid}\t{role}\t{sb:03d}\t{cal}\t{name}.tar\tlofar:{name}.tar")
     (out_dir / "observations.tsv").write_text("\n".join(rows) + "\n")
-    meta = asdict(params) | {"noise_sigma_jy": sigma, "channel_width_hz": chan_width}
+    all_freqs = np.concatenate([channel_freqs(n, params.n_channels) for n in numbers])
+    _write_effects_truth(truth_dir, effects, list(params.stations), times, all_freqs)
+    meta = asdict(params) | {"noise_sigma_jy": sigma, "channel_width_hz": chan_width,
+                             "subband_numbers": numbers}  # fmt: skip
     (truth_dir / truth.PARAMETERS).write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir

@@ -1,4 +1,10 @@
-"""Truth files written next to a simulated observation, and their readers."""
+"""Truth files written next to a simulated observation, and their readers.
+
+A station's gain at time t and frequency nu is the product of the drifting gains (`gains.npz`,
+the same at every frequency) and, where the simulation switched them on, the bandpass, the clock
+phase 2 pi nu tau and the TEC phase -8.44797245e9 dTEC / nu. The files of effects that were off
+are not written and their readers return None.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,9 @@ from .sky import Source, read_sources_csv
 TARGET_SOURCES = "target_sources.csv"
 CALIBRATOR_SOURCES = "calibrator_sources.csv"
 GAINS = "gains.npz"
+BANDPASS = "bandpass.npz"
+CLOCK = "clock.npz"
+TEC = "tec.npz"
 PARAMETERS = "simulation.json"
 
 
@@ -23,9 +32,39 @@ def rfi_name(ms_name: str) -> str:
 
 @dataclass(frozen=True)
 class Gains:
+    """The drifting station gains, the same at every frequency."""
+
     times: np.ndarray  # (ntime,) MJD s
     stations: list[str]
     gains: np.ndarray  # (ntime, nant, 2) complex, X and Y
+
+
+@dataclass(frozen=True)
+class Bandpass:
+    """Station bandpasses at every simulated channel, all subbands (a factor of the gains)."""
+
+    freqs: np.ndarray  # (nfreq,) Hz
+    stations: list[str]
+    bandpass: np.ndarray  # (nfreq, nant, 2) complex, X and Y; phase zero at the reference
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Constant station clock offsets: phase 2 pi nu tau."""
+
+    stations: list[str]
+    reference: str  # the station whose offset is zero, the others' are relative to it
+    clock_ns: np.ndarray  # (nant,)
+
+
+@dataclass(frozen=True)
+class Tec:
+    """Differential TEC per station and time: phase -8.44797245e9 dTEC / nu (nu in Hz)."""
+
+    times: np.ndarray  # (ntime,) MJD s, those of the gains
+    stations: list[str]
+    reference: str
+    tec: np.ndarray  # (ntime, nant) TECU
 
 
 @dataclass(frozen=True)
@@ -44,6 +83,47 @@ def write_gains(truth_dir: Path, gains: Gains) -> None:
 def read_gains(truth_dir: Path) -> Gains:
     with np.load(truth_dir / GAINS) as z:
         return Gains(z["times"], [str(s) for s in z["stations"]], z["gains"])
+
+
+def write_bandpass(truth_dir: Path, bandpass: Bandpass) -> None:
+    stations = np.array(bandpass.stations)
+    np.savez_compressed(
+        truth_dir / BANDPASS, freqs=bandpass.freqs, stations=stations, bandpass=bandpass.bandpass
+    )
+
+
+def read_bandpass(truth_dir: Path) -> Bandpass | None:
+    """The bandpasses, or None if the simulation had none (flat)."""
+    if not (truth_dir / BANDPASS).exists():
+        return None
+    with np.load(truth_dir / BANDPASS) as z:
+        return Bandpass(z["freqs"], [str(s) for s in z["stations"]], z["bandpass"])
+
+
+def write_clock(truth_dir: Path, clock: Clock) -> None:
+    np.savez_compressed(truth_dir / CLOCK, stations=np.array(clock.stations),
+                        reference=np.array(clock.reference), clock_ns=clock.clock_ns)  # fmt: skip
+
+
+def read_clock(truth_dir: Path) -> Clock | None:
+    """The clock offsets, or None if the simulation had none."""
+    if not (truth_dir / CLOCK).exists():
+        return None
+    with np.load(truth_dir / CLOCK) as z:
+        return Clock([str(s) for s in z["stations"]], str(z["reference"]), z["clock_ns"])
+
+
+def write_tec(truth_dir: Path, tec: Tec) -> None:
+    np.savez_compressed(truth_dir / TEC, times=tec.times, stations=np.array(tec.stations),
+                        reference=np.array(tec.reference), tec=tec.tec)  # fmt: skip
+
+
+def read_tec(truth_dir: Path) -> Tec | None:
+    """The differential TEC, or None if the simulation had none."""
+    if not (truth_dir / TEC).exists():
+        return None
+    with np.load(truth_dir / TEC) as z:
+        return Tec(z["times"], [str(s) for s in z["stations"]], str(z["reference"]), z["tec"])
 
 
 def write_rfi(truth_dir: Path, ms_name: str, rfi: RfiMask) -> None:

@@ -9,7 +9,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -22,6 +21,8 @@ from pathlib import Path
 import requests
 import yaml
 from rucio_accounts import add_oidc_identity, add_researcher_account, upload_as
+
+from lofar_datalake_testbed.layout import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("lofar-datalake"))
@@ -304,12 +305,6 @@ def token_options(testbed) -> list[str]:
     audiences = [tokens.RUCIO_AUDIENCE, *tokens.service_audiences(ports)]
     return ["--oidc-issuer", tokens.issuer_url(ports),
             *(a for audience in audiences for a in ("--token-audience", audience))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def open_directory(prefix: str) -> Path:

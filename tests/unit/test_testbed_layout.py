@@ -1,7 +1,7 @@
 import stat
 from pathlib import Path
 
-from lofar_datalake_testbed.layout import Layout
+from lofar_datalake_testbed.layout import LISTEN_FLOOR, Layout, _ephemeral_start, free_port
 from lofar_datalake_testbed.servers.dav_paths import local_path as _local_path
 
 
@@ -11,6 +11,13 @@ def test_ports_are_allocated_once_and_remembered(tmp_path):
     first = layout.ports()
     assert len(set(first.values())) == len(first)
     assert Layout(tmp_path).ports() == first
+    # Below the ephemeral range, where no outgoing connection takes them before their server.
+    assert all(LISTEN_FLOOR <= port < _ephemeral_start() for port in first.values())
+
+
+def test_a_free_port_is_none_of_those_to_avoid():
+    taken = set(range(LISTEN_FLOOR, _ephemeral_start())) - {LISTEN_FLOOR + 7}
+    assert free_port(avoid=taken) in (LISTEN_FLOOR + 7, *range(_ephemeral_start(), 65536))
 
 
 def test_webdav_paths_never_escape_the_root(tmp_path):

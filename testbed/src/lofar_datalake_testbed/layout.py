@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +89,34 @@ def default_dir() -> Path:
     return (PROJECT_ROOT / ".testbed").resolve()
 
 
-def free_port() -> int:
+# Servers listen on ports below the kernel's ephemeral range: a port bind(0) hands out lies in
+# that range, where any outgoing connection may take it as its local port before the server
+# binds it ("Address already in use" at start, seen with several testbeds on one machine).
+LISTEN_FLOOR = 20000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A loopback port nothing is bound to, below the ephemeral range and not in `avoid`
+    (ports handed out already but not yet bound); bind(0)'s where that range leaves no room."""
+    top = _ephemeral_start()
+    candidates = range(LISTEN_FLOOR, top) if top - LISTEN_FLOOR >= 1000 else range(0)
+    for port in random.sample(candidates, min(200, len(candidates))):
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
@@ -192,7 +221,7 @@ class Layout:
         changed = False
         for name in wanted:
             if name not in ports:
-                ports[name] = free_port()
+                ports[name] = free_port(avoid=set(ports.values()))
                 changed = True
         if changed:
             state["ports"] = ports

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from secret_search import Sampler, files_containing, process_args
-from service_support import STATIONS, Service, make_service, register_token_client
+from service_issuer import register_token_client
+from service_support import STATIONS, Service, make_service
 
 from datalake_core.journal import InputEvent, read_journal
 from lofar_datalake_testbed import tokens

@@ -15,14 +15,6 @@ from lofar_datalake.service.researchers import ResearchersFileError
 SUBJECT = "0b6f2b8e-8d2a-4a53-9d1e-3f8c2a1d7e55"
 
 
-@pytest.fixture()
-def credential(tmp_path: Path) -> Path:
-    path = tmp_path / "alice.secret"
-    path.write_text("rucio-password\n")
-    path.chmod(0o600)
-    return path
-
-
 def person(credential: Path, **fields: object) -> dict[str, object]:
     return {"rucio_account": "alice", "scopes": ["user.alice"], "credential": str(credential),
             **fields}

@@ -17,14 +17,6 @@ from lofar_datalake.service.runs import RunPaths
 from lofar_datalake.service.worker import SiteEntry, compare_command, rucio_config
 
 
-@pytest.fixture()
-def credential(tmp_path: Path) -> Path:
-    path = tmp_path / "alice.secret"
-    path.write_text("rucio-password\n")
-    path.chmod(0o600)
-    return path
-
-
 def entry(credential: Path, **fields: object) -> dict[str, object]:
     return {"researchers": {"alice": {
         "password_hash": researchers.hash_password("her login"), "rucio_account": "alice",

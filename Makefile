@@ -107,6 +107,7 @@ bench: install
 		$(END_TO_END_ARGS)
 	$(BIN)/python bench/bench_compute.py --run-dir benchmarks/end_to_end/rule/rep-0/local \
 		--json $(BENCH_RESULTS)/compute.json $(COMPUTE_ARGS)
+	$(BIN)/python bench/bench_compute.py --linc --json $(BENCH_RESULTS)/compute_linc.json
 	$(BIN)/python bench/bench_tape.py --subbands $(TAPE_SUBBANDS) --json $(BENCH_RESULTS)/tape.json \
 		$(TAPE_ARGS)
 	$(BIN)/python bench/bench_placement.py --reps $(REPEAT) --json $(BENCH_RESULTS)/placement.json \

@@ -8,7 +8,11 @@ finished run instead (threads from its Snakemake log, else from the profile). A 
 core idle" when it holds more cores than its CPU/wall uses by half a core or more. About 2
 minutes (a run of ~100 s).
 
-    .venv/bin/python bench/bench_compute.py [--run-dir DIR] [--keep]
+With `--linc` it runs LOFAR's calibrator strategy (calibration.strategy linc) instead, on the
+8-subband observation `linc_params` simulates (120-180 MHz, bandpass, clocks, ionosphere), and
+records each stage's wall time as well (bench/results/compute_linc.json). About 3 minutes.
+
+    .venv/bin/python bench/bench_compute.py [--run-dir DIR] [--keep] [--linc]
 """
 
 from __future__ import annotations
@@ -44,14 +48,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scratch", type=Path, default=None,
                         help="where the run directory goes (default: system temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
-    parser.add_argument("--json", type=Path, default=RESULTS / "compute.json")
-    return parser.parse_args()
+    parser.add_argument("--linc", action="store_true",
+                        help="LOFAR's calibrator strategy on 8 subbands (120-180 MHz)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: bench/results/compute.json (compute_linc.json)")
+    args = parser.parse_args()
+    if args.json is None:
+        args.json = RESULTS / ("compute_linc.json" if args.linc else "compute.json")
+    return args
 
 
-def simulated(data: Path, scratch: Path) -> Path:
+def simulated(data: Path, scratch: Path, linc: bool = False) -> Path:
+    from lofar_datalake.simulate.observation import SimulationParams, linc_params, simulate
+
+    if linc:
+        data = scratch / "data-linc"
+        say(f"simulating 8 subbands over 120-180 MHz (linc_params) into {data}")
+        simulate(linc_params(seed=1, sky_seed=1), data)
+        return data
     if (data / "observations.tsv").exists():
         return data
-    from lofar_datalake.simulate.observation import SimulationParams, simulate
 
     data = scratch / "data"
     say(f"simulating the demo observation into {data}")
@@ -59,13 +75,15 @@ def simulated(data: Path, scratch: Path) -> Path:
     return data
 
 
-def run_pipeline(data: Path, run_dir: Path, cores: int) -> dict[str, float]:
+def run_pipeline(data: Path, run_dir: Path, cores: int, linc: bool = False) -> dict[str, float]:
     """The workflow in local-input mode; wall time and CPU of Snakemake with all its jobs."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config |= {"input_mode": "local", "observations": str(data / "observations.tsv"),
                "truth": str(data / "truth")}
     config["local"]["data_dir"] = str(data)
     config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
+    if linc:
+        config["calibration"] |= {"strategy": "linc", "nchan": 1}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(run_dir),
@@ -168,7 +186,8 @@ def main() -> int:
             run_dir = args.run_dir.resolve()
         else:
             run_dir = scratch / "run"
-            whole = run_pipeline(simulated(args.data.resolve(), scratch), run_dir, args.cores)
+            data = simulated(args.data.resolve(), scratch, args.linc)
+            whole = run_pipeline(data, run_dir, args.cores, args.linc)
         per_stage = stages(run_dir, args.cores)
         if args.keep and args.run_dir is None:
             kept = ROOT / "benchmarks" / "compute-run"
@@ -192,6 +211,11 @@ def main() -> int:
             note="; ".join(n for n in (
                 f"leaves {s['idle_cores']:.1f} core(s) idle" if s["leaves_core_idle"] else "",
                 "lower bound (a job > 30 s)" if s["cpu_lower_bound"] else "") if n) or None))
+        if args.linc:
+            figures.append(figure(
+                f"stage {stage}: wall s, summed over {s['jobs']} job(s)", s["wall_s"], "s",
+                note=f"longest job {s['longest_job_s']:.1f} s, peak RSS "
+                     f"{s['max_rss_mb']:.0f} MB"))
     if whole:
         # How much of the run's CPU the benchmark files saw (the rest: Snakemake itself and
         # CPU after a job's last sample).
@@ -209,7 +233,7 @@ def main() -> int:
             f"processes used {whole['others_cores']:.2f} cores meanwhile"))
     idle_stages = [name for name, v in per_stage.items() if v["leaves_core_idle"]]
     print("stages that leave a core idle: " + (", ".join(idle_stages) or "none"))
-    write_results(args.json, "compute", figures, provenance,
+    write_results(args.json, "compute_linc" if args.linc else "compute", figures, provenance,
                   run_dir=str(args.run_dir or "(temporary)"), repetitions=1,
                   cores=args.cores, stages=per_stage, whole_run=whole, idle_stages=idle_stages,
                   method="one run (no median); per stage: sum of cpu_time / sum of s over "

@@ -12,21 +12,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from workflow_runs import REPO, SNAKEMAKE, run_snakemake, write_config
 
 from lofar_datalake.pipeline import crossmatch, flagstats, solutions
 from lofar_datalake.pipeline.catalogue import read_catalogue
 from lofar_datalake.pipeline.qa import image_frequency
 from lofar_datalake.simulate import truth
 from lofar_datalake.simulate.observation import SimulationParams, simulate
-
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 SKIES = {
     # different fields, fluxes, gains, noise and RFI
@@ -35,27 +31,6 @@ SKIES = {
         seed=2, sky_seed=2, target_ra_deg=140.0, target_dec_deg=58.0, n_sources=10
     ),
 }
-
-
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
-def write_config(workdir: Path) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config |= {
-        "observations": "data/observations.tsv",
-        "truth": "data/truth",
-        "keep_intermediate": True,  # the flag check reads the flagged Measurement Sets
-    }
-    config["local"]["data_dir"] = "data"
-    config["calibration"]["skymodel"] = "data/calibrator.skymodel"
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module", params=sorted(SKIES))

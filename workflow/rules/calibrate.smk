@@ -21,12 +21,13 @@ rule calibrate:
 
 
 rule apply_calibration:
-    """Apply the calibrator's solutions of the same subband to a target (DP3 applycal)."""
+    """Apply the calibrator's solutions to a target subband (DP3 applycal): its gains of the
+    same subband, or with calibration.strategy linc its bandpass, clocks and dTEC."""
     input:
         ms="work/averaged/{obs}_SB{sb}.MS",
         h5parm=calibrator_solutions,
     output:
-        scratch("work/calibrated/{obs}_SB{sb}.MS"),
+        scratch(APPLIED_MS),
     log:
         "logs/apply_calibration/{obs}_SB{sb}.log",
     benchmark:

@@ -278,15 +278,36 @@ def strategy_file():
     return str(shipped if shipped.exists() else Path(name))
 
 
+# calibration.strategy: `gains` applies each calibrator subband's gains to the target's;
+# `linc` applies the bandpass, clocks and dTEC of all of them (rules/selfcal.smk), then the
+# target phase-self-calibrates in `selfcal.rounds` rounds, each against the previous image.
+LINC = config["calibration"].get("strategy", "gains") == "linc"
+SELFCAL_ROUNDS = (
+    config["calibration"].get("selfcal", {}).get("rounds", 2) if LINC else 0
+)
+# Where apply_calibration writes a target subband: the input of imaging or of self-calibration.
+APPLIED_MS = (
+    "work/transferred/{obs}_SB{sb}.MS" if LINC else "work/calibrated/{obs}_SB{sb}.MS"
+)
+
+
 def calibrator_solutions(wildcards):
     cal = row(wildcards.obs, wildcards.sb)["calibrator"]
+    if LINC:
+        return f"results/{cal}/calibration/{cal}_transfer.h5"
     return f"results/{cal}/calibration/{cal}_SB{wildcards.sb}.h5"
 
 
+def selfcal_ms(obs, sb, rnd):
+    """A target subband after self-calibration round `rnd` (0: before any)."""
+    if rnd == 0:
+        return APPLIED_MS.format(obs=obs, sb=sb)
+    return f"work/selfcal/r{rnd}/{obs}_SB{sb}.MS"
+
+
 def calibrated_subbands(wildcards):
-    return [
-        f"work/calibrated/{wildcards.obs}_SB{sb}.MS" for sb in subbands(wildcards.obs)
-    ]
+    obs = wildcards.obs
+    return [selfcal_ms(obs, sb, SELFCAL_ROUNDS) for sb in subbands(obs)]
 
 
 def scratch(path):
@@ -314,12 +335,25 @@ def local_products():
             if STAGE == placement_config.PREPROCESS:
                 products += [PACKED.format(obs=obs, sb=sb)]
         if r["role"] == "calibrator" and STAGE != placement_config.PREPROCESS:
+            products += [f"results/{obs}/calibration/{obs}_SB{sb}.h5"]
+            if (
+                not LINC
+            ):  # per-subband gains against the truth; `linc` scores its reduction
+                products += [f"results/{obs}/qa/{obs}_SB{sb}_gains.png"]
+        if r["role"] == "target" and LINC and STAGE != placement_config.PREPROCESS:
             products += [
-                f"results/{obs}/qa/{obs}_SB{sb}_gains.png",
-                f"results/{obs}/calibration/{obs}_SB{sb}.h5",
+                f"results/{obs}/calibration/{obs}_SB{sb}_selfcal{n}.h5"
+                for n in range(1, SELFCAL_ROUNDS + 1)
             ]
     if STAGE == placement_config.PREPROCESS:
         return products
+    for obs in CALIBRATORS if LINC else []:
+        products += [
+            f"results/{obs}/calibration/{obs}_transfer.h5",
+            f"results/{obs}/calibration/{obs}_clocktec.json",
+            f"results/{obs}/qa/{obs}_transfer.png",
+            f"results/{obs}/qa/{obs}_transfer.json",
+        ]
     for obs in TARGETS:
         products += [
             f"results/{obs}/image/{obs}-image.fits",
@@ -329,6 +363,8 @@ def local_products():
             f"results/{obs}/qa/{obs}_sources.png",
             f"results/{obs}/qa/{obs}_flux.png",
         ]
+        if LINC:  # the first image, before self-calibration
+            products += [f"results/{obs}/selfcal/{obs}-r0-image.fits"]
     return products
 
 

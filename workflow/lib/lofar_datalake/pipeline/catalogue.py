@@ -42,8 +42,9 @@ def find_sources(
         img.write_catalog(
             outfile=str(catalogue_fits), format="fits", catalog_type="srl", clobber=True
         )
+        # One patch: a calibration against this model solves one direction, the whole field.
         img.write_catalog(
-            outfile=str(skymodel), format="bbs", catalog_type="gaul", bbs_patches=None,
+            outfile=str(skymodel), format="bbs", catalog_type="gaul", bbs_patches="single",
             clobber=True,
         )  # fmt: skip
     if not catalogue_fits.exists():  # PyBDSF writes nothing when it finds nothing

@@ -1,4 +1,5 @@
-"""DP3 parsets for the flag, average, calibrate and apply stages (pure functions)."""
+"""DP3 parsets for the flag, average, calibrate, self-calibrate and apply stages (pure
+functions)."""
 
 from __future__ import annotations
 
@@ -75,9 +76,23 @@ def calibrate_parset(
     }
 
 
-def applycal_parset(msin: Path, msout: Path, h5parm: Path) -> Parset:
-    """Apply a calibrator's amplitude and phase solutions (DDECal names them *000)."""
-    soltabs = {"amp": "amplitude000", "phase": "phase000"}
+def selfcal_parset(
+    msin: Path, h5parm: Path, skymodel: Path, settings: dict[str, Any], threads: int = 1
+) -> Parset:
+    """DDECal of one phase per station (X and Y alike) against the target's own sky model."""
+    selfcal = settings.get("selfcal", {})
+    return calibrate_parset(msin, h5parm, skymodel, settings, threads) | {
+        "cal.mode": "scalarphase",
+        "cal.solint": selfcal.get("solint", 1),
+        "cal.nchan": selfcal.get("nchan", 0),
+    }
+
+
+def applycal_parset(
+    msin: Path, msout: Path, h5parm: Path, phase_only: bool = False
+) -> Parset:
+    """Apply amplitude and phase solutions (DDECal names them *000), or the phases alone."""
+    soltabs = {"phase": "phase000"} if phase_only else {"amp": "amplitude000", "phase": "phase000"}
     parset = _io(msin, msout) | {
         "steps": ["apply"],
         "apply.type": "applycal",

@@ -57,6 +57,32 @@ def apply_solutions(msin: Path, h5parm: Path, msout: Path, log: Path) -> None:
     tools.run_dp3(parset, log.with_suffix(".parset"), log)
 
 
+def self_calibrate(
+    msin: Path, skymodel: Path, h5parm: Path, msout: Path, settings: dict[str, Any],
+    threads: int, log: Path,
+) -> None:  # fmt: skip
+    """Phase-only DDECal against the target's own sky model, then its phases applied."""
+    h5parm.parent.mkdir(parents=True, exist_ok=True)
+    h5parm.unlink(missing_ok=True)
+    solve = parsets.selfcal_parset(msin, h5parm, skymodel, settings, threads)
+    tools.run_dp3(solve, log.with_suffix(".solve.parset"), log)
+    _fresh(msout)
+    apply = parsets.applycal_parset(msin, msout, h5parm, phase_only=True)
+    tools.run_dp3(apply, log.with_suffix(".apply.parset"), log)
+
+
+def transfer_solutions(
+    h5parms: Sequence[Path], h5parm: Path, summary: Path, log: Path
+) -> None:
+    from .calibrator_transfer import transfer_solutions as reduce_and_write
+
+    transfer = reduce_and_write(list(h5parms), h5parm, summary)
+    clocks = ", ".join(f"{c:.2f}" for c in transfer.fit.clock_ns)
+    with log.open("a") as fh:
+        fh.write(f"{len(h5parms)} subbands, {transfer.cube.freqs.size} channels; "
+                 f"clocks (ns): {clocks}\n")  # fmt: skip
+
+
 def image(
     measurement_sets: Sequence[Path],
     outputs: dict[str, Path],

@@ -41,6 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tec-rms", type=float, default=0.0, help="differential TEC (TECU rms), e.g. 0.05"
     )
     parser.add_argument(
+        "--target-tec-rms",
+        type=float,
+        default=0.0,
+        help="TEC (TECU rms) the target's direction adds to the calibrator's, e.g. 0.01",
+    )
+    parser.add_argument(
+        "--bandpass-phase",
+        type=float,
+        default=None,
+        metavar="RAD",
+        help="peak phase ripple of the bandpasses (default: RIPPLE rad)",
+    )
+    parser.add_argument(
+        "--no-gain-phases",
+        action="store_true",
+        help="drifting gains change amplitude only: a station's phase is its clock alone",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -71,6 +89,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         bandpass_ripple=args.bandpass,
         clock_rms_ns=args.clock_rms_ns,
         tec_rms=args.tec_rms,
+        target_tec_rms=args.target_tec_rms,
+        bandpass_phase_rad=args.bandpass_phase,
+        gain_phases=not args.no_gain_phases,
     )
     if args.band:
         try:
@@ -90,6 +111,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         current = getattr(params, name)
         if isinstance(current, tuple):
             setattr(params, name, tuple(float(v) for v in value.split(",")))
+        elif isinstance(current, bool):  # bool("false") is True
+            if value.lower() not in ("true", "false"):
+                print(f"error: --set {name}: expected true or false")
+                return 2
+            setattr(params, name, value.lower() == "true")
+        elif current is None:
+            setattr(params, name, float(value))
         else:
             setattr(params, name, type(current)(value))
     start = time.monotonic()

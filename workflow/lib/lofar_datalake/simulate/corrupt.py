@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def drifting_gains(rng: np.random.Generator, times: np.ndarray, nant: int) -> np.ndarray:
+def drifting_gains(
+    rng: np.random.Generator, times: np.ndarray, nant: int, phases: bool = True
+) -> np.ndarray:
     """(ntime, nant, 2) complex X/Y gains that drift slowly (hours) in amplitude and phase.
 
     Amplitudes scatter by ~15 % between stations and wander by up to 10 % over a few hours;
     phases start anywhere and wander by up to ~1 rad: the regime a flux calibrator solves
-    for every minute or so without ambiguity.
+    for every minute or so without ambiguity. Without `phases` the gains are real (the same
+    random numbers are drawn, so everything drawn after them stays the same).
     """
     t = (times - times[0])[:, None, None] / 3600.0  # h
     shape = (1, nant, 2)
@@ -24,7 +27,7 @@ def drifting_gains(rng: np.random.Generator, times: np.ndarray, nant: int) -> np
     ph_period = rng.uniform(1.0, 4.0, shape)
     ph_phase = rng.uniform(0, 2 * np.pi, shape)
     phase = ph0 + ph_var * np.sin(2 * np.pi * t / ph_period + ph_phase)
-    return amp * np.exp(1j * phase)
+    return amp * np.exp(1j * phase) if phases else amp.astype(np.complex128)
 
 
 def rfi_events(

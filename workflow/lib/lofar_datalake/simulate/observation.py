@@ -59,6 +59,11 @@ class SimulationParams:
     bandpass_ripple: float = 0.0  # peak fractional ripple of each station's bandpass, e.g. 0.15
     clock_rms_ns: float = 0.0  # station clock offsets, e.g. 10
     tec_rms: float = 0.0  # differential TEC in TECU, drifting in time, e.g. 0.05
+    target_tec_rms: float = 0.0  # TECU the target's direction adds to it, e.g. 0.01
+    bandpass_phase_rad: float | None = None  # peak bandpass phase ripple; None: bandpass_ripple
+    # False: the drifting gains change amplitude only, so a station's instrumental phase is its
+    # clock alone, as the clock/TEC model of LINC's calibrator pipeline assumes.
+    gain_phases: bool = True
 
 
 def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
@@ -92,6 +97,23 @@ def subbands_across(lo_hz: float, hi_hz: float, n: int) -> tuple[int, int]:
         return (first + last) // 2, 1
     step = (last - first) // (n - 1)
     return first + (last - first - step * (n - 1)) // 2, step  # centred in the band
+
+
+def linc_params(**fields: object) -> SimulationParams:
+    """An observation for LOFAR's calibrator strategy (config calibration.strategy linc).
+
+    8 subbands spread over 120-180 MHz (16 channels each); per station a bandpass (15 % ripple
+    in amplitude, 0.02 rad in phase), a clock offset (10 ns rms) and the calibrator's
+    differential TEC (0.05 TECU rms, drifting over hours), on top of drifting gain amplitudes;
+    the target's direction adds 0.01 TECU rms of its own. `fields` override any of these.
+    """
+    first, step = subbands_across(120e6, 180e6, 8)
+    preset: dict[str, object] = {
+        "n_subbands": 8, "first_subband": first, "subband_step": step, "n_channels": 16,
+        "bandpass_ripple": 0.15, "bandpass_phase_rad": 0.02, "clock_rms_ns": 10.0,
+        "tec_rms": 0.05, "target_tec_rms": 0.01, "gain_phases": False,
+    }  # fmt: skip
+    return SimulationParams(**(preset | fields))  # type: ignore[arg-type]
 
 
 def subband_numbers(params: SimulationParams) -> list[int]:
@@ -128,9 +150,12 @@ def predict(
     return out
 
 
-def station_gains(gains: np.ndarray, effects: StationEffects, freqs: np.ndarray) -> np.ndarray:
-    """(ntime, nant, nchan or 1, 2): the drifting gains times the frequency-dependent effects."""
-    factor = effects.factor(freqs)
+def station_gains(
+    gains: np.ndarray, effects: StationEffects, freqs: np.ndarray, target: bool = False
+) -> np.ndarray:
+    """(ntime, nant, nchan or 1, 2): the drifting gains times the frequency-dependent effects
+    (in the target's direction if `target`)."""
+    factor = effects.factor(freqs, target)
     return gains[:, :, None, :] if factor is None else gains[:, :, None, :] * factor
 
 
@@ -145,6 +170,9 @@ def _write_effects_truth(
         truth.write_clock(truth_dir, truth.Clock(stations, stations[0], effects.clock_ns))
     if effects.tec is not None:
         truth.write_tec(truth_dir, truth.Tec(times, stations, stations[0], effects.tec))
+    if effects.target_tec is not None:
+        extra = truth.Tec(times, stations, stations[0], effects.target_tec)
+        truth.write_tec(truth_dir, extra, truth.TARGET_TEC)
 
 
 def _write_beam(
@@ -191,11 +219,11 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
     ntime = round(params.duration_h * 3600 / params.interval_s)
     start = transit_start_mjd_s(params.date, params.target_ra_deg, params.duration_h)
     times = start + params.interval_s * (np.arange(ntime) + 0.5)
-    gains = corrupt.drifting_gains(rng, times, len(params.stations))
+    gains = corrupt.drifting_gains(rng, times, len(params.stations), params.gain_phases)
     truth.write_gains(truth_dir, truth.Gains(times, list(params.stations), gains))
     effects = StationEffects.draw(
         params.seed, times, len(params.stations), params.bandpass_ripple, params.clock_rms_ns,
-        params.tec_rms,
+        params.tec_rms, params.target_tec_rms, params.bandpass_phase_rad,
     )  # fmt: skip
 
     calibrator = [
@@ -228,7 +256,6 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
     numbers = subband_numbers(params)
     for sb, number in enumerate(numbers):
         freqs = channel_freqs(number, params.n_channels)
-        sb_gains = station_gains(gains, effects, freqs)
         beams = (
             ("calibrator", params.calibrator_obsid, calibrator, params.calibrator_ra_deg,
              params.calibrator_dec_deg),
@@ -240,6 +267,7 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
                 math.radians(ra), math.radians(dec), sky[0].name if role == "calibrator" else role,
             )  # fmt: skip
             name = ms_name(obsid, sb)
+            sb_gains = station_gains(gains, effects, freqs, target=role == "target")
             _write_beam(params, rng, layout, sky, sb_gains, name, out_dir, truth_dir, sigma)
             cal = f"L{params.calibrator_obsid}" if role == "target" else ""
             rows.append(f"L{obsid}\t{role}\t{sb:03d}\t{cal}\t{name}.tar\tlofar:{name}.tar")

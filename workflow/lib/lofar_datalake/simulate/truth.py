@@ -2,8 +2,9 @@
 
 A station's gain at time t and frequency nu is the product of the drifting gains (`gains.npz`,
 the same at every frequency) and, where the simulation switched them on, the bandpass, the clock
-phase 2 pi nu tau and the TEC phase -8.44797245e9 dTEC / nu. The files of effects that were off
-are not written and their readers return None.
+phase 2 pi nu tau and the TEC phase -8.44797245e9 dTEC / nu. In the target's direction the TEC is
+`tec.npz` plus `target_tec.npz`. The files of effects that were off are not written and their
+readers return None.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ GAINS = "gains.npz"
 BANDPASS = "bandpass.npz"
 CLOCK = "clock.npz"
 TEC = "tec.npz"
+TARGET_TEC = "target_tec.npz"  # what the target's direction adds to TEC
 PARAMETERS = "simulation.json"
 
 
@@ -113,16 +115,17 @@ def read_clock(truth_dir: Path) -> Clock | None:
         return Clock([str(s) for s in z["stations"]], str(z["reference"]), z["clock_ns"])
 
 
-def write_tec(truth_dir: Path, tec: Tec) -> None:
-    np.savez_compressed(truth_dir / TEC, times=tec.times, stations=np.array(tec.stations),
+def write_tec(truth_dir: Path, tec: Tec, name: str = TEC) -> None:
+    np.savez_compressed(truth_dir / name, times=tec.times, stations=np.array(tec.stations),
                         reference=np.array(tec.reference), tec=tec.tec)  # fmt: skip
 
 
-def read_tec(truth_dir: Path) -> Tec | None:
-    """The differential TEC, or None if the simulation had none."""
-    if not (truth_dir / TEC).exists():
+def read_tec(truth_dir: Path, name: str = TEC) -> Tec | None:
+    """The differential TEC (`TARGET_TEC`: the target's extra), or None if the simulation had
+    none."""
+    if not (truth_dir / name).exists():
         return None
-    with np.load(truth_dir / TEC) as z:
+    with np.load(truth_dir / name) as z:
         return Tec(z["times"], [str(s) for s in z["stations"]], str(z["reference"]), z["tec"])
 
 

@@ -1,36 +1,44 @@
 """LOFAR's calibrator strategy (calibration.strategy linc) on simulated observations, checked
 against their truth.
 
-Each sky (`linc_params`): 8 subbands spread over 120–180 MHz (16 channels each, averaged to 4),
+Each sky (`LINC_SKIES`): 8 subbands spread over 120–180 MHz (16 channels each, averaged to 4),
 12 HBA stations, an 8 h track of 60 s integrations per beam; stations with a bandpass (15 %
 ripple), clock offsets (10 or 20 ns rms) and the calibrator's differential TEC (0.05 TECU rms,
 drifting over hours) on top of the drifting gain amplitudes, noise and RFI; the target's
 direction adds its own drifting TEC (0.01 TECU rms), which only its self-calibration can
-remove. One run takes about two minutes on 2 cores.
+remove. One sky runs from local files, the other from the session's DataLake. One run takes
+about two and a half minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from astropy.io import fits
-from workflow_runs import run_snakemake, write_config
+from workflow_runs import REPO, run_snakemake, write_config
 
 from lofar_datalake.pipeline import crossmatch
 from lofar_datalake.pipeline.catalogue import read_catalogue
 from lofar_datalake.pipeline.qa import image_frequency
 from lofar_datalake.simulate import truth
-from lofar_datalake.simulate.observation import SimulationParams, linc_params, simulate
+from lofar_datalake.simulate.observation import SimulationParams, simulate
+from lofar_datalake.simulate.science_skies import LINC_SKIES
+from lofar_datalake_testbed.demo import pipeline as demo_pipeline
+from lofar_datalake_testbed.seed import seed
 
 SKIES = {
-    "sky-a": linc_params(seed=1, sky_seed=1),
-    "sky-b": linc_params(
-        seed=2, sky_seed=2, target_ra_deg=140, target_dec_deg=58, n_sources=10, clock_rms_ns=20
-    ),
+    "sky-a-local": LINC_SKIES["sky-a"],
+    # From the session's DataLake, as the embedded site A runs (inputs staged by Rucio rules,
+    # products stored back), with obsids of its own: Rucio files are immutable.
+    "sky-b-datalake": replace(LINC_SKIES["sky-b"], calibrator_obsid=720000, target_obsid=720001),
 }
 CLOCK_RMS_NS, TEC_RMS_TECU = 2.0, 0.05  # LINC-grade targets
 # A wrong 2π wrap moves a station's clock by ≈3.4 ns and its dTEC by ≈0.055 TECU: one such
@@ -41,12 +49,25 @@ CLOCK_MAX_NS, TEC_MAX_TECU = 1.0, 0.02
 @pytest.fixture(scope="module", params=sorted(SKIES))
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     params = SKIES[request.param]
-    workdir = tmp_path_factory.mktemp(f"linc-{request.param}")
+    workdir = tmp_path_factory.mktemp(request.param)
     simulate(params, workdir / "data")
-    config = write_config(
-        workdir, keep_intermediate=False, calibration={"strategy": "linc", "nchan": 1}
-    )
-    run_snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=1200)
+    linc = {"strategy": "linc", "nchan": 1}
+    if request.param.endswith("datalake"):
+        bed = request.getfixturevalue("testbed_session")
+        bed.up()
+        seed(bed, workdir / "data", rses=("SITE_B_DISK", "SITE_C_DAV"))
+        config = demo_pipeline.write_demo_config(
+            workdir, workdir / "data", f"products/linc-{time.time_ns()}"
+        )
+        settings = yaml.safe_load(config.read_text())
+        settings["calibration"] |= linc
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
+        args = ["--profile", str(REPO / "profiles" / "local"), *demo_pipeline.testbed_args(bed)]
+        env = {**os.environ, **bed.client_env()}
+    else:
+        config = write_config(workdir, keep_intermediate=False, calibration=linc)
+        args, env = ["--cores", "2"], None
+    run_snakemake(workdir, "--configfile", str(config), *args, timeout=1200, env=env)
     yield workdir, params
     shutil.rmtree(workdir / "data", ignore_errors=True)
 

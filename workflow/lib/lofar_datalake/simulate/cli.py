@@ -59,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drifting gains change amplitude only: a station's phase is its clock alone",
     )
     parser.add_argument(
+        "--station-beam",
+        action="store_true",
+        help="LOFAR's station beam (EveryBeam) on every source, and the beam tables in each MS",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -92,6 +97,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         target_tec_rms=args.target_tec_rms,
         bandpass_phase_rad=args.bandpass_phase,
         gain_phases=not args.no_gain_phases,
+        station_beam=args.station_beam,
     )
     if args.band:
         try:

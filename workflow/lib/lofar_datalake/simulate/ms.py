@@ -10,6 +10,8 @@ from casacore import tables
 from casacore.measures import measures
 from casacore.quanta import quantity
 
+from .beam_tables import add_beam_tables
+
 # Linear feeds: XX, XY, YX, YY (casacore Stokes enum).
 CORR_TYPES = [9, 10, 11, 12]
 
@@ -56,8 +58,11 @@ def _subtable(ms: str, name: str, nrows: int) -> tables.table:
     return sub
 
 
-def write_ms(path: Path, layout: Layout, data: np.ndarray, uvw: np.ndarray) -> None:
-    """Create `path` with DATA (nrow, nchan, 4), zero flags and unit weights."""
+def write_ms(
+    path: Path, layout: Layout, data: np.ndarray, uvw: np.ndarray, beam_tables: bool = False
+) -> None:
+    """Create `path` with DATA (nrow, nchan, 4), zero flags and unit weights; with `beam_tables`,
+    also the LOFAR beam subtables and columns that EveryBeam reads."""
     nchan = len(layout.freqs)
     desc = tables.maketabdesc(
         [
@@ -143,3 +148,5 @@ def write_ms(path: Path, layout: Layout, data: np.ndarray, uvw: np.ndarray) -> N
     obs.putcell("PROJECT", 0, "SIMULATION")
     obs.putcell("TIME_RANGE", 0, np.array([layout.times[0] - half, layout.times[-1] + half]))
     obs.close()
+    if beam_tables:
+        add_beam_tables(ms, layout.station_names, layout.ra, layout.dec)

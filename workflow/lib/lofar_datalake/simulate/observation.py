@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import corrupt, truth
+from .beam_truth import beam_response
 from .frequency_gains import StationEffects
 from .ms import Layout, antenna_uvw, write_ms
 from .sky import Source, lmn, random_field, write_skymodel, write_sources_csv
+from .station_beam import StationBeam
 from .stations import DEFAULT_STATIONS, station_positions
 
 C = 299792458.0
@@ -64,6 +66,9 @@ class SimulationParams:
     # False: the drifting gains change amplitude only, so a station's instrumental phase is its
     # clock alone, as the clock/TEC model of LINC's calibrator pipeline assumes.
     gain_phases: bool = True
+    # LOFAR's station beam (EveryBeam) on every source, and the beam tables in the MS
+    # (`station_beam`, `beam_tables`).
+    station_beam: bool = False
 
 
 def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
@@ -185,9 +190,13 @@ def _write_beam(
     out_dir: Path,
     truth_dir: Path,
     sigma: float,
+    beam: StationBeam | None = None,
 ) -> None:
     uvw_ant = antenna_uvw(layout)
-    data = predict(layout, uvw_ant, sources, gains)
+    if beam is None:
+        data = predict(layout, uvw_ant, sources, gains)
+    else:
+        data = beam.predict(layout, uvw_ant, sources, gains)
     a1, a2 = layout.baselines
     auto = a1 == a2
     # Autocorrelations carry the system noise power, as in real data.
@@ -201,7 +210,7 @@ def _write_beam(
     uvw = (uvw_ant[:, a2] - uvw_ant[:, a1]).reshape(-1, 3)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         ms = Path(tmp) / name
-        write_ms(ms, layout, data.reshape(-1, len(layout.freqs), 4), uvw)
+        write_ms(ms, layout, data.reshape(-1, len(layout.freqs), 4), uvw, beam is not None)
         with tarfile.open(out_dir / f"{name}.tar", "w") as tar:
             tar.add(ms, arcname=name)
     truth.write_rfi(truth_dir, name, truth.RfiMask(layout.times, layout.freqs, mask))
@@ -225,6 +234,8 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
         params.seed, times, len(params.stations), params.bandpass_ripple, params.clock_rms_ns,
         params.tec_rms, params.target_tec_rms, params.bandpass_phase_rad,
     )  # fmt: skip
+
+    beam = StationBeam(params.stations, times) if params.station_beam else None
 
     calibrator = [
         Source(
@@ -268,12 +279,17 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
             )  # fmt: skip
             name = ms_name(obsid, sb)
             sb_gains = station_gains(gains, effects, freqs, target=role == "target")
-            _write_beam(params, rng, layout, sky, sb_gains, name, out_dir, truth_dir, sigma)
+            _write_beam(params, rng, layout, sky, sb_gains, name, out_dir, truth_dir, sigma, beam)
             cal = f"L{params.calibrator_obsid}" if role == "target" else ""
             rows.append(f"L{obsid}\t{role}\t{sb:03d}\t{cal}\t{name}.tar\tlofar:{name}.tar")
     (out_dir / "observations.tsv").write_text("\n".join(rows) + "\n")
     all_freqs = np.concatenate([channel_freqs(n, params.n_channels) for n in numbers])
     _write_effects_truth(truth_dir, effects, list(params.stations), times, all_freqs)
+    if beam is not None:
+        pointing = (math.radians(params.target_ra_deg), math.radians(params.target_dec_deg))
+        centres = np.array([channel_freqs(n, params.n_channels).mean() for n in numbers])
+        response = beam_response(beam, targets, pointing, centres, params.ref_freq_hz)
+        truth.write_beam_response(truth_dir, response)
     meta = asdict(params) | {"noise_sigma_jy": sigma, "channel_width_hz": chan_width,
                              "subband_numbers": numbers}  # fmt: skip
     (truth_dir / truth.PARAMETERS).write_text(json.dumps(meta, indent=2) + "\n")

@@ -3,8 +3,9 @@
 A station's gain at time t and frequency nu is the product of the drifting gains (`gains.npz`,
 the same at every frequency) and, where the simulation switched them on, the bandpass, the clock
 phase 2 pi nu tau and the TEC phase -8.44797245e9 dTEC / nu. In the target's direction the TEC is
-`tec.npz` plus `target_tec.npz`. The files of effects that were off are not written and their
-readers return None.
+`tec.npz` plus `target_tec.npz`. With the station beam on, `station_beam.npz` holds what the
+beam does to each target source (the gains stay the instrumental ones: the beam is the sky's).
+The files of effects that were off are not written and their readers return None.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CLOCK = "clock.npz"
 TEC = "tec.npz"
 TARGET_TEC = "target_tec.npz"  # what the target's direction adds to TEC
 PARAMETERS = "simulation.json"
+STATION_BEAM = "station_beam.npz"  # with the station beam on: its effect on the target
 
 
 def rfi_name(ms_name: str) -> str:
@@ -146,3 +148,46 @@ def read_target_sources(truth_dir: Path) -> list[Source]:
 
 def read_parameters(truth_dir: Path) -> dict[str, Any]:
     return json.loads((truth_dir / PARAMETERS).read_text())
+
+
+@dataclass(frozen=True)
+class BeamResponse:
+    """What the station beam (`station_beam` on) does to each target source.
+
+    With E_p(d) station p's Jones response towards d and R_pq(d) = Re tr(E_p(d) E_q(d)^H) / 2 a
+    baseline's Stokes I response, `attenuation[s, k]` is the mean of R_pq(s) / R_pq(c) (c the
+    phase centre) over the cross-correlation baselines and the beam's time grid, at the subband
+    centre `freqs[k]`: what a source keeps of its flux once the data are corrected for the beam
+    at the phase centre. `centre_response[k]` is the mean of R_pq(c): what a source at the phase
+    centre keeps without any beam correction (EveryBeam's beam is not normalised there).
+    """
+
+    sources: list[str]
+    freqs: np.ndarray  # (nfreq,) Hz, subband centres
+    attenuation: np.ndarray  # (nsource, nfreq)
+    centre_response: np.ndarray  # (nfreq,)
+    half_power_radius_deg: float  # of a station's Stokes I power, at ref_freq_hz
+    ref_freq_hz: float
+
+    @property
+    def band_attenuation(self) -> np.ndarray:
+        """(nsource,) `attenuation` averaged over the subbands."""
+        return np.asarray(self.attenuation.mean(axis=1))
+
+
+def write_beam_response(truth_dir: Path, beam: BeamResponse) -> None:
+    np.savez_compressed(
+        truth_dir / STATION_BEAM, sources=np.array(beam.sources), freqs=beam.freqs,
+        attenuation=beam.attenuation, centre_response=beam.centre_response,
+        half_power_radius_deg=beam.half_power_radius_deg, ref_freq_hz=beam.ref_freq_hz,
+    )  # fmt: skip
+
+
+def read_beam_response(truth_dir: Path) -> BeamResponse | None:
+    """The station beam's effect on the target's sources, or None if the beam was off."""
+    if not (truth_dir / STATION_BEAM).exists():
+        return None
+    with np.load(truth_dir / STATION_BEAM) as z:
+        return BeamResponse([str(s) for s in z["sources"]], z["freqs"], z["attenuation"],
+                            z["centre_response"], float(z["half_power_radius_deg"]),
+                            float(z["ref_freq_hz"]))  # fmt: skip

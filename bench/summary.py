@@ -149,8 +149,10 @@ def from_scale(data: dict[str, Any]) -> list[Row]:
 
 
 def load(directory: Path = RESULTS) -> dict[str, dict[str, Any]]:
-    """Each result file by its name (without .json)."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
+    """Each result file by its name (without .json); science_*.json hold no performance
+    figures (bench_science.py renders its own table)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))
+            if not p.stem.startswith("science_")}  # fmt: skip
 
 
 def rows_of(data: dict[str, Any]) -> list[Row]:

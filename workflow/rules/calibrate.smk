@@ -37,5 +37,8 @@ rule apply_calibration:
     threads: rule_threads("apply_calibration")
     resources:
         **rule_resources("apply_calibration"),
+    params:
+        # a calibrator solved with the beam model leaves the beam in the target's data
+        beam=config["calibration"]["usebeammodel"],
     script:
         "../scripts/apply_calibration.py"

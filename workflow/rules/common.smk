@@ -291,6 +291,15 @@ APPLIED_MS = (
 )
 
 
+# With the beam model the fluxes scored against the truth are the beam-corrected ones.
+BEAM = config["calibration"]["usebeammodel"]
+SCORED_CATALOGUE = (
+    "results/{obs}/catalogue/{obs}.pbcor.srl.csv"
+    if BEAM
+    else "results/{obs}/catalogue/{obs}.srl.fits"
+)
+
+
 def calibrator_solutions(wildcards):
     cal = row(wildcards.obs, wildcards.sb)["calibrator"]
     if LINC:
@@ -365,6 +374,8 @@ def local_products():
         ]
         if LINC:  # the first image, before self-calibration
             products += [f"results/{obs}/selfcal/{obs}-r0-image.fits"]
+        if BEAM:
+            products += [f"results/{obs}/catalogue/{obs}.pbcor.srl.csv"]
     return products
 
 

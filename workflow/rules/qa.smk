@@ -58,7 +58,7 @@ rule qa_sources:
     input:
         image="results/{obs}/image/{obs}-image.fits",
         residual="results/{obs}/image/{obs}-residual.fits",
-        catalogue="results/{obs}/catalogue/{obs}.srl.fits",
+        catalogue=SCORED_CATALOGUE,
     output:
         cutout=report(
             "results/{obs}/qa/{obs}_sources.png",

@@ -19,3 +19,24 @@ rule find_sources:
         settings=config["source_finding"],
     script:
         "../scripts/find_sources.py"
+
+
+rule correct_fluxes:
+    """Fluxes corrected for the station beam, source by source (EveryBeam), when the data were
+    calibrated with the beam model (calibration.usebeammodel)."""
+    input:
+        catalogue="results/{obs}/catalogue/{obs}.srl.csv",
+        ms=calibrated_subbands,
+    output:
+        "results/{obs}/catalogue/{obs}.pbcor.srl.csv",
+    log:
+        "logs/correct_fluxes/{obs}.log",
+    benchmark:
+        "benchmarks/correct_fluxes/{obs}.tsv"
+    container:
+        config["containers"]["python"]
+    threads: rule_threads("correct_fluxes")
+    resources:
+        **rule_resources("correct_fluxes"),
+    script:
+        "../scripts/correct_fluxes.py"

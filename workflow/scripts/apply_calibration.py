@@ -7,4 +7,6 @@ from lofar_datalake.pipeline.jobs import logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with logged(sm.log[0]) as log:
-    stages.apply_solutions(Path(sm.input.ms), Path(sm.input.h5parm), Path(sm.output[0]), log)
+    stages.apply_solutions(
+        Path(sm.input.ms), Path(sm.input.h5parm), Path(sm.output[0]), log, sm.params.beam
+    )

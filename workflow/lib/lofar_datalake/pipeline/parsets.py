@@ -71,7 +71,7 @@ def calibrate_parset(
         "cal.tolerance": settings.get("tolerance", 1e-4),
         "cal.stepsize": settings.get("stepsize", 0.2),
         "cal.uvlambdamin": settings.get("uvlambdamin", 0),
-        # The simulated (and the testbed's) Measurement Sets carry no LOFAR beam tables.
+        # Needs LOFAR's beam tables in the Measurement Set (the simulator's with --station-beam).
         "cal.usebeammodel": settings.get("usebeammodel", False),
     }
 
@@ -79,9 +79,14 @@ def calibrate_parset(
 def selfcal_parset(
     msin: Path, h5parm: Path, skymodel: Path, settings: dict[str, Any], threads: int = 1
 ) -> Parset:
-    """DDECal of one phase per station (X and Y alike) against the target's own sky model."""
+    """DDECal of one phase per station (X and Y alike) against the target's own sky model.
+
+    Never with the beam model: the data were corrected for the beam at the phase centre, and the
+    model, from their image, already carries what is left of it (DDECal would apply it twice).
+    """
     selfcal = settings.get("selfcal", {})
     return calibrate_parset(msin, h5parm, skymodel, settings, threads) | {
+        "cal.usebeammodel": False,
         "cal.mode": "scalarphase",
         "cal.solint": selfcal.get("solint", 1),
         "cal.nchan": selfcal.get("nchan", 0),
@@ -89,16 +94,20 @@ def selfcal_parset(
 
 
 def applycal_parset(
-    msin: Path, msout: Path, h5parm: Path, phase_only: bool = False
+    msin: Path, msout: Path, h5parm: Path, phase_only: bool = False, beam: bool = False
 ) -> Parset:
-    """Apply amplitude and phase solutions (DDECal names them *000), or the phases alone."""
+    """Apply amplitude and phase solutions (DDECal names them *000), or the phases alone; with
+    `beam`, then correct for the station beam towards the phase centre (DP3 applybeam, full
+    beam), as a target calibrated against a calibrator solved with the beam model needs."""
     soltabs = {"phase": "phase000"} if phase_only else {"amp": "amplitude000", "phase": "phase000"}
     parset = _io(msin, msout) | {
-        "steps": ["apply"],
+        "steps": ["apply", "beam"] if beam else ["apply"],
         "apply.type": "applycal",
         "apply.parmdb": str(h5parm),
         "apply.steps": list(soltabs),
     }
+    if beam:
+        parset |= {"beam.type": "applybeam", "beam.beammode": "full"}
     for step, soltab in soltabs.items():
         parset[f"apply.{step}.correction"] = soltab
     return parset

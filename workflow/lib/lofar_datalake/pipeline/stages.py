@@ -51,9 +51,9 @@ def calibrate(
     tools.run_dp3(parset, log.with_suffix(".parset"), log)
 
 
-def apply_solutions(msin: Path, h5parm: Path, msout: Path, log: Path) -> None:
+def apply_solutions(msin: Path, h5parm: Path, msout: Path, log: Path, beam: bool = False) -> None:
     _fresh(msout)
-    parset = parsets.applycal_parset(msin, msout, h5parm)
+    parset = parsets.applycal_parset(msin, msout, h5parm, beam=beam)
     tools.run_dp3(parset, log.with_suffix(".parset"), log)
 
 

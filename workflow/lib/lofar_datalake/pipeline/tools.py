@@ -1,8 +1,10 @@
 """The one adapter that runs the external tools (DP3, WSClean) of the pipeline.
 
 Each run gets the environment these tools need here: one OpenBLAS thread (DP3 aborts with
-OpenBLAS' own threading), and a casarc naming the measures data shipped with python-casacore
-(without it DP3 cannot find the LOFAR observatory position).
+OpenBLAS' own threading), a casarc naming the measures data shipped with python-casacore
+(without it DP3 cannot find the LOFAR observatory position), and EVERYBEAM_DATADIR naming the
+station beam's element coefficients the everybeam wheel installs (the EveryBeam inside the dp3
+wheel finds them no other way; without them `applybeam` and `usebeammodel` fail).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 CASACORE_DATA = SITE_PACKAGES / "casacore" / "data"
 AOFLAGGER_STRATEGIES = SITE_PACKAGES / "DP3.libs" / "aoflagger" / "strategies"
+EVERYBEAM_DATA = Path(sys.prefix) / "share" / "everybeam"
 
 
 class ToolError(RuntimeError):
@@ -47,6 +50,8 @@ def tool_env(casarc: Path) -> dict[str, str]:
     """The job's environment for a tool; writes `casarc` unless CASARCFILES is already set."""
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = "1"
+    if "EVERYBEAM_DATADIR" not in env and EVERYBEAM_DATA.is_dir():
+        env["EVERYBEAM_DATADIR"] = str(EVERYBEAM_DATA)
     if "CASARCFILES" not in env and CASACORE_DATA.is_dir():
         casarc.parent.mkdir(parents=True, exist_ok=True)
         casarc.write_text(f"measures.directory: {CASACORE_DATA}\n")

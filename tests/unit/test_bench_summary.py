@@ -3,6 +3,7 @@ committed results, and the pieces it is made of (medians with their spread, targ
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -103,3 +104,13 @@ def test_a_run_is_loaded_from_half_a_process_per_core() -> None:
 def test_replacing_the_block_keeps_the_text_around_it() -> None:
     text = f"before\n{summary.BEGIN}\nold\n{summary.END}\nafter\n"
     assert summary.replace_block(text, "NEW") == "before\nNEW\nafter\n"
+
+
+def test_readme_science_table_is_what_bench_science_renders_from_its_committed_result() -> None:
+    import bench_science
+
+    result = json.loads((summary.RESULTS / "science_linc.json").read_text())
+    assert set(result["skies"]) == {"sky-a", "sky-b"}
+    assert bench_science.render_readme(result, check=True) == 0, (
+        "run bench/bench_science.py --from-json --write-readme"
+    )

@@ -45,7 +45,7 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
-# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 14 min
+# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 20 min
 # more on 2 cores), which `make test-sites` runs; CI runs both (.ci/run).
 # The chains across sites and LOFAR's calibrator strategy on 8 subbands (about 5.5 min) run
 # with the site tests: together with them the two commands stay under 30 minutes each on a

@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the observation on the tape RSE only: recalled through Rucio and FTS as jobs "
         "need it",
     )
+    parser.add_argument(
+        "--linc",
+        action="store_true",
+        help="8 subbands over 120-180 MHz calibrated as LOFAR's LINC pipeline does (bandpass, "
+        "clocks and TEC from the calibrator, target self-calibration); prints their scores",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args.dir)
     from .demo.pipeline import run_pipeline_demo
 
-    return run_pipeline_demo(args.dir, from_tape=args.from_tape)
+    return run_pipeline_demo(args.dir, from_tape=args.from_tape, linc=args.linc)

@@ -44,18 +44,23 @@ SITE_PROFILES = {
 # The observation the tape demo recalls: other obsids than the disk demo's, since Rucio files
 # are immutable and those are on disk already.
 TAPE_OBSIDS = (740000, 740001)  # calibrator, target
+# The observation of `demo --linc`: 8 subbands over 120-180 MHz (simulate.linc_params).
+LINC_OBSIDS = (702000, 702001)
 
 
-def simulate_demo_data(data: Path, obsids: tuple[int, int] = (700000, 700001)) -> None:
+def simulate_demo_data(
+    data: Path, obsids: tuple[int, int] = (700000, 700001), linc: bool = False
+) -> None:
     if (data / "observations.tsv").exists():
         print(f"==> simulated observation already in {data}", flush=True)
         return
-    from lofar_datalake.simulate.observation import SimulationParams, simulate
+    from lofar_datalake.simulate.observation import SimulationParams, linc_params, simulate
 
-    print(f"==> simulating a LOFAR observation into {data}", flush=True)
+    what = " (8 subbands over 120-180 MHz; bandpass, clocks, ionosphere)" if linc else ""
+    print(f"==> simulating a LOFAR observation{what} into {data}", flush=True)
     started = time.monotonic()
-    simulate(SimulationParams(seed=1, sky_seed=1, calibrator_obsid=obsids[0],
-                              target_obsid=obsids[1]), data)
+    make = linc_params if linc else SimulationParams
+    simulate(make(seed=1, sky_seed=1, calibrator_obsid=obsids[0], target_obsid=obsids[1]), data)
     print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -66,9 +71,12 @@ def testbed_args(bed: Testbed) -> list[str]:
             "--storage-datalake-ca-bundle", str(bed.pki.ca_cert)]
 
 
-def write_demo_config(run_dir: Path, data: Path, products: str, project: Path = ROOT) -> Path:
+def write_demo_config(
+    run_dir: Path, data: Path, products: str, project: Path = ROOT, linc: bool = False
+) -> Path:
     """The project's config, pointed at the observation in `data` (absolute paths: the run has
-    its own directory) and storing its products under `products`."""
+    its own directory) and storing its products under `products`; with `linc`, calibrating as
+    LOFAR's LINC pipeline does (calibration.strategy linc, per-channel solutions)."""
     config = yaml.safe_load((project / "config" / "config.yaml").read_text())
     config |= {
         "input_mode": "datalake",
@@ -78,6 +86,8 @@ def write_demo_config(run_dir: Path, data: Path, products: str, project: Path = 
     config["local"]["data_dir"] = str(data)
     config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
     config["datalake"]["products"] = products
+    if linc:
+        config["calibration"] |= {"strategy": "linc", "nchan": 1}
     path = run_dir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -122,7 +132,8 @@ def _show(text: str, commands: list[list[str] | str]) -> None:
         print(f"    $ {command if isinstance(command, str) else shlex.join(command)}", flush=True)
 
 
-def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stamp: str) -> None:
+def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stamp: str,
+                own_config: bool = True) -> None:  # fmt: skip
     if Path.cwd().resolve() != project.resolve():
         _show("the commands below run in the project directory:", [["cd", str(project)]])
     products = f"lofar:products/demo-{stamp}"
@@ -132,6 +143,8 @@ def _next_steps(bed: Testbed, project: Path, run: list[str], run_dir: Path, stam
     # Snakemake takes the report's path from the run directory.
     _show(f"the QA report of this run, figures with captions, as "
           f"{shown(run_dir / 'report.html', project)}:", [[*run, "--report", "report.html"]])
+    if not own_config:  # config/config.yaml names the default demo observation, not this one
+        return
     _show("config/config.yaml names this observation: run the workflow on it yourself as "
           + " or ".join(SITE_PROFILES.values()) + ":",
           [[tool("snakemake", project), "--profile", profile, *site_testbed_args(bed, project)]
@@ -157,7 +170,8 @@ def _recall_summary(bed: Testbed, run_dir: Path) -> None:
     print(f"    files still pinned on {tape} after the run: {pinned}")
 
 
-def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False) -> int:
+def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False,
+                      linc: bool = False) -> int:  # fmt: skip
     bed = Testbed(Layout(state_dir or default_dir()))
     if not bed.status():
         print("the testbed is not fully up; run `lofar-datalake testbed up` first")
@@ -169,6 +183,12 @@ def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False) ->
         print(f"==> putting the observation on tape ({TAPE_RSE} only: nearline until recalled)",
               flush=True)
         seed(bed, data, rses=[TAPE_RSE])
+    elif linc:
+        data = project / "demo" / "data-linc"
+        simulate_demo_data(data, LINC_OBSIDS, linc=True)
+        print("==> putting the observation into the DataLake (SITE_B_DISK, SITE_C_DAV)",
+              flush=True)
+        seed(bed, data)
     else:
         data = project / "demo" / "data"
         simulate_demo_data(data)
@@ -179,7 +199,7 @@ def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False) ->
     stamp = time.strftime("%Y%m%dT%H%M%S")
     run_dir = project / "demo" / stamp
     run_dir.mkdir(parents=True)
-    config = write_demo_config(run_dir, data, f"products/demo-{stamp}", project)
+    config = write_demo_config(run_dir, data, f"products/demo-{stamp}", project, linc)
     # Absolute DataLake paths: with --directory, Snakemake reads the profile's relative ones
     # from the run directory.
     # On tape, the greedy selector starts equal jobs in the order their inputs are recalled
@@ -200,5 +220,5 @@ def run_pipeline_demo(state_dir: Path | None = None, from_tape: bool = False) ->
         _recall_summary(bed, run_dir)
     _stage_table(run_dir)
     _science(run_dir)
-    _next_steps(bed, project, run, run_dir, stamp)
+    _next_steps(bed, project, run, run_dir, stamp, own_config=not linc)
     return 0

@@ -47,11 +47,11 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 
 # The suite against real services, except the volunteered sites (Slurm, HTCondor: about 20 min
 # more on 2 cores), which `make test-sites` runs; CI runs both (.ci/run).
-# The chains across sites and LOFAR's calibrator strategy on 8 subbands (about 5.5 min) run
+# The chains across sites and LOFAR's calibrator strategy on 8 subbands (about 9 min) run
 # with the site tests: together with them the two commands stay under 30 minutes each on a
 # 2-core machine.
 ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py \
-	tests/workflow/test_pipeline_linc.py
+	tests/workflow/test_pipeline_linc.py tests/workflow/test_demo_linc.py
 
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests

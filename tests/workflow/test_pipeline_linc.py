@@ -90,14 +90,20 @@ def _matches(workdir: Path, params: SimulationParams, image: str, catalogue: str
     return [m for m in matches if m.true_flux_jy >= 10 * rms]
 
 
-@pytest.mark.workflow
-def test_station_clocks_match_the_truth(run) -> None:
+def _solved_and_true(run, read):
+    """The calibrator's solutions (JSON), the truth `read` returns, and the truth's station
+    index of each solved station."""
     workdir, params = run
     solved = _solved(workdir, params)
-    true = truth.read_clock(workdir / "data" / "truth")
+    true = read(workdir / "data" / "truth")
     assert true is not None
+    return solved, true, [true.stations.index(s) for s in solved["stations"]]
+
+
+@pytest.mark.workflow
+def test_station_clocks_match_the_truth(run) -> None:
+    solved, true, order = _solved_and_true(run, truth.read_clock)
     assert solved["reference_station"] == true.reference
-    order = [true.stations.index(s) for s in solved["stations"]]
     error = np.array(solved["clock_ns"], dtype=float) - true.clock_ns[order]
     assert np.sqrt(np.mean(error**2)) <= CLOCK_RMS_NS, error
     assert np.all(np.abs(error) <= CLOCK_MAX_NS), error
@@ -106,13 +112,9 @@ def test_station_clocks_match_the_truth(run) -> None:
 
 @pytest.mark.workflow
 def test_differential_tec_matches_the_truth(run) -> None:
-    workdir, params = run
-    solved = _solved(workdir, params)
-    true = truth.read_tec(workdir / "data" / "truth")
-    assert true is not None
+    solved, true, order = _solved_and_true(run, truth.read_tec)
     times = np.array(solved["times_mjd_s"])
     nearest = np.abs(true.times[None, :] - times[:, None]).argmin(axis=1)
-    order = [true.stations.index(s) for s in solved["stations"]]
     expected = true.tec[nearest][:, order]
     error = np.array(solved["tec_tecu"], dtype=float) - expected
     assert np.isfinite(error).mean() > 0.95

@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from bench_compute import run_pipeline, stages
 from record import RESULTS, Provenance, write
 from staging.common import ROOT, say
 
-from lofar_datalake.pipeline import crossmatch
-from lofar_datalake.pipeline.catalogue import read_catalogue
-from lofar_datalake.pipeline.qa import image_frequency
+from lofar_datalake.pipeline.qa import bright_matches
 from lofar_datalake.simulate import truth
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake.simulate.science_skies import LINC_SKIES
@@ -41,12 +38,11 @@ def calibrator_errors(run: Path, params: SimulationParams) -> dict[str, float]:
     cal = f"L{params.calibrator_obsid}"
     solved = json.loads((run / f"results/{cal}/calibration/{cal}_clocktec.json").read_text())
     tdir = run.parent / "data" / "truth"
-    clock, tec = truth.read_clock(tdir), truth.read_tec(tdir)
+    clock = truth.clock_on(tdir, solved["stations"])
+    tec = truth.tec_on(tdir, solved["stations"], np.array(solved["times_mjd_s"]))
     assert clock is not None and tec is not None
-    order = [clock.stations.index(s) for s in solved["stations"]]
-    clock_err = np.array(solved["clock_ns"], float) - clock.clock_ns[order]
-    nearest = np.abs(tec.times[None, :] - np.array(solved["times_mjd_s"])[:, None]).argmin(1)
-    tec_err = np.array(solved["tec_tecu"], float) - tec.tec[nearest][:, order]
+    clock_err = np.array(solved["clock_ns"], float) - clock
+    tec_err = np.array(solved["tec_tecu"], float) - tec
     tec_err = tec_err[np.isfinite(tec_err)]
     scores = json.loads((run / f"results/{cal}/qa/{cal}_transfer.json").read_text())
     return {
@@ -61,26 +57,16 @@ def calibrator_errors(run: Path, params: SimulationParams) -> dict[str, float]:
 def source_errors(run: Path, params: SimulationParams, image: str, catalogue: str) -> dict:
     """Fluxes and positions of the sources with S/N >= 10 against the truth."""
     obs = f"L{params.target_obsid}"
-    image_path = run / f"results/{obs}/{image}"
-    with fits.open(str(image_path).replace("-image", "-residual")) as hdul:
-        rms = crossmatch.image_rms(hdul[0].data)
-    cat = read_catalogue(run / f"results/{obs}/{catalogue}")
-    matches = crossmatch.crossmatch(
-        truth.read_target_sources(run.parent / "data" / "truth"),
-        np.asarray(cat["RA"]),
-        np.asarray(cat["DEC"]),
-        np.asarray(cat["Total_flux"]),
-        image_frequency(image_path),
-        radius_arcsec=10.0,
-    )
-    bright = [m for m in matches if m.true_flux_jy >= DETECT_SIGMA * rms]
+    bright = bright_matches(
+        run / f"results/{obs}/{image}", run / f"results/{obs}/{catalogue}",
+        run.parent / "data" / "truth", DETECT_SIGMA,
+    )  # fmt: skip
     found = [m for m in bright if m.found]
     return {
         "sources": len(bright),
         "found": len(found),
         "max_flux_error": max((abs(m.flux_ratio - 1) for m in found), default=float("nan")),
         "max_separation_arcsec": max((m.separation_arcsec for m in found), default=float("nan")),
-        "image_rms_mjy": rms * 1e3,
     }
 
 

@@ -22,12 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from astropy.io import fits
 from workflow_runs import REPO, run_snakemake, write_config
 
-from lofar_datalake.pipeline import crossmatch
-from lofar_datalake.pipeline.catalogue import read_catalogue
-from lofar_datalake.pipeline.qa import image_frequency
+from lofar_datalake.pipeline.qa import bright_matches
 from lofar_datalake.simulate import truth
 from lofar_datalake.simulate.observation import SimulationParams, simulate
 from lofar_datalake.simulate.science_skies import LINC_SKIES
@@ -79,43 +76,33 @@ def _solved(workdir: Path, params: SimulationParams) -> dict:
 
 def _matches(workdir: Path, params: SimulationParams, image: str, catalogue: str):
     obs = f"L{params.target_obsid}"
-    cat = read_catalogue(workdir / f"results/{obs}/{catalogue}")
-    with fits.open(workdir / f"results/{obs}/{image}".replace("-image", "-residual")) as hdul:
-        rms = crossmatch.image_rms(hdul[0].data)
-    matches = crossmatch.crossmatch(
-        truth.read_target_sources(workdir / "data" / "truth"), np.asarray(cat["RA"]),
-        np.asarray(cat["DEC"]), np.asarray(cat["Total_flux"]),
-        image_frequency(workdir / f"results/{obs}/{image}"), radius_arcsec=10.0,
+    return bright_matches(
+        workdir / f"results/{obs}/{image}", workdir / f"results/{obs}/{catalogue}",
+        workdir / "data" / "truth",
     )  # fmt: skip
-    return [m for m in matches if m.true_flux_jy >= 10 * rms]
-
-
-def _solved_and_true(run, read):
-    """The calibrator's solutions (JSON), the truth `read` returns, and the truth's station
-    index of each solved station."""
-    workdir, params = run
-    solved = _solved(workdir, params)
-    true = read(workdir / "data" / "truth")
-    assert true is not None
-    return solved, true, [true.stations.index(s) for s in solved["stations"]]
 
 
 @pytest.mark.workflow
 def test_station_clocks_match_the_truth(run) -> None:
-    solved, true, order = _solved_and_true(run, truth.read_clock)
-    assert solved["reference_station"] == true.reference
-    error = np.array(solved["clock_ns"], dtype=float) - true.clock_ns[order]
+    workdir, params = run
+    solved = _solved(workdir, params)
+    true = truth.clock_on(workdir / "data" / "truth", solved["stations"])
+    assert true is not None
+    reference = truth.read_clock(workdir / "data" / "truth")
+    assert reference is not None and solved["reference_station"] == reference.reference
+    error = np.array(solved["clock_ns"], dtype=float) - true
     assert np.sqrt(np.mean(error**2)) <= CLOCK_RMS_NS, error
     assert np.all(np.abs(error) <= CLOCK_MAX_NS), error
-    assert np.ptp(true.clock_ns) > 10 * CLOCK_MAX_NS  # the clocks were there to be found
+    assert np.ptp(true) > 10 * CLOCK_MAX_NS  # the clocks were there to be found
 
 
 @pytest.mark.workflow
 def test_differential_tec_matches_the_truth(run) -> None:
-    solved, true, order = _solved_and_true(run, truth.read_tec)
+    workdir, params = run
+    solved = _solved(workdir, params)
     times = np.array(solved["times_mjd_s"])
-    nearest = np.abs(true.times[None, :] - times[:, None]).argmin(axis=1)
-    expected = true.tec[nearest][:, order]
+    expected = truth.tec_on(workdir / "data" / "truth", solved["stations"], times)
+    assert expected is not None
     error = np.array(solved["tec_tecu"], dtype=float) - expected
     assert np.isfinite(error).mean() > 0.95
     error = error[np.isfinite(error)]

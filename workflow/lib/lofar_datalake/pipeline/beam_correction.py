@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..simulate.station_beam import coherency, itrf_directions
+from ..simulate.beam_truth import baseline_response
+from ..simulate.station_beam import itrf_directions
 from .catalogue import read_catalogue
 from .tools import EVERYBEAM_DATA
 
@@ -41,13 +42,6 @@ def _ms_axes(ms: Path) -> tuple[np.ndarray, float, float, float, int]:
     return times, freq, ra, dec, nant
 
 
-def _stokes_i(jones: np.ndarray) -> np.ndarray:
-    """(nfreq, nbaseline) Re tr(E_p E_q^H) of (nant, nfreq, 2, 2) responses, p < q."""
-    p, q = np.triu_indices(jones.shape[0], 1)
-    coh = coherency(jones[p], jones[q])  # (nbl, nfreq, 2, 2)
-    return np.real(np.trace(coh, axis1=-2, axis2=-1)).T
-
-
 def beam_factors(
     measurement_sets: list[Path], ra_deg: np.ndarray, dec_deg: np.ndarray,
     spectral_index: float = SPECTRAL_INDEX,
@@ -67,17 +61,21 @@ def beam_factors(
     stations = np.arange(nant, dtype=np.uint64)
     centre = itrf_directions(nodes, ra0, dec0)
 
-    def response(k: int, direction: np.ndarray) -> np.ndarray:
-        return telescope.station_response(
-            np.array([nodes[k]]), stations, freqs, direction, centre[k], centre[k]
-        )[0]
+    pairs = np.triu_indices(nant, 1)
 
-    at_centre = [_stokes_i(response(k, centre[k])) for k in range(len(nodes))]
+    def response(k: int, direction: np.ndarray) -> np.ndarray:
+        """(nfreq, npair) Stokes I response of the cross-correlations towards `direction`."""
+        jones = telescope.station_response(
+            np.array([nodes[k]]), stations, freqs, direction, centre[k], centre[k]
+        )[0]  # (nant, nfreq, 2, 2)
+        return baseline_response(np.moveaxis(jones, 0, 1), *pairs)
+
+    at_centre = [response(k, centre[k]) for k in range(len(nodes))]
     weights = freqs**spectral_index
     out = np.empty(len(ra_deg))
     for i, (ra, dec) in enumerate(zip(ra_deg, dec_deg, strict=True)):
         source = itrf_directions(nodes, math.radians(float(ra)), math.radians(float(dec)))
-        ratio = [_stokes_i(response(k, source[k])) / at_centre[k] for k in range(len(nodes))]
+        ratio = [response(k, source[k]) / at_centre[k] for k in range(len(nodes))]
         keep = np.mean(ratio, axis=(0, 2))  # over times and baselines: (nfreq,)
         out[i] = float(np.sum(weights * keep) / np.sum(weights))
     return out

@@ -69,6 +69,23 @@ def image_frequency(image_fits: Path) -> float:
     raise ValueError(f"{image_fits}: no frequency axis")
 
 
+def bright_matches(
+    image_fits: Path, catalogue: Path, truth_dir: Path, detect_sigma: float = 10.0,
+    radius_arcsec: float = 10.0,
+) -> list[crossmatch.Match]:  # fmt: skip
+    """The true sources brighter than `detect_sigma` × the noise of the image's residual (its
+    `-residual` sibling), each with its match in `catalogue` if any."""
+    residual = image_fits.with_name(image_fits.name.replace("-image", "-residual"))
+    with fits.open(residual) as hdul:
+        rms = crossmatch.image_rms(hdul[0].data)
+    cat = read_catalogue(catalogue)
+    matches = crossmatch.crossmatch(
+        truth_files.read_target_sources(truth_dir), cat["RA"].data, cat["DEC"].data,
+        cat["Total_flux"].data, image_frequency(image_fits), radius_arcsec,
+    )  # fmt: skip
+    return [m for m in matches if m.true_flux_jy >= detect_sigma * rms]
+
+
 def qa_sources(
     image_fits: Path,
     residual_fits: Path,

@@ -33,14 +33,12 @@ def true_effects(
     gains = truth_files.read_gains(tdir)
     order = [gains.stations.index(s) for s in cube.stations]
     level = np.median(np.abs(gains.gains), axis=0)[order]  # (station, 2)
-    clock = truth_files.read_clock(tdir)
-    clock_ns = np.zeros(len(order)) if clock is None else clock.clock_ns[order]
-    tec = truth_files.read_tec(tdir)
-    if tec is None:
+    clock_ns = truth_files.clock_on(tdir, cube.stations)
+    tec_tecu = truth_files.tec_on(tdir, cube.stations, cube.times)
+    if clock_ns is None:
+        clock_ns = np.zeros(len(order))
+    if tec_tecu is None:
         tec_tecu = np.zeros((cube.times.size, len(order)))
-    else:
-        nearest = np.abs(tec.times[None, :] - cube.times[:, None]).argmin(axis=1)
-        tec_tecu = tec.tec[nearest][:, order]
     amplitude = np.ones((cube.freqs.size, len(order), 2))
     bandpass = truth_files.read_bandpass(tdir)
     if bandpass is not None:

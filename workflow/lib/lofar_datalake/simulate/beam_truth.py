@@ -47,7 +47,7 @@ def half_power_radius_deg(beam: StationBeam, freq: float, pointing: tuple[float,
     return float(np.mean(found))
 
 
-def _baseline_response(jones: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+def baseline_response(jones: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
     """R_pq = Re tr(E_p E_q^H) / 2 of (..., nant, 2, 2) Jones matrices, for the pairs a1, a2."""
     products = jones[..., a1, :, :] * np.conj(jones[..., a2, :, :])
     return 0.5 * np.real(np.sum(products, axis=(-2, -1)))
@@ -60,7 +60,7 @@ def beam_response(beam: StationBeam, targets: list[Source], pointing: tuple[floa
     a1, a2 = np.triu_indices(len(beam.stations), 1)
 
     def response(ra: float, dec: float) -> np.ndarray:  # (ntime, nfreq, npair)
-        return _baseline_response(np.moveaxis(beam.grid(freqs, ra, dec, pointing), 1, 2), a1, a2)
+        return baseline_response(np.moveaxis(beam.grid(freqs, ra, dec, pointing), 1, 2), a1, a2)
 
     centre = response(*pointing)
     attenuation = np.empty((len(targets), len(freqs)))

@@ -131,6 +131,22 @@ def read_tec(truth_dir: Path, name: str = TEC) -> Tec | None:
         return Tec(z["times"], [str(s) for s in z["stations"]], str(z["reference"]), z["tec"])
 
 
+def clock_on(truth_dir: Path, stations: list[str]) -> np.ndarray | None:
+    """The true clocks (ns) of `stations`, in their order; None if the simulation had none."""
+    clock = read_clock(truth_dir)
+    return None if clock is None else clock.clock_ns[[clock.stations.index(s) for s in stations]]
+
+
+def tec_on(truth_dir: Path, stations: list[str], times: np.ndarray) -> np.ndarray | None:
+    """The true dTEC (time, station) of `stations` at the truth's times nearest `times` (MJD s);
+    None if the simulation had none."""
+    tec = read_tec(truth_dir)
+    if tec is None:
+        return None
+    nearest = np.abs(tec.times[None, :] - np.asarray(times)[:, None]).argmin(axis=1)
+    return tec.tec[nearest][:, [tec.stations.index(s) for s in stations]]
+
+
 def write_rfi(truth_dir: Path, ms_name: str, rfi: RfiMask) -> None:
     np.savez_compressed(
         truth_dir / rfi_name(ms_name), times=rfi.times, freqs=rfi.freqs, mask=rfi.mask

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,service,dev
 
-.PHONY: install demo compare images test test-sites test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
+.PHONY: install demo compare images test test-sites test-science test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -45,22 +45,26 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
-# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 20 min
-# more on 2 cores), which `make test-sites` runs; CI runs both (.ci/run).
-# The chains across sites and LOFAR's calibrator strategy on 8 subbands (about 9 min) run
-# with the site tests: together with them the two commands stay under 30 minutes each on a
-# 2-core machine.
-ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py \
-	tests/workflow/test_pipeline_linc.py tests/workflow/test_demo_linc.py
+# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 15 min
+# more on 2 cores), which `make test-sites` runs, and the science of LOFAR's calibrator strategy
+# on wide fields through the station beam (about 15 min), which `make test-science` runs; CI
+# runs all three (.ci/run). The chains across sites run with the site tests: so each command
+# stays under 30 minutes on a 2-core machine.
+ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
+SCIENCE := tests/workflow/test_pipeline_linc.py tests/workflow/test_demo_linc.py
 
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra --durations=15 tests --ignore=tests/sites \
-		$(addprefix --ignore=,$(ACROSS_SITES))
+		$(addprefix --ignore=,$(ACROSS_SITES) $(SCIENCE))
 
 test-sites: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra --durations=15 tests/sites $(ACROSS_SITES)
+
+test-science: install $(VENV)/.htcondor-stamp
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
+	$(BIN)/python -m pytest -ra --durations=15 $(SCIENCE)
 
 test-unit: install
 	$(BIN)/python -m pytest -ra tests/unit

@@ -8,9 +8,10 @@ finished run instead (threads from its Snakemake log, else from the profile). A 
 core idle" when it holds more cores than its CPU/wall uses by half a core or more. About 2
 minutes (a run of ~100 s).
 
-With `--linc` it runs LOFAR's calibrator strategy (calibration.strategy linc) instead, on the
-8-subband observation `linc_params` simulates (120-180 MHz, bandpass, clocks, ionosphere), and
-records each stage's wall time as well (bench/results/compute_linc.json). About 3 minutes.
+With `--linc` it runs LOFAR's calibrator strategy (calibration.strategy linc) instead, on sky-a
+of the LINC skies (8 subbands over 120-180 MHz, bandpass, clocks, ionosphere, the station beam
+out to its half-power radius; `science_skies.linc_settings`), and records each stage's wall
+time as well (bench/results/compute_linc.json). About 5 minutes.
 
     .venv/bin/python bench/bench_compute.py [--run-dir DIR] [--keep] [--linc]
 """
@@ -59,12 +60,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def simulated(data: Path, scratch: Path, linc: bool = False) -> Path:
-    from lofar_datalake.simulate.observation import SimulationParams, linc_params, simulate
+    from lofar_datalake.simulate.observation import SimulationParams, simulate
+    from lofar_datalake.simulate.science_skies import LINC_SKIES
 
     if linc:
         data = scratch / "data-linc"
-        say(f"simulating 8 subbands over 120-180 MHz (linc_params) into {data}")
-        simulate(linc_params(seed=1, sky_seed=1), data)
+        say(f"simulating sky-a of the LINC skies (8 subbands over 120-180 MHz) into {data}")
+        simulate(LINC_SKIES["sky-a"], data)
         return data
     if (data / "observations.tsv").exists():
         return data
@@ -83,7 +85,9 @@ def run_pipeline(data: Path, run_dir: Path, cores: int, linc: bool = False) -> d
     config["local"]["data_dir"] = str(data)
     config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
     if linc:
-        config["calibration"] |= {"strategy": "linc", "nchan": 1}
+        from lofar_datalake.simulate.science_skies import with_linc_settings
+
+        with_linc_settings(config, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(run_dir),

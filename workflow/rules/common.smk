@@ -331,7 +331,8 @@ def local_products():
             f"results/{obs}/qa/{obs}_sources.png",
             f"results/{obs}/qa/{obs}_flux.png",
         ]
-        if LINC:  # the first image, before self-calibration
+        # the first image, which the first round solves against when no survey does
+        if LINC and not SURVEY_SKYMODEL:
             products += [f"results/{obs}/selfcal/{obs}-r0-image.fits"]
         if BEAM:
             products += [f"results/{obs}/catalogue/{obs}.pbcor.srl.csv"]

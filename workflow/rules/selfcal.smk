@@ -1,7 +1,8 @@
 # calibration.strategy linc: LOFAR's calibrator strategy (LINC). The calibrator's per-channel
 # solutions of all subbands are reduced to a bandpass, station clocks and dTEC, which the
 # target's subbands take through apply_calibration; the target then phase-self-calibrates
-# against sky models of its own images, `selfcal.rounds` times.
+# against sky models of its own images, `selfcal.rounds` times; with a survey's sky model of the
+# field (selfcal.skymodel), the first round solves against it instead, as LINC does with TGSS.
 
 
 def calibrator_subband_solutions(wildcards):
@@ -17,7 +18,14 @@ def selfcal_round_subbands(wildcards):
 
 
 def previous_round_skymodel(wildcards):
-    return f"results/{wildcards.obs}/selfcal/{wildcards.obs}-r{int(wildcards.rnd) - 1}.skymodel"
+    obs, rnd = wildcards.obs, int(wildcards.rnd)
+    if rnd == 1 and SURVEY_SKYMODEL:
+        return f"results/{obs}/selfcal/{obs}-survey.skymodel"
+    return f"results/{obs}/selfcal/{obs}-r{rnd - 1}.skymodel"
+
+
+def first_round_subbands(wildcards):
+    return [selfcal_ms(wildcards.obs, sb, 0) for sb in subbands(wildcards.obs)]
 
 
 rule transfer_solutions:
@@ -66,6 +74,30 @@ rule qa_transfer:
         truth=configured_file("truth"),
     script:
         "../scripts/qa_transfer.py"
+
+
+rule field_skymodel:
+    """The survey's sky model of a target's field (calibration.selfcal.skymodel): the sources
+    within the image, in one patch, with the fluxes the beam leaves in the data."""
+    input:
+        survey=configured_file("calibration.selfcal.skymodel"),
+        ms=first_round_subbands,
+    output:
+        "results/{obs}/selfcal/{obs}-survey.skymodel",
+    log:
+        "logs/field_skymodel/{obs}.log",
+    benchmark:
+        "benchmarks/field_skymodel/{obs}.tsv"
+    container:
+        config["containers"]["python"]
+    threads: rule_threads("field_skymodel")
+    resources:
+        **rule_resources("field_skymodel"),
+    params:
+        radius_deg=IMAGE_RADIUS_DEG,
+        beam=BEAM,
+    script:
+        "../scripts/field_skymodel.py"
 
 
 rule image_selfcal:

@@ -12,6 +12,11 @@ With `--from-tape` the observation (its own obsids, in `demo/data-tape/`) is put
 only, nearline: the storage plugin has Rucio recall it straight to SITE_A (Rucio's submitter,
 FTS bringing each file online, copying it and releasing its pin), with Snakemake's greedy
 scheduler; the recall is summarised from the run's journal, with the pins left on the tape.
+
+With `--linc` the observation (`demo/data-linc/`) is sky-a of the LINC skies: 8 subbands over
+120-180 MHz through the station beam, calibrated as LOFAR's LINC pipeline does; the scores
+printed are the calibrator's clocks, dTEC and bandpass and the target's beam-corrected fluxes
+and positions against the truth.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import shlex
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -44,23 +50,29 @@ SITE_PROFILES = {
 # The observation the tape demo recalls: other obsids than the disk demo's, since Rucio files
 # are immutable and those are on disk already.
 TAPE_OBSIDS = (740000, 740001)  # calibrator, target
-# The observation of `demo --linc`: 8 subbands over 120-180 MHz (simulate.linc_params).
-LINC_OBSIDS = (702000, 702001)
+# The observation of `demo --linc`: sky-a of the LINC skies (8 subbands over 120-180 MHz, the
+# station beam out to its half-power radius), with obsids of its own.
+LINC_OBSIDS = (704000, 704001)
 
 
 def simulate_demo_data(
     data: Path, obsids: tuple[int, int] = (700000, 700001), linc: bool = False
 ) -> None:
-    if (data / "observations.tsv").exists():
-        print(f"==> simulated observation already in {data}", flush=True)
-        return
-    from lofar_datalake.simulate.observation import SimulationParams, linc_params, simulate
+    from lofar_datalake.simulate.observation import SimulationParams, simulate, simulated_with
+    from lofar_datalake.simulate.science_skies import LINC_SKIES
 
-    what = " (8 subbands over 120-180 MHz; bandpass, clocks, ionosphere)" if linc else ""
+    sky = LINC_SKIES["sky-a"] if linc else SimulationParams(seed=1, sky_seed=1)
+    params = replace(sky, calibrator_obsid=obsids[0], target_obsid=obsids[1])
+    if (data / "observations.tsv").exists():
+        if simulated_with(data, params):
+            print(f"==> simulated observation already in {data}", flush=True)
+            return
+        print(f"==> {data} holds another simulation: simulating it again", flush=True)
+    what = (" (8 subbands over 120-180 MHz; bandpass, clocks, ionosphere, station beam)"
+            if linc else "")  # fmt: skip
     print(f"==> simulating a LOFAR observation{what} into {data}", flush=True)
     started = time.monotonic()
-    make = linc_params if linc else SimulationParams
-    simulate(make(seed=1, sky_seed=1, calibrator_obsid=obsids[0], target_obsid=obsids[1]), data)
+    simulate(params, data)
     print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -76,7 +88,7 @@ def write_demo_config(
 ) -> Path:
     """The project's config, pointed at the observation in `data` (absolute paths: the run has
     its own directory) and storing its products under `products`; with `linc`, calibrating as
-    LOFAR's LINC pipeline does (calibration.strategy linc, per-channel solutions)."""
+    LOFAR's LINC pipeline does (`science_skies.linc_settings`)."""
     config = yaml.safe_load((project / "config" / "config.yaml").read_text())
     config |= {
         "input_mode": "datalake",
@@ -87,7 +99,9 @@ def write_demo_config(
     config["calibration"]["skymodel"] = str(data / "calibrator.skymodel")
     config["datalake"]["products"] = products
     if linc:
-        config["calibration"] |= {"strategy": "linc", "nchan": 1}
+        from lofar_datalake.simulate.science_skies import with_linc_settings
+
+        with_linc_settings(config, data)
     path = run_dir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

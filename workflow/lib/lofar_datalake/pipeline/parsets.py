@@ -82,7 +82,8 @@ def selfcal_parset(
     """DDECal of one phase per station (X and Y alike) against the target's own sky model.
 
     Never with the beam model: the data were corrected for the beam at the phase centre, and the
-    model, from their image, already carries what is left of it (DDECal would apply it twice).
+    model (from their image, or the survey's as `field_skymodel` scaled it) already carries what
+    is left of it (DDECal would apply it twice).
     """
     selfcal = settings.get("selfcal", {})
     return calibrate_parset(msin, h5parm, skymodel, settings, threads) | {

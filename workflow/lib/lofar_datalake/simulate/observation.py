@@ -16,7 +16,7 @@ from . import corrupt, truth
 from .beam_truth import beam_response
 from .frequency_gains import StationEffects
 from .ms import Layout, antenna_uvw, write_ms
-from .sky import Source, lmn, random_field, write_skymodel, write_sources_csv
+from .sky import Source, as_surveyed, lmn, random_field, write_skymodel, write_sources_csv
 from .station_beam import StationBeam
 from .stations import DEFAULT_STATIONS, station_positions
 
@@ -25,6 +25,7 @@ LOFAR_LON_DEG = 6.8698  # core longitude, for the time of transit
 SUBBAND_WIDTH = 200e6 / 1024  # HBA, 200 MHz clock
 HBA_LOW_START = 100e6  # second Nyquist zone: subband N is centred on 100 MHz + N * SUBBAND_WIDTH
 HBA_LOW_SUBBANDS = 512
+SURVEY_SKYMODEL = "survey.skymodel"
 
 
 @dataclass
@@ -69,6 +70,10 @@ class SimulationParams:
     # LOFAR's station beam (EveryBeam) on every source, and the beam tables in the MS
     # (`station_beam`, `beam_tables`).
     station_beam: bool = False
+    # The target field as a survey lists it (survey.skymodel, `sky.as_surveyed`), for the
+    # target's first phase calibration (config calibration.selfcal.skymodel).
+    survey_position_error_arcsec: float = 1.0
+    survey_flux_error: float = 0.1
 
 
 def transit_start_mjd_s(date: str, ra_deg: float, duration_h: float) -> float:
@@ -216,8 +221,19 @@ def _write_beam(
     truth.write_rfi(truth_dir, name, truth.RfiMask(layout.times, layout.freqs, mask))
 
 
+def simulated_with(out_dir: Path, params: SimulationParams) -> bool:
+    """Whether `out_dir` holds the simulation of `params` (its truth records them)."""
+    recorded = out_dir / "truth" / truth.PARAMETERS
+    if not recorded.exists():
+        return False
+    saved = json.loads(recorded.read_text())
+    wanted = json.loads(json.dumps(asdict(params)))  # tuples as JSON lists, as saved
+    return all(saved.get(key) == value for key, value in wanted.items())
+
+
 def simulate(params: SimulationParams, out_dir: Path) -> Path:
-    """Write the observation's `.tar` subbands, calibrator sky model, sheet and truth to out_dir."""
+    """Write the observation's `.tar` subbands, calibrator sky model, the field's survey sky
+    model, sheet and truth to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir = out_dir / "truth"
     if truth_dir.exists():
@@ -260,6 +276,10 @@ def simulate(params: SimulationParams, out_dir: Path) -> Path:
     write_skymodel(out_dir / "calibrator.skymodel", calibrator)
     write_sources_csv(truth_dir / truth.CALIBRATOR_SOURCES, calibrator)
     write_sources_csv(truth_dir / truth.TARGET_SOURCES, targets)
+    surveyed = as_surveyed(
+        targets, params.sky_seed, params.survey_position_error_arcsec, params.survey_flux_error
+    )
+    write_skymodel(out_dir / SURVEY_SKYMODEL, surveyed)
 
     chan_width = SUBBAND_WIDTH / params.n_channels
     sigma = float(corrupt.noise_sigma(params.sefd_jy, chan_width, params.interval_s))

@@ -4,37 +4,18 @@ beam into the calibration."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from astropy.table import Table
 
 from lofar_datalake.pipeline import parsets
 from lofar_datalake.pipeline.beam_correction import beam_factors, correct_catalogue
 from lofar_datalake.simulate import truth
-from lofar_datalake.simulate.observation import SimulationParams, ms_name, simulate
-
-# Three sources out to 2.2 deg (past the beam's half-power radius), an hour around transit.
-PARAMS = SimulationParams(
-    stations=["CS001HBA0", "CS002HBA0", "RS106HBA", "RS503HBA"], n_channels=4, duration_h=1.0,
-    n_sources=3, field_radius_deg=2.2, min_separation_deg=0.5, sky_seed=21, sefd_jy=0.0,
-    rfi_occupancy=0.0, station_beam=True,
-)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = simulate(PARAMS, tmp_path_factory.mktemp("beam-correction"))
-    name = ms_name(PARAMS.target_obsid, 0)
-    with tarfile.open(out / f"{name}.tar") as tar:
-        tar.extractall(out, filter="data")
-    return out, out / name
-
-
-def test_each_sources_factor_is_the_attenuation_the_simulation_gave_it(simulated) -> None:
-    out, ms = simulated
+def test_each_sources_factor_is_the_attenuation_the_simulation_gave_it(beam_field) -> None:
+    out, ms = beam_field
     sources = truth.read_target_sources(out / "truth")
     response = truth.read_beam_response(out / "truth")
     assert response is not None
@@ -44,8 +25,8 @@ def test_each_sources_factor_is_the_attenuation_the_simulation_gave_it(simulated
     assert factors.min() < 0.6 and np.ptp(factors) > 0.05  # far out, and each its own
 
 
-def test_a_catalogue_gets_its_true_fluxes_back(simulated, tmp_path: Path) -> None:
-    out, ms = simulated
+def test_a_catalogue_gets_its_true_fluxes_back(beam_field, tmp_path: Path) -> None:
+    out, ms = beam_field
     sources = truth.read_target_sources(out / "truth")
     response = truth.read_beam_response(out / "truth")
     assert response is not None
@@ -53,7 +34,7 @@ def test_a_catalogue_gets_its_true_fluxes_back(simulated, tmp_path: Path) -> Non
     apparent = true * response.band_attenuation
     catalogue = tmp_path / "apparent.csv"
     columns = {"RA": [s.ra_deg for s in sources], "DEC": [s.dec_deg for s in sources]}
-    Table(columns | {"Total_flux": apparent, "Peak_flux": apparent}).write(catalogue)
+    Table(columns | {"Total_flux": apparent, "Peak_flux": apparent}).write(catalogue, format="csv")
     corrected = correct_catalogue(catalogue, [ms], tmp_path / "corrected.csv")
     assert np.allclose(corrected["Total_flux"], true, rtol=5e-3)
     assert np.allclose(corrected["Total_flux_apparent"], apparent)
@@ -61,8 +42,8 @@ def test_a_catalogue_gets_its_true_fluxes_back(simulated, tmp_path: Path) -> Non
     assert np.allclose(written["Beam_factor"], response.band_attenuation, rtol=5e-3)
 
 
-def test_an_empty_catalogue_stays_empty(simulated, tmp_path: Path) -> None:
-    _, ms = simulated
+def test_an_empty_catalogue_stays_empty(beam_field, tmp_path: Path) -> None:
+    _, ms = beam_field
     catalogue = tmp_path / "none.csv"
     Table(names=["RA", "DEC", "Total_flux"], dtype=[float] * 3).write(catalogue, format="csv")
     assert len(correct_catalogue(catalogue, [ms], tmp_path / "out.csv")) == 0

@@ -27,7 +27,8 @@ def write_image(path: Path, data: np.ndarray) -> None:
 
 
 def write_catalogue(path: Path, ra: list[float], dec: list[float], flux: list[float]) -> None:
-    Table({"Source_id": np.arange(len(ra)), "RA": ra, "DEC": dec, "Total_flux": flux}).write(path)
+    table = Table({"Source_id": np.arange(len(ra)), "RA": ra, "DEC": dec, "Total_flux": flux})
+    table.write(path, format="fits")
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ of such a survey for the target's first phase calibration."""
 
 from __future__ import annotations
 
+import json
 import math
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +13,8 @@ from astropy.coordinates import SkyCoord
 
 from lofar_datalake.pipeline.survey_model import SurveyModelError, field_model
 from lofar_datalake.simulate import truth
-from lofar_datalake.simulate.observation import (
-    SURVEY_SKYMODEL,
-    SimulationParams,
-    ms_name,
-    simulate,
-)
+from lofar_datalake.simulate.observation import SURVEY_SKYMODEL
 from lofar_datalake.simulate.sky import Source, as_surveyed, random_field, write_skymodel
-
-# Three sources out to 2.2 deg (past the beam's half-power radius), an hour around transit.
-PARAMS = SimulationParams(
-    stations=["CS001HBA0", "CS002HBA0", "RS106HBA", "RS503HBA"], n_channels=4, duration_h=1.0,
-    n_sources=3, field_radius_deg=2.2, min_separation_deg=0.5, sky_seed=21, sefd_jy=0.0,
-    rfi_occupancy=0.0, station_beam=True,
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = simulate(PARAMS, tmp_path_factory.mktemp("survey"))
-    name = ms_name(PARAMS.target_obsid, 0)
-    with tarfile.open(out / f"{name}.tar") as tar:
-        tar.extractall(out, filter="data")
-    return out, out / name
 
 
 def _read_model(path: Path) -> list[tuple[str, float, float, float]]:
@@ -68,8 +47,8 @@ def test_a_survey_lists_the_sky_with_its_errors_and_leaves_the_sky_alone() -> No
     assert [s.spectral_index for s in surveyed] == [t.spectral_index for t in sky]
 
 
-def test_the_simulator_writes_the_fields_survey(simulated) -> None:
-    out, _ = simulated
+def test_the_simulator_writes_the_fields_survey(beam_field) -> None:
+    out, _ = beam_field
     listed = _read_model(out / SURVEY_SKYMODEL)
     sources = truth.read_target_sources(out / "truth")
     assert [row[0] for row in listed] == [s.name for s in sources]
@@ -78,11 +57,11 @@ def test_the_simulator_writes_the_fields_survey(simulated) -> None:
         assert 0 < offset * 3600 < 6 and 0.6 < flux / s.flux_jy < 1.4
 
 
-def test_the_field_model_carries_the_flux_the_beam_leaves_in_the_data(simulated, tmp_path) -> None:
+def test_the_field_model_carries_the_flux_the_beam_leaves_in_the_data(beam_field, tmp_path) -> None:
     """...in one patch: one direction, so that DDECal's solve is direction-independent."""
     import lsmtool
 
-    out, ms = simulated
+    out, ms = beam_field
     survey = out / SURVEY_SKYMODEL
     model = field_model(survey, [ms], radius_deg=3.0, beam=True, out=tmp_path / "field.skymodel")
     response = truth.read_beam_response(out / "truth")
@@ -98,10 +77,11 @@ def test_the_field_model_carries_the_flux_the_beam_leaves_in_the_data(simulated,
     assert [w[3] for w in _read_model(tmp_path / "plain.skymodel")] == [s[3] for s in listed]
 
 
-def test_only_the_sources_in_the_imaged_field_are_kept(simulated, tmp_path: Path) -> None:
-    out, ms = simulated
+def test_only_the_sources_in_the_imaged_field_are_kept(beam_field, tmp_path: Path) -> None:
+    out, ms = beam_field
     sources = truth.read_target_sources(out / "truth")
-    centre = SkyCoord(PARAMS.target_ra_deg, PARAMS.target_dec_deg, unit="deg")
+    simulated = json.loads((out / "truth" / truth.PARAMETERS).read_text())
+    centre = SkyCoord(simulated["target_ra_deg"], simulated["target_dec_deg"], unit="deg")
     distance = [centre.separation(SkyCoord(s.ra_deg, s.dec_deg, unit="deg")).deg for s in sources]
     nearest, second = np.argsort(distance)[:2]
     radius = (distance[nearest] + distance[second]) / 2
@@ -114,9 +94,9 @@ def test_only_the_sources_in_the_imaged_field_are_kept(simulated, tmp_path: Path
 
 
 def test_a_survey_of_another_field_or_no_survey_at_all_is_a_clear_error(
-    simulated, tmp_path: Path
+    beam_field, tmp_path: Path
 ) -> None:
-    _, ms = simulated
+    _, ms = beam_field
     other = tmp_path / "other.skymodel"
     write_skymodel(other, [Source("FAR", 200.0, 30.0, 5.0, -0.8, 150e6)])
     with pytest.raises(SurveyModelError, match=r"none of the 1 sources .* is it this field's"):

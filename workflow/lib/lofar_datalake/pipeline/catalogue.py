@@ -48,7 +48,9 @@ def find_sources(
             clobber=True,
         )  # fmt: skip
     if not catalogue_fits.exists():  # PyBDSF writes nothing when it finds nothing
-        Table(names=CSV_COLUMNS[:-2], dtype=[float] * 12).write(catalogue_fits, overwrite=True)
+        Table(names=CSV_COLUMNS[:-2], dtype=[float] * 12).write(
+            catalogue_fits, format="fits", overwrite=True
+        )
         skymodel.write_text("FORMAT = Name, Type, Ra, Dec, I\n")
     bdsf_log = Path(f"{image}.pybdsf.log")
     if bdsf_log.exists():

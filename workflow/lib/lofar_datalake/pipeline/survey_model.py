@@ -51,6 +51,8 @@ def field_model(
 ) -> FieldModel:
     """Write to `out` the sources of `survey` (makesourcedb format) within `radius_deg` of the
     phase centre of `measurement_sets` (a target's subbands), with apparent fluxes if `beam`."""
+    # Imported here only: lsmtool registers an astropy Table format whose identifier opens every
+    # path a Table is written to, so a later Table.write() without format= fails.
     import lsmtool
 
     try:

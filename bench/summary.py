@@ -38,8 +38,9 @@ TITLES = {
     "upload": "Storing a product (bench_upload.py)",
     "end_to_end": "End to end: DataLake mode vs local copy (bench_end_to_end.py)",
     "compute": "Compute: CPU use per stage, one local-copy run (bench_compute.py)",
-    "compute_linc": "Compute with LOFAR's calibrator strategy: 8 subbands over 120-180 MHz on "
-                    "2 cores, CPU use and wall time per stage (bench_compute.py --linc)",
+    "compute_linc": "Compute with LOFAR's calibrator strategy: 8 subbands over 120-180 MHz, a "
+                    "field out to the station beam's half-power radius, on 2 cores, CPU use and "
+                    "wall time per stage (bench_compute.py --linc)",
     "tape": "Data on tape: recall as jobs need it vs recall everything, then process "
             "(bench_tape.py)",
     "placement": "Placement over three sites: the plan vs all at one site and round-robin, "

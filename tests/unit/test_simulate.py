@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tarfile
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from lofar_datalake.simulate.observation import (
     SimulationParams,
     ms_name,
     simulate,
+    simulated_with,
     transit_start_mjd_s,
 )
 from lofar_datalake.simulate.stations import DEFAULT_STATIONS, HBA_STATIONS, station_positions
@@ -174,3 +177,19 @@ def test_same_params_same_files(tmp_path: Path) -> None:
     b = simulate(params, tmp_path / "b")
     for name in ("gains.npz", "target_sources.csv"):
         assert (a / "truth" / name).read_bytes() == (b / "truth" / name).read_bytes()
+
+
+def test_a_simulation_is_recognised_by_its_recorded_parameters(tmp_path: Path) -> None:
+    """`demo` simulates again only when the data hold another simulation; one recorded before
+    a field existed holds that field's default."""
+    params = SimulationParams(seed=3)
+    assert not simulated_with(tmp_path, params)
+    (tmp_path / "truth").mkdir()
+    recorded = json.loads(json.dumps(asdict(params))) | {"noise_sigma_jy": 1.0}
+    (tmp_path / "truth" / truth.PARAMETERS).write_text(json.dumps(recorded))
+    assert simulated_with(tmp_path, params)
+    assert not simulated_with(tmp_path, replace(params, seed=4))
+    older = {k: v for k, v in recorded.items() if not k.startswith("survey_")}
+    (tmp_path / "truth" / truth.PARAMETERS).write_text(json.dumps(older))
+    assert simulated_with(tmp_path, params)
+    assert not simulated_with(tmp_path, replace(params, survey_flux_error=0.2))

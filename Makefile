@@ -45,11 +45,11 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
-# The suite against real services, except the volunteered sites (Slurm, HTCondor: about 15 min
-# more on 2 cores), which `make test-sites` runs, and the science of LOFAR's calibrator strategy
-# on wide fields through the station beam (about 15 min), which `make test-science` runs; CI
-# runs all three (.ci/run). The chains across sites run with the site tests: so each command
-# stays under 30 minutes on a 2-core machine.
+# The suite against real services, except the volunteered sites (Slurm, HTCondor, and LINC in
+# the stage images: about 23 min more on 2 cores), which `make test-sites` runs, and the
+# science of LOFAR's calibrator strategy on wide fields through the station beam (about 16
+# min), which `make test-science` runs; CI runs all three (.ci/run). The chains across sites
+# run with the site tests: so each command stays under 30 minutes on a 2-core machine.
 ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
 SCIENCE := tests/workflow/test_pipeline_linc.py tests/workflow/test_demo_linc.py
 

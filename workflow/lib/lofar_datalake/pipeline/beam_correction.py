@@ -27,6 +27,15 @@ SPECTRAL_INDEX = -0.8
 TIME_STEP_S = 600.0  # the beam changes over tens of minutes: one evaluation per 10 min
 
 
+def phase_centre(ms: Path) -> tuple[float, float]:
+    """The phase centre (RA, Dec in rad) of the Measurement Set `ms`."""
+    from casacore import tables
+
+    with tables.table(f"{ms}::FIELD", ack=False) as field:
+        ra, dec = (float(v) for v in field.getcell("PHASE_DIR", 0)[0])
+    return ra, dec
+
+
 def _ms_axes(ms: Path) -> tuple[np.ndarray, float, float, float, int]:
     """Times (MJD s), centre frequency (Hz), phase centre (rad) and stations of `ms`."""
     from casacore import tables
@@ -35,8 +44,7 @@ def _ms_axes(ms: Path) -> tuple[np.ndarray, float, float, float, int]:
         times = np.unique(main.getcol("TIME"))
     with tables.table(f"{ms}::SPECTRAL_WINDOW", ack=False) as spw:
         freq = float(np.mean(spw.getcell("CHAN_FREQ", 0)))
-    with tables.table(f"{ms}::FIELD", ack=False) as field:
-        ra, dec = (float(v) for v in field.getcell("PHASE_DIR", 0)[0])
+    ra, dec = phase_centre(ms)
     with tables.table(f"{ms}::ANTENNA", ack=False) as ant:
         nant = ant.nrows()
     return times, freq, ra, dec, nant

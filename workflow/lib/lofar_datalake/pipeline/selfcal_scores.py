@@ -16,6 +16,7 @@ import numpy as np
 
 from ..simulate import truth
 from ..simulate.frequency_gains import TEC_PHASE
+from .solutions import soltab_values, station_names
 
 
 @dataclass(frozen=True)
@@ -33,24 +34,18 @@ class Tracking:
     solved_fraction: float
 
 
-def _names(values: np.ndarray) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-
-
 def read_phases(h5parm: Path) -> PhaseSolve:
     """The phases of a DDECal scalarphase solve (one direction)."""
     import h5py
 
     with h5py.File(h5parm, "r") as h5:
         soltab = h5["sol000"]["phase000"]
-        axes = soltab["val"].attrs["AXES"]
-        axes = (axes.decode() if isinstance(axes, bytes) else str(axes)).split(",")
-        values = np.where(np.asarray(soltab["weight"]) > 0, np.asarray(soltab["val"]), np.nan)
+        values, axes = soltab_values(soltab)
         order = [axes.index(a) for a in ("time", "freq", "ant")]
         values = np.moveaxis(values, order, [0, 1, 2])
         values = values.reshape(*values.shape[:3], -1)[..., 0]
         return PhaseSolve(np.asarray(soltab["time"]), np.asarray(soltab["freq"]),
-                          _names(np.asarray(soltab["ant"])), values)  # fmt: skip
+                          station_names(soltab), values)  # fmt: skip
 
 
 def _wrap(phase: np.ndarray) -> np.ndarray:
@@ -64,8 +59,8 @@ def ionosphere_tracking(h5parm: Path, truth_dir: Path) -> Tracking | None:
     if target is None:
         return None
     solve = read_phases(h5parm)
-    nearest = np.abs(target.times[None, :] - solve.times[:, None]).argmin(axis=1)
-    tec = target.tec[nearest][:, [target.stations.index(s) for s in solve.stations]]
+    tec = truth.tec_on(truth_dir, solve.stations, solve.times, truth.TARGET_TEC)
+    assert tec is not None
     expected = TEC_PHASE * tec[:, None, :] / solve.freqs[None, :, None]  # (time, freq, ant)
     reference = solve.stations.index(target.reference)
     solved = solve.phase - solve.phase[:, :, [reference]]

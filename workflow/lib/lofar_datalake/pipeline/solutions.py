@@ -16,12 +16,18 @@ class Solutions:
     gains: np.ndarray  # (ntime, nfreq, nant, 2) complex, XX and YY; NaN where not solved
 
 
-def _soltab(group: object) -> tuple[np.ndarray, list[str]]:
+def soltab_values(group: object) -> tuple[np.ndarray, list[str]]:
+    """A soltab's values (NaN where its weight is 0) and the names of their axes."""
     val = np.asarray(group["val"])  # type: ignore[index]
     axes = group["val"].attrs["AXES"]  # type: ignore[index]
     axes = axes.decode() if isinstance(axes, bytes) else str(axes)
     weight = np.asarray(group["weight"])  # type: ignore[index]
     return np.where(weight > 0, val, np.nan), axes.split(",")
+
+
+def station_names(group: object) -> list[str]:
+    """A soltab's `ant` axis as text (h5py gives bytes)."""
+    return [a.decode() if isinstance(a, bytes) else str(a) for a in group["ant"]]  # type: ignore[index]
 
 
 def read_h5parm(path: Path, solset: str = "sol000") -> Solutions:
@@ -30,13 +36,11 @@ def read_h5parm(path: Path, solset: str = "sol000") -> Solutions:
 
     with h5py.File(path, "r") as h5:
         ss = h5[solset]
-        amp, axes = _soltab(ss["amplitude000"])
-        phase, _ = _soltab(ss["phase000"])
+        amp, axes = soltab_values(ss["amplitude000"])
+        phase, _ = soltab_values(ss["phase000"])
         times = np.asarray(ss["amplitude000"]["time"])
         freqs = np.asarray(ss["amplitude000"]["freq"])
-        stations = [
-            a.decode() if isinstance(a, bytes) else str(a) for a in ss["amplitude000"]["ant"]
-        ]
+        stations = station_names(ss["amplitude000"])
     gains = amp * np.exp(1j * phase)
     order = [axes.index(a) for a in ("time", "freq", "ant") if a in axes]
     extra = [i for i in range(gains.ndim) if i not in order]

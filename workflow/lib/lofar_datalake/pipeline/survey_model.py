@@ -15,10 +15,13 @@ direction, so that DDECal makes a direction-independent solve.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .beam_correction import beam_factors, phase_centre
 
 # Sources the beam attenuates below this fraction barely constrain the solve.
 MIN_BEAM_FACTOR = 0.02
@@ -38,14 +41,6 @@ class FieldModel:
     beam_factors: tuple[float, ...]
 
 
-def phase_centre_deg(ms: Path) -> tuple[float, float]:
-    from casacore import tables
-
-    with tables.table(f"{ms}::FIELD", ack=False) as field:
-        ra, dec = (float(v) for v in field.getcell("PHASE_DIR", 0)[0])
-    return float(np.degrees(ra)) % 360.0, float(np.degrees(dec))
-
-
 def field_model(
     survey: Path, measurement_sets: list[Path], radius_deg: float, beam: bool, out: Path
 ) -> FieldModel:
@@ -60,7 +55,8 @@ def field_model(
     except Exception as exc:  # lsmtool raises bare Exceptions and IOErrors for bad files
         raise SurveyModelError(f"{survey}: not a readable sky model ({exc})") from exc
     listed = len(model)
-    ra0, dec0 = phase_centre_deg(measurement_sets[0])
+    ra, dec = phase_centre(measurement_sets[0])
+    ra0, dec0 = math.degrees(ra) % 360.0, math.degrees(dec)
     distance = np.asarray(model.getDistance(ra0, dec0), dtype=float)
     if not np.any(distance <= radius_deg):
         raise SurveyModelError(
@@ -70,11 +66,11 @@ def field_model(
     model.select(distance <= radius_deg)
     factors: tuple[float, ...] = ()
     if beam:
-        from .beam_correction import beam_factors
-
-        ra = np.asarray(model.getColValues("Ra"), dtype=float)
-        dec = np.asarray(model.getColValues("Dec"), dtype=float)
-        kept_factors = beam_factors(measurement_sets, ra, dec)
+        kept_factors = beam_factors(
+            measurement_sets,
+            np.asarray(model.getColValues("Ra"), dtype=float),
+            np.asarray(model.getColValues("Dec"), dtype=float),
+        )
         model.setColValues("I", np.asarray(model.getColValues("I")) * kept_factors)
         visible = kept_factors >= MIN_BEAM_FACTOR
         if not np.all(visible):

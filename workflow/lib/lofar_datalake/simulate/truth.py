@@ -137,10 +137,12 @@ def clock_on(truth_dir: Path, stations: list[str]) -> np.ndarray | None:
     return None if clock is None else clock.clock_ns[[clock.stations.index(s) for s in stations]]
 
 
-def tec_on(truth_dir: Path, stations: list[str], times: np.ndarray) -> np.ndarray | None:
-    """The true dTEC (time, station) of `stations` at the truth's times nearest `times` (MJD s);
-    None if the simulation had none."""
-    tec = read_tec(truth_dir)
+def tec_on(
+    truth_dir: Path, stations: list[str], times: np.ndarray, name: str = TEC
+) -> np.ndarray | None:
+    """The true dTEC (time, station) of `stations` at the truth's times nearest `times` (MJD s)
+    (`TARGET_TEC`: the target's extra); None if the simulation had none."""
+    tec = read_tec(truth_dir, name)
     if tec is None:
         return None
     nearest = np.abs(tec.times[None, :] - np.asarray(times)[:, None]).argmin(axis=1)

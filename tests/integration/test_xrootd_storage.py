@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -233,8 +234,9 @@ def test_the_xrootd_server_killed_mid_read_is_a_clear_error_and_leaves_no_partia
     assert not isinstance(failure.value, CorruptReplica)
     message = str(failure.value)
     assert message.startswith(f"xrdcp from {xrootd.root_url(testbed.layout.ports(), SITE)} "
-                              "failed after "), message
-    assert f"of {size} bytes" in message
+                              "failed"), message
+    # When the kill reads as a reset, the retry cannot connect: its error keeps the first's.
+    assert re.search(rf"failed after [1-9]\d* of {size} bytes", message), message
     assert time.monotonic() - began < 120
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
 

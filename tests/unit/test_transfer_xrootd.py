@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from datalake_core import transfer_xrootd
+from datalake_core import transfer_retry, transfer_xrootd
 from datalake_core.errors import CorruptReplica, TransferFailed, TransientFailure
 
 URL = "root://127.0.0.1:1094//lofar/ab/cd/SB000.dat"
@@ -87,12 +87,12 @@ def test_a_failed_copy_names_the_server_how_far_it_got_and_xrdcp_s_reason(xrdcp,
 
 
 def test_a_timed_out_copy_is_tried_again_then_reported(xrdcp, tmp_path, monkeypatch):
-    monkeypatch.setattr(transfer_xrootd, "BACKOFF", 0.0)
+    monkeypatch.setattr(transfer_retry, "BACKOFF", 0.0)
     calls = xrdcp(out=b"", code=52, err="Run: [ERROR] Operation expired\n[FATAL] Socket timeout\n")
     dest = tmp_path / "SB000.dat"
     with pytest.raises(TransientFailure, match="Socket timeout"):
         transfer_xrootd.fetch(URL, dest, size=len(DATA), adler32=_adler(DATA), timeout=30)
-    assert len(calls.read_text().splitlines()) == transfer_xrootd.ATTEMPTS
+    assert len(calls.read_text().splitlines()) == transfer_retry.ATTEMPTS
     assert _leftovers(dest) == []
 
 

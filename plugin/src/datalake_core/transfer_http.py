@@ -9,7 +9,6 @@ X.509 proxy, or in token mode the current bearer token).
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,11 +18,10 @@ from .checksums import Adler32
 from .errors import TransferFailed, TransientFailure
 from .materialise import commit, local_error, open_part, part_name
 from .storage_credentials import for_storage
+from .transfer_retry import retrying
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15.0
-ATTEMPTS = 3  # a reset or timed-out connection is tried again, after BACKOFF, 2 x BACKOFF
-BACKOFF = 0.5
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
 
 
@@ -31,14 +29,8 @@ def fetch(url: str, dest: Path, *, size: int, adler32: str | None, verify: str |
           timeout: float, session: requests.Session | None = None) -> None:
     """`fetch_once`, again after a short pause when the connection was reset or timed out
     (a busy server); refused connections, TLS and checksum failures are not retried."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return fetch_once(url, dest, size=size, adler32=adler32, verify=verify,
-                              timeout=timeout, session=session)
-        except TransientFailure:
-            if attempt == ATTEMPTS:
-                raise
-            time.sleep(BACKOFF * 2 ** (attempt - 1))
+    retrying(lambda: fetch_once(url, dest, size=size, adler32=adler32, verify=verify,
+                                timeout=timeout, session=session))
 
 
 def fetch_once(url: str, dest: Path, *, size: int, adler32: str | None, verify: str | bool,

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
@@ -23,23 +22,16 @@ from urllib.parse import urlsplit
 from .checksums import CHUNK, Adler32
 from .errors import TransferFailed, TransientFailure
 from .materialise import commit, local_error, open_part, part_name
+from .transfer_retry import retrying
 
 XRDCP = "xrdcp"
 CONNECT_TIMEOUT = 15
-ATTEMPTS = 3  # a reset or timed-out connection is tried again, after BACKOFF, 2 x BACKOFF
-BACKOFF = 0.5
 _TRANSIENT = ("timeout", "timed out", "reset by peer", "broken pipe")
 
 
 def fetch(url: str, dest: Path, *, size: int, adler32: str | None, timeout: float) -> None:
     """`fetch_once`, again after a short pause when the connection was reset or timed out."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return fetch_once(url, dest, size=size, adler32=adler32, timeout=timeout)
-        except TransientFailure:
-            if attempt == ATTEMPTS:
-                raise
-            time.sleep(BACKOFF * 2 ** (attempt - 1))
+    retrying(lambda: fetch_once(url, dest, size=size, adler32=adler32, timeout=timeout))
 
 
 def fetch_once(url: str, dest: Path, *, size: int, adler32: str | None, timeout: float) -> None:

@@ -51,7 +51,7 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 # min), which `make test-science` runs; CI runs all three (.ci/run). The chains across sites
 # run with the site tests: so each command stays under 30 minutes on a 2-core machine.
 ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
-SCIENCE := tests/workflow/test_pipeline_linc.py tests/workflow/test_demo_linc.py
+SCIENCE := tests/workflow/test_pipeline_linc.py
 
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests

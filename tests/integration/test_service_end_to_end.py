@@ -16,6 +16,8 @@ import pytest
 import requests
 from service_support import STATIONS, Service, make_service
 
+from lofar_datalake.service import database
+
 pytestmark = pytest.mark.integration
 
 
@@ -194,6 +196,9 @@ def test_a_restart_loses_nothing(service):
         time.sleep(0.5)
     assert seen[-1] == ["running", "queued"], seen[-5:]
     service.stop(signal.SIGTERM)
+    assert service.proc is not None and service.proc.returncode == 0, service.log.read_text()
+    assert service.log.read_text().rstrip().endswith("stopped")
+    assert not database.is_running(service.state / "service" / "db")  # stopped, not left behind
     assert service.survivors() == []  # the stopped run, and all it started
     service.start()
     records = [service.wait("alice", s["id"]) for s in (first, second)]

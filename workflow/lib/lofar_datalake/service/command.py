@@ -13,6 +13,7 @@ import argparse
 import configparser
 import os
 import secrets
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -29,6 +30,10 @@ if TYPE_CHECKING:  # the web stack loads when the service starts, not on every c
 HELP = "the web service: researchers submit workflows and read the DataLake verdict"
 ROOT = Path(__file__).resolve().parents[4]
 LOOPBACK = ("127.0.0.1", "::1", "localhost")  # workflow/lib/lofar_datalake/service -> project
+# How long a stop waits for open connections. A client that holds a TLS connection open and
+# never answers its close would otherwise hold the stop for asyncio's 30 s TLS shutdown.
+GRACE_S = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,16 +161,26 @@ def serve(args: argparse.Namespace) -> int:
                              lock, provider))
     scheme = "https" if args.tls_cert else "http"
     print(f"serving on {scheme}://{args.host}:{args.port}/ (state {state})", flush=True)
+    # uvicorn stops on SIGINT or SIGTERM, then raises the signal again under the handler it
+    # found. Python's own would end the process there, before the runs and the database are
+    # stopped below; these do nothing, so that uvicorn.run returns.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
-                    ssl_keyfile=str(args.tls_key) if args.tls_key else None)
+                    ssl_keyfile=str(args.tls_key) if args.tls_key else None,
+                    timeout_graceful_shutdown=GRACE_S)
     finally:
+        for sig in STOP_SIGNALS:  # a second signal while stopping ends the process at once
+            signal.signal(sig, signal.SIG_DFL)
+        print("stopping: the runs in progress, then the database", flush=True)
         stop.set()
         for worker in workers:
             worker.join(60)
         if not args.database and not os.environ.get("LOFAR_DATALAKE_SERVICE_DATABASE"):
             database.stop(state / "service" / "db")
+        print("stopped", flush=True)
     return 0
 
 

@@ -8,10 +8,12 @@ Why: a site with broken storage, staging or catalogue access fails every compari
 after minutes of the researcher's waiting; the probe (probing.py, the workflow in probe/) finds
 out in seconds, and the matrix page says which site and RSE, since when, and why.
 
-One probe runs at a time (`Prober`, a thread), so probes never compete with each other for the
-site; the results live in the database (Store.record_probe, Store.probe_matrix). A site never
-probed yet (a new service, a site just added) is offered, and the page says it is not probed
-yet. The rest of this module is the pure logic the page, the API and intake share.
+One probe runs at a time at each site (`Prober`, a thread; the sites are probed side by side),
+so probes never compete with each other for a site, and a site whose probes hang until their
+time limit delays no other site's. The results live in the database (Store.record_probe,
+Store.probe_matrix). A site never probed yet (a new service, a site just added) is offered, and
+the page says it is not probed yet. The rest of this module is the pure logic the page, the
+API and intake share.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -182,8 +185,8 @@ def _input(did: str, files: Sequence[str], most: int = 3) -> str:
 
 
 class Prober(threading.Thread):
-    """Rounds over every (site, RSE), one probe at a time, a round starting every
-    `interval_s` seconds (at once when the last one took longer)."""
+    """Rounds over every (site, RSE), one probe at a time at each site, a round starting
+    every `interval_s` seconds (at once when the last one took longer)."""
 
     def __init__(self, store: Callable[[], Store], settings: Settings,
                  stop: threading.Event) -> None:
@@ -194,35 +197,47 @@ class Prober(threading.Thread):
             store, settings, stop, settings.probes)
 
     def run(self) -> None:
-        store = self.open_store()
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.round()
+            self.stop.wait(max(0.0, self.probes.interval_s - (time.monotonic() - started)))
+
+    def round(self) -> None:
+        """Every site's probes, one after another at each site and the sites side by side: a
+        site whose probes hang to their time limit holds up no other site's."""
+        by_site: dict[str, list[str]] = {}
+        for name, rse in pairs(self.settings.sites):
+            by_site.setdefault(name, []).append(rse)
+        with ThreadPoolExecutor(max_workers=max(1, len(by_site)),
+                                thread_name_prefix="probe") as pool:
+            for done in [pool.submit(self.probe_site, name, rses)
+                         for name, rses in by_site.items()]:
+                done.result()
+
+    def probe_site(self, name: str, rses: Sequence[str]) -> None:
+        researcher = self.settings.researchers[self.probes.login]
+        store = self.open_store()  # a connection of its own: one per thread
         try:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                self.round(store)
-                self.stop.wait(max(0.0, self.probes.interval_s - (time.monotonic() - started)))
+            for rse in rses:
+                if self.stop.is_set():
+                    return
+                try:
+                    outcome = probing.probe(self.settings, researcher, self.settings.sites[name],
+                                            rse, self.stop)
+                except Exception as exc:  # the service's own failure: said, the probe failed
+                    traceback.print_exc()
+                    outcome = probing.Outcome(False, 0.0, "the service could not run the "
+                                                          f"probe: {type(exc).__name__}: {exc}")
+                if outcome is None:
+                    return  # the service is stopping: an interrupted probe says nothing
+                try:
+                    store.record_probe(name, rse, outcome.ok, outcome.seconds, outcome.detail)
+                except Exception:  # the database is away: the next round records again
+                    traceback.print_exc()
+                print(f"probe {name} x {rse}: {'ok' if outcome.ok else 'FAILED'} in "
+                      f"{outcome.seconds:.1f} s", flush=True)
         finally:
             store.close()
-
-    def round(self, store: Store) -> None:
-        researcher = self.settings.researchers[self.probes.login]
-        for name, rse in pairs(self.settings.sites):
-            if self.stop.is_set():
-                return
-            try:
-                outcome = probing.probe(self.settings, researcher, self.settings.sites[name],
-                                        rse, self.stop)
-            except Exception as exc:  # the service's own failure: said, and the probe failed
-                traceback.print_exc()
-                outcome = probing.Outcome(False, 0.0, f"the service could not run the probe: "
-                                                      f"{type(exc).__name__}: {exc}")
-            if outcome is None:
-                return  # the service is stopping: an interrupted probe says nothing
-            try:
-                store.record_probe(name, rse, outcome.ok, outcome.seconds, outcome.detail)
-            except Exception:  # the database is away: the next round records again
-                traceback.print_exc()
-            print(f"probe {name} x {rse}: {'ok' if outcome.ok else 'FAILED'} in "
-                  f"{outcome.seconds:.1f} s", flush=True)
 
 
 def as_json(sites: Mapping[str, SiteHealth], now: dt.datetime) -> list[dict[str, object]]:

@@ -14,7 +14,9 @@ SURVEY_SKYMODEL = (
     config["calibration"].get("selfcal", {}).get("skymodel", "") if LINC else ""
 )
 # Half the image's side (deg): the survey's sources farther out could not be in its images.
-IMAGE_RADIUS_DEG = config["imaging"]["size"] * config["imaging"]["scale_arcsec"] / 7200.0
+IMAGE_RADIUS_DEG = (
+    config["imaging"]["size"] * config["imaging"]["scale_arcsec"] / 7200.0
+)
 # Where apply_calibration writes a target subband: the input of imaging or of self-calibration.
 APPLIED_MS = (
     "work/transferred/{obs}_SB{sb}.MS" if LINC else "work/calibrated/{obs}_SB{sb}.MS"

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := pipeline,sites,service,dev
 
-.PHONY: install demo compare images test test-sites test-science test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
+.PHONY: install demo compare images test test-service test-sites test-science test-unit lint bench testbed-up testbed-sites testbed-down testbed-status clean
 
 install: $(STAMP)
 
@@ -45,22 +45,31 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
-# The suite against real services, except the volunteered sites (Slurm, HTCondor, and LINC in
-# the stage images: about 23 min more on 2 cores), which `make test-sites` runs, and the
-# science of LOFAR's calibrator strategy on wide fields through the station beam (about 16
-# min), which `make test-science` runs; CI runs all three (.ci/run). The chains across sites
-# run with the site tests: so each command stays under 30 minutes on a 2-core machine.
+# The suite against real services, except three parts that each have a command of their own,
+# so that no command passes 30 minutes on a 2-core machine; CI runs all four (.ci/run):
+#   make test-service  the web service researchers submit workflows to (about 7 min);
+#   make test-sites    the volunteered sites, Slurm and HTCondor for real, and the chains across
+#                      sites (about 17 min);
+#   make test-science  the science of LOFAR's calibrator strategy on wide fields through the
+#                      station beam, on the host and in the stage images (about 18 min).
+SERVICE := $(wildcard tests/integration/test_service_*.py)
 ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
-SCIENCE := tests/workflow/test_pipeline_linc.py
+LINC_IN_CONTAINERS := tests/sites/test_linc_in_containers.py
+SCIENCE := tests/workflow/test_pipeline_linc.py $(LINC_IN_CONTAINERS)
 
 test: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
 	$(BIN)/python -m pytest -ra --durations=15 tests --ignore=tests/sites \
-		$(addprefix --ignore=,$(ACROSS_SITES) $(SCIENCE))
+		$(addprefix --ignore=,$(SERVICE) $(ACROSS_SITES) $(SCIENCE))
+
+test-service: install $(VENV)/.htcondor-stamp
+	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
+	$(BIN)/python -m pytest -ra --durations=15 $(SERVICE)
 
 test-sites: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests
-	$(BIN)/python -m pytest -ra --durations=15 tests/sites $(ACROSS_SITES)
+	$(BIN)/python -m pytest -ra --durations=15 tests/sites $(ACROSS_SITES) \
+		--ignore=$(LINC_IN_CONTAINERS)
 
 test-science: install $(VENV)/.htcondor-stamp
 	PYTHON=$(PYTHON) scripts/install-system-deps.sh --tests

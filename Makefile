@@ -45,13 +45,14 @@ $(VENV)/.htcondor-stamp: $(STAMP)
 		-e plugin -e '.[htcondor]'
 	touch $@
 
-# The suite against real services, except three parts that each have a command of their own,
-# so that no command passes 30 minutes on a 2-core machine; CI runs all four (.ci/run):
+# The suite against real services (about 17 min), except three parts that each have a command
+# of their own, so that no command passes 30 minutes on a 2-core machine; CI runs all four
+# (.ci/run):
 #   make test-service  the web service researchers submit workflows to (about 7 min);
 #   make test-sites    the volunteered sites, Slurm and HTCondor for real, and the chains across
-#                      sites (about 17 min);
+#                      sites (about 16 min);
 #   make test-science  the science of LOFAR's calibrator strategy on wide fields through the
-#                      station beam, on the host and in the stage images (about 18 min).
+#                      station beam, on the host and in the stage images (about 16 min).
 SERVICE := $(wildcard tests/integration/test_service_*.py)
 ACROSS_SITES := tests/workflow/test_placement_run.py tests/workflow/test_pipeline_split.py
 LINC_IN_CONTAINERS := tests/sites/test_linc_in_containers.py

@@ -46,7 +46,8 @@ def site_rses(site: SiteEntry) -> list[str]:
 
 
 def pairs(sites: Mapping[str, SiteEntry]) -> list[tuple[str, str]]:
-    """Every (site, RSE) to probe, in the order a round probes them."""
+    """Every (site, RSE) to probe: the sites by name, each site's RSEs in the order it probes
+    them."""
     return [(name, rse) for name in sorted(sites) for rse in site_rses(sites[name])]
 
 
@@ -205,20 +206,19 @@ class Prober(threading.Thread):
     def round(self) -> None:
         """Every site's probes, one after another at each site and the sites side by side: a
         site whose probes hang to their time limit holds up no other site's."""
-        by_site: dict[str, list[str]] = {}
-        for name, rse in pairs(self.settings.sites):
-            by_site.setdefault(name, []).append(rse)
-        with ThreadPoolExecutor(max_workers=max(1, len(by_site)),
-                                thread_name_prefix="probe") as pool:
-            for done in [pool.submit(self.probe_site, name, rses)
-                         for name, rses in by_site.items()]:
-                done.result()
+        names = sorted(self.settings.sites)
+        with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="probe") as pool:
+            list(pool.map(self.probe_site, names))
 
-    def probe_site(self, name: str, rses: Sequence[str]) -> None:
+    def probe_site(self, name: str) -> None:
         researcher = self.settings.researchers[self.probes.login]
-        store = self.open_store()  # a connection of its own: one per thread
         try:
-            for rse in rses:
+            store = self.open_store()  # a connection of its own: one per thread
+        except Exception:  # the database is away: the next round tries again
+            traceback.print_exc()
+            return
+        try:
+            for rse in site_rses(self.settings.sites[name]):
                 if self.stop.is_set():
                     return
                 try:

@@ -1,6 +1,9 @@
 import json
 import sys
 
+import psutil
+import pytest
+
 from lofar_datalake_testbed.processes import ManagedProcess
 
 
@@ -41,3 +44,19 @@ def test_unhealthy_when_probe_fails(tmp_path):
         assert not proc.healthy()
     finally:
         proc.stop(timeout=5)
+
+
+def test_a_clock_set_forward_leaves_our_process_ours(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    # Setting the wall clock moves the boot time the kernel reports, and with it every
+    # process's create_time(); the time since boot stays.
+    proc = _proc(tmp_path)
+    started = proc.start()
+    try:
+        real = psutil._psplatform.boot_time
+        monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: real() + 30.0)
+        assert abs(psutil.Process(started.pid).create_time() - started.create_time()) > 29
+        assert proc.process() is not None and proc.process().pid == started.pid
+    finally:
+        monkeypatch.undo()
+        proc.stop(timeout=5)
+    assert proc.process() is None

@@ -1,7 +1,11 @@
 """Start, find and stop the testbed's long-running processes through pid files.
 
 A pid file records the pid *and* its start time, so a recycled pid is never mistaken for ours and
-`down` stops exactly the processes `up` started.
+`down` stops exactly the processes `up` started. The start time compared is the one since boot:
+psutil's `create_time()` adds the boot time, which the kernel derives from the wall clock, so a
+clock that is set or slewed by more than a second made every process started before it look
+like another's; `up` then started a second copy of each server (which found its port taken)
+and `down` left the first running.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ class ManagedProcess:
         try:
             record = json.loads(self.pidfile.read_text())
             proc = psutil.Process(int(record["pid"]))
-            if abs(proc.create_time() - float(record["started"])) > 1.0:
+            if "since_boot" in record:  # else a pid file of an earlier version: wall clock
+                same = (record.get("boot_id") == _boot_id()
+                        and abs(_since_boot(proc) - float(record["since_boot"])) <= 1.0)
+            else:
+                same = abs(proc.create_time() - float(record["started"])) <= 1.0
+            if not same:
                 raise psutil.NoSuchProcess(proc.pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 raise psutil.NoSuchProcess(proc.pid)
@@ -70,7 +79,8 @@ class ManagedProcess:
                 start_new_session=True,
             )
         proc = psutil.Process(popen.pid)
-        record = {"pid": popen.pid, "started": proc.create_time(), "argv": list(self.argv)}
+        record = {"pid": popen.pid, "started": proc.create_time(), "since_boot": _since_boot(proc),
+                  "boot_id": _boot_id(), "argv": list(self.argv)}
         self.pidfile.write_text(json.dumps(record))
         return proc
 
@@ -119,6 +129,19 @@ def stop_all(procs: Sequence[ManagedProcess], timeout: float = 10.0) -> list[str
     for managed in procs:
         managed.pidfile.unlink(missing_ok=True)
     return stopped
+
+
+def _since_boot(proc: psutil.Process) -> float:
+    """When `proc` started, in seconds since boot: unchanged when the wall clock moves."""
+    return proc.create_time() - psutil.boot_time()
+
+
+def _boot_id() -> str:
+    """This boot's identity (after a reboot, the same pid and time since boot is another's)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 def tail(path: Path, lines: int = 15) -> str:
